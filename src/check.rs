@@ -1,0 +1,165 @@
+//! `syncbridge check`: validates the configuration end to end — SQL Server reachable and every
+//! mapped table and column present with a convertible type, the queue installed, Supabase
+//! reachable with this key and every target table and column present with a compatible type —
+//! and prints a readable report.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use crate::app::describe_all;
+use crate::mapping::value::SqlType;
+use crate::mapping::{ResolvedMap, TableMap};
+use crate::sqlserver::SqlStore;
+use crate::supabase::PostgrestClient;
+
+#[derive(Debug, Default)]
+pub struct CheckReport {
+    pub lines: Vec<String>,
+    pub problems: usize,
+}
+
+impl CheckReport {
+    fn ok(&mut self, line: impl Into<String>) {
+        self.lines.push(format!("  ok    {}", line.into()));
+    }
+
+    fn fail(&mut self, line: impl Into<String>) {
+        self.problems += 1;
+        self.lines.push(format!("  FAIL  {}", line.into()));
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for l in &self.lines {
+            let _ = writeln!(out, "{l}");
+        }
+        let _ = match self.problems {
+            0 => writeln!(out, "all checks passed"),
+            n => writeln!(out, "{n} problem(s) found"),
+        };
+        out
+    }
+}
+
+/// PostgreSQL types (as PostgREST's OpenAPI `format`) that can hold a SQL Server type exactly.
+fn compatible(sql: &SqlType, pg: &str) -> bool {
+    let pg = pg.split('(').next().unwrap_or(pg).trim();
+    match sql {
+        SqlType::Int { .. } => matches!(pg, "smallint" | "integer" | "bigint" | "numeric"),
+        SqlType::Decimal { .. } | SqlType::Money => pg == "numeric",
+        SqlType::Bit => pg == "boolean",
+        SqlType::Text { .. } => matches!(pg, "text" | "character varying" | "character" | "citext"),
+        SqlType::Date => pg == "date",
+        SqlType::DateTime | SqlType::DateTime2 { .. } => pg.starts_with("timestamp"),
+        SqlType::DateTimeOffset { .. } => pg == "timestamp with time zone",
+        SqlType::Guid => matches!(pg, "uuid" | "text"),
+        SqlType::Binary { .. } => pg == "bytea",
+        SqlType::Float => matches!(pg, "double precision" | "real" | "numeric"),
+        SqlType::Unsupported(_) => false,
+    }
+}
+
+pub async fn run_checks(store: &dyn SqlStore, supabase: &PostgrestClient, map: &TableMap) -> CheckReport {
+    let mut report = CheckReport::default();
+    let resolved = match store.ping().await {
+        Err(e) => {
+            report.fail(format!("SQL Server: {e}"));
+            None
+        }
+        Ok(()) => {
+            report.ok("SQL Server reachable");
+            check_sql_server(store, map, &mut report).await
+        }
+    };
+    match supabase.openapi().await {
+        Err(e) => report.fail(format!("Supabase: {e}")),
+        Ok(spec) => {
+            report.ok("Supabase reachable with the service key");
+            if let Some(resolved) = &resolved {
+                check_supabase(&spec, resolved, &mut report);
+            }
+        }
+    }
+    report
+}
+
+async fn check_sql_server(store: &dyn SqlStore, map: &TableMap, report: &mut CheckReport) -> Option<ResolvedMap> {
+    for table in ["SyncQueue", "SyncConfig"] {
+        match store.describe_table(table).await {
+            Ok(Some(_)) => report.ok(format!("SQL Server table {table} installed")),
+            Ok(None) => report.fail(format!("SQL Server table {table} is missing: run the scripts in sql/sqlserver/")),
+            Err(e) => report.fail(format!("SQL Server {table}: {e}")),
+        }
+    }
+    let described = match describe_all(store, map).await {
+        Ok(d) => d,
+        Err(e) => {
+            report.fail(format!("reading the SQL Server catalog: {e}"));
+            return None;
+        }
+    };
+    match ResolvedMap::resolve(map, &described) {
+        Ok(resolved) => {
+            for t in &resolved.tables {
+                report.ok(format!("SQL Server {} ({} synced columns)", t.source(), t.columns.len()));
+            }
+            Some(resolved)
+        }
+        Err(problems) => {
+            problems.lines().for_each(|p| report.fail(p.to_owned()));
+            None
+        }
+    }
+}
+
+fn check_supabase(spec: &Value, map: &ResolvedMap, report: &mut CheckReport) {
+    for table in &map.tables {
+        let Some(props) = spec.pointer(&format!("/definitions/{}/properties", table.target)).and_then(Value::as_object) else {
+            report.fail(format!("Supabase table {} does not exist (or is not exposed by PostgREST)", table.target));
+            continue;
+        };
+        let mut bad = 0;
+        for col in &table.columns {
+            match props.get(&col.target).and_then(|p| p.get("format")).and_then(Value::as_str) {
+                None => {
+                    bad += 1;
+                    report.fail(format!("{}.{} does not exist in Supabase", table.target, col.target));
+                }
+                Some(pg) if !compatible(&col.source.sql_type, pg) => {
+                    bad += 1;
+                    report.fail(format!(
+                        "{}.{} is {pg} in Supabase, which cannot hold SQL Server {:?} exactly",
+                        table.target, col.target, col.source.sql_type
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(reverse) = &table.spec.reverse {
+            if !props.contains_key(&reverse.version_column) {
+                bad += 1;
+                report.fail(format!("{}.{} (the version column) does not exist in Supabase", table.target, reverse.version_column));
+            }
+        }
+        if bad == 0 {
+            report.ok(format!("Supabase {} matches", table.target));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_compatibility() {
+        assert!(compatible(&SqlType::Money, "numeric(19,4)"));
+        assert!(!compatible(&SqlType::Money, "double precision"));
+        assert!(compatible(&SqlType::DateTimeOffset { scale: 3 }, "timestamp with time zone"));
+        assert!(!compatible(&SqlType::DateTimeOffset { scale: 3 }, "timestamp without time zone"));
+        assert!(compatible(&SqlType::Guid, "uuid"));
+        assert!(compatible(&SqlType::Binary { max_bytes: None }, "bytea"));
+        assert!(!compatible(&SqlType::Bit, "integer"));
+    }
+}

@@ -1,0 +1,130 @@
+//! The HTTP surface (warp). Filters here decide routing, methods, size limits and shared state;
+//! handlers in [`admin`] and [`webhook`] are plain async functions. One `recover` turns warp's
+//! own rejections into JSON 4xx answers; nothing internal leaks into a reply.
+//!
+//! The listener is reachable from the internet through the Cloudflare Tunnel, so every route
+//! but `GET /health` and `GET /api/sync/queue-notify` requires a secret: the webhook secret for
+//! `/api/sync/webhook`, the admin token for everything else.
+
+pub mod admin;
+pub mod signature;
+pub mod webhook;
+
+use std::convert::Infallible;
+use std::sync::{Arc, OnceLock};
+
+use chrono::{DateTime, Utc};
+use secrecy::{SecretSlice, SecretString};
+use serde_json::json;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+use crate::forward::ForwardHandle;
+use crate::mapping::ResolvedMap;
+use crate::reverse::catchup::CatchupHandle;
+use crate::reverse::{ApplierHandle, Inbox};
+use crate::sqlserver::SqlStore;
+use crate::status::Status;
+
+/// What exists once the table map is resolved against SQL Server.
+pub struct Ready {
+    pub map: Arc<ResolvedMap>,
+    pub forward: ForwardHandle,
+    pub applier: ApplierHandle,
+    pub catchup: CatchupHandle,
+}
+
+pub struct AppState {
+    pub admin_token: SecretString,
+    pub webhook_secret: SecretString,
+    pub signing_key: Option<SecretSlice<u8>>,
+    pub max_body_bytes: u64,
+    pub ready: Arc<OnceLock<Ready>>,
+    pub store: Arc<dyn SqlStore>,
+    pub inbox: Inbox,
+    pub status: Arc<Status>,
+    pub started_at: DateTime<Utc>,
+}
+
+/// A JSON reply with a status code.
+pub fn json_reply(status: StatusCode, body: serde_json::Value) -> Response {
+    warp::reply::with_status(warp::reply::json(&body), status).into_response()
+}
+
+/// A 4xx/5xx with a short reason, in one shape everywhere.
+pub fn error_reply(status: StatusCode, reason: impl Into<String>) -> Response {
+    json_reply(status, json!({ "error": status.canonical_reason().unwrap_or("error"), "reason": reason.into() }))
+}
+
+fn with_state(state: Arc<AppState>) -> impl Filter<Extract = (Arc<AppState>,), Error = Infallible> + Clone {
+    warp::any().map(move || state.clone())
+}
+
+/// Every route of the agent.
+pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    let max_body = state.max_body_bytes;
+    let health = warp::path!("health").and(warp::get()).map(|| json_reply(StatusCode::OK, json!({ "status": "ok" })));
+    let notify_probe = warp::path!("api" / "sync" / "queue-notify")
+        .and(warp::get())
+        .map(admin::notify_probe);
+    let notify = warp::path!("api" / "sync" / "queue-notify")
+        .and(warp::post())
+        .and(warp::body::content_length_limit(4096))
+        .and(warp::header::optional::<String>("authorization"))
+        .and(with_state(state.clone()))
+        .then(admin::queue_notify);
+    let trigger = warp::path!("api" / "sync" / "trigger")
+        .and(warp::post())
+        .and(warp::body::content_length_limit(4096))
+        .and(warp::header::optional::<String>("authorization"))
+        .and(warp::body::bytes())
+        .and(with_state(state.clone()))
+        .then(admin::trigger);
+    let status = warp::path!("api" / "sync" / "status")
+        .and(warp::get())
+        .and(warp::header::optional::<String>("authorization"))
+        .and(with_state(state.clone()))
+        .then(admin::status);
+    let hook = warp::path!("api" / "sync" / "webhook")
+        .and(warp::post())
+        .and(warp::body::content_length_limit(max_body))
+        .and(warp::header::headers_cloned())
+        .and(warp::body::bytes())
+        .and(with_state(state))
+        .then(webhook::receive);
+    health
+        .or(notify_probe)
+        .unify()
+        .or(notify)
+        .unify()
+        .or(trigger)
+        .unify()
+        .or(status)
+        .unify()
+        .or(hook)
+        .unify()
+        .recover(recover)
+        .unify()
+        .with(warp::trace::request())
+}
+
+/// warp's rejections (no route, wrong method, body too large, ...) as JSON.
+async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
+    let (status, reason) = if rejection.is_not_found() {
+        (StatusCode::NOT_FOUND, "no such endpoint".to_owned())
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        (StatusCode::PAYLOAD_TOO_LARGE, "request body is too large".to_owned())
+    } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
+        (StatusCode::LENGTH_REQUIRED, "a Content-Length header is required".to_owned())
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        (StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint".to_owned())
+    } else if rejection.find::<warp::reject::MissingHeader>().is_some() || rejection.find::<warp::reject::InvalidHeader>().is_some() {
+        (StatusCode::BAD_REQUEST, "a required header is missing or invalid".to_owned())
+    } else {
+        tracing::warn!(?rejection, "unhandled rejection");
+        (StatusCode::BAD_REQUEST, "bad request".to_owned())
+    };
+    tracing::info!(status = status.as_u16(), reason, "request rejected");
+    Ok(error_reply(status, reason))
+}

@@ -1,0 +1,346 @@
+//! The durable inbox: a local SQLite database (WAL, `synchronous=FULL`, so a commit is fsync'd)
+//! holding every accepted reverse event until it is applied, the last applied version of each
+//! record, the catch-up watermarks, and a cached copy of the SQL Server schema. An event is
+//! committed here before the webhook is answered 2xx; applied events are deleted at once.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+use super::event::{EventSource, NewEvent, StoredEvent};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InboxError {
+    #[error("inbox database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("cannot create the data directory {path}: {source}")]
+    Dir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("inbox task failed: {0}")]
+    Join(String),
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct InboxStats {
+    /// Events accepted but not yet applied (including those waiting for a retry).
+    pub depth: u64,
+    /// Events given up on after the maximum attempts; kept for inspection.
+    pub dead: u64,
+    pub oldest_unapplied_age_secs: Option<u64>,
+}
+
+/// Where catch-up resumes for a table: the last `(version, key)` it has stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Watermark {
+    pub version: String,
+    pub key: String,
+}
+
+#[derive(Clone)]
+pub struct Inbox {
+    conn: Arc<Mutex<Connection>>,
+}
+
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        received_at INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        table_name TEXT NOT NULL,
+        record_key TEXT NOT NULL,
+        op TEXT NOT NULL,
+        record TEXT,
+        old_record TEXT,
+        version INTEGER,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        last_error TEXT,
+        dead INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX IF NOT EXISTS events_record ON events (table_name, record_key, id);
+    CREATE INDEX IF NOT EXISTS events_due ON events (dead, next_attempt_at);
+    CREATE TABLE IF NOT EXISTS record_versions (
+        table_name TEXT NOT NULL,
+        record_key TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        PRIMARY KEY (table_name, record_key)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS watermarks (
+        table_name TEXT PRIMARY KEY,
+        version TEXT NOT NULL,
+        record_key TEXT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+";
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn to_text(map: &Option<serde_json::Map<String, serde_json::Value>>) -> Option<String> {
+    map.as_ref().and_then(|m| serde_json::to_string(m).ok())
+}
+
+fn from_text(text: Option<String>) -> Option<serde_json::Map<String, serde_json::Value>> {
+    text.and_then(|t| serde_json::from_str(&t).ok())
+}
+
+impl Inbox {
+    /// Opens (creating if needed) `dir/inbox.sqlite3`.
+    pub fn open(dir: &Path) -> Result<Self, InboxError> {
+        std::fs::create_dir_all(dir).map_err(|source| InboxError::Dir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let conn = Connection::open(dir.join("inbox.sqlite3"))?;
+        // WAL + FULL: every commit is fsync'd before it returns, which is what lets the
+        // webhook answer 2xx only once the event survives a power cut.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+        conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on the connection off the async runtime (SQLite and fsync block).
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, rusqlite::Error> + Send + 'static,
+    ) -> Result<T, InboxError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || f(&mut Self::lock(&conn)).map_err(InboxError::from))
+            .await
+            .map_err(|e| InboxError::Join(e.to_string()))?
+    }
+
+    /// Stores `events` (and the catch-up watermark, in the same transaction). Returns their ids.
+    pub async fn append(&self, events: Vec<NewEvent>, watermark: Option<(String, Watermark)>) -> Result<Vec<i64>, InboxError> {
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            let mut ids = Vec::with_capacity(events.len());
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO events (received_at, source, table_name, record_key, op, record, old_record, version, next_attempt_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?1)",
+                )?;
+                let now = now_ms();
+                for e in &events {
+                    insert.execute(params![
+                        now,
+                        e.source.as_str(),
+                        e.table,
+                        e.record_key,
+                        e.op,
+                        to_text(&e.record),
+                        to_text(&e.old_record),
+                        e.version
+                    ])?;
+                    ids.push(tx.last_insert_rowid());
+                }
+            }
+            if let Some((table, w)) = watermark {
+                tx.execute(
+                    "INSERT INTO watermarks (table_name, version, record_key) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (table_name) DO UPDATE SET version = excluded.version, record_key = excluded.record_key",
+                    params![table, w.version, w.key],
+                )?;
+            }
+            tx.commit()?;
+            Ok(ids)
+        })
+        .await
+    }
+
+    /// Due events, oldest first, at most one per record: an event waits while an earlier live
+    /// event of the same record is still in the inbox (order per record).
+    pub async fn due(&self, limit: usize) -> Result<Vec<StoredEvent>, InboxError> {
+        self.with(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT e.id, e.received_at, e.source, e.table_name, e.record_key, e.op, e.record, e.old_record, e.version, e.attempts
+                 FROM events e
+                 WHERE e.dead = 0 AND e.next_attempt_at <= ?1
+                   AND NOT EXISTS (SELECT 1 FROM events p
+                                   WHERE p.dead = 0 AND p.table_name = e.table_name
+                                     AND p.record_key = e.record_key AND p.id < e.id)
+                 ORDER BY e.id LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![now_ms(), limit as i64], |r| {
+                Ok(StoredEvent {
+                    id: r.get(0)?,
+                    received_at_ms: r.get(1)?,
+                    event: NewEvent {
+                        source: EventSource::parse(&r.get::<_, String>(2)?),
+                        table: r.get(3)?,
+                        record_key: r.get(4)?,
+                        op: r.get(5)?,
+                        record: from_text(r.get(6)?),
+                        old_record: from_text(r.get(7)?),
+                        version: r.get(8)?,
+                    },
+                    attempts: r.get(9)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// The last applied version of a record.
+    pub async fn version_of(&self, table: &str, key: &str) -> Result<Option<i64>, InboxError> {
+        let (table, key) = (table.to_owned(), key.to_owned());
+        self.with(move |conn| {
+            conn.query_row(
+                "SELECT version FROM record_versions WHERE table_name = ?1 AND record_key = ?2",
+                params![table, key],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+        .await
+    }
+
+    /// Removes an applied (or superseded) event and records the version it brought.
+    pub async fn complete(&self, event: &StoredEvent) -> Result<(), InboxError> {
+        let (id, table, key, version) = (event.id, event.event.table.clone(), event.event.record_key.clone(), event.event.version);
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            tx.execute("DELETE FROM events WHERE id = ?1", params![id])?;
+            if let Some(v) = version {
+                tx.execute(
+                    "INSERT INTO record_versions (table_name, record_key, version) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (table_name, record_key) DO UPDATE SET version = max(version, excluded.version)",
+                    params![table, key, v],
+                )?;
+            }
+            tx.commit()
+        })
+        .await
+    }
+
+    /// Schedules another attempt in `delay_ms`.
+    pub async fn retry(&self, id: i64, delay_ms: i64, error: String) -> Result<(), InboxError> {
+        self.with(move |conn| {
+            conn.execute(
+                "UPDATE events SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
+                params![id, now_ms() + delay_ms, error],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    /// Gives up on an event; it stays (dead) for inspection and no longer blocks its record.
+    pub async fn kill(&self, id: i64, error: String) -> Result<(), InboxError> {
+        self.with(move |conn| {
+            conn.execute(
+                "UPDATE events SET attempts = attempts + 1, dead = 1, last_error = ?2 WHERE id = ?1",
+                params![id, error],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    /// Milliseconds until the next live event is due, `None` when the inbox is empty.
+    pub async fn next_due_in_ms(&self) -> Result<Option<i64>, InboxError> {
+        self.with(|conn| {
+            // Only the head event of each record counts: the ones behind it are not runnable
+            // before it, and counting them would wake the applier for nothing.
+            conn.query_row(
+                "SELECT min(e.next_attempt_at) FROM events e
+                 WHERE e.dead = 0
+                   AND NOT EXISTS (SELECT 1 FROM events p
+                                   WHERE p.dead = 0 AND p.table_name = e.table_name
+                                     AND p.record_key = e.record_key AND p.id < e.id)",
+                [],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+                .map(|at| at.map(|at| (at - now_ms()).max(0)))
+        })
+        .await
+    }
+
+    pub async fn stats(&self) -> Result<InboxStats, InboxError> {
+        self.with(|conn| {
+            conn.query_row(
+                "SELECT count(*) FILTER (WHERE dead = 0), count(*) FILTER (WHERE dead = 1),
+                        min(received_at) FILTER (WHERE dead = 0)
+                 FROM events",
+                [],
+                |r| {
+                    let oldest: Option<i64> = r.get(2)?;
+                    Ok(InboxStats {
+                        depth: r.get::<_, i64>(0)? as u64,
+                        dead: r.get::<_, i64>(1)? as u64,
+                        oldest_unapplied_age_secs: oldest.map(|t| ((now_ms() - t).max(0) / 1000) as u64),
+                    })
+                },
+            )
+        })
+        .await
+    }
+
+    /// Dead events and last errors, newest first, for troubleshooting.
+    pub async fn dead_events(&self, limit: usize) -> Result<Vec<(i64, String, String, String)>, InboxError> {
+        self.with(move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT id, table_name, record_key, coalesce(last_error, '') FROM events WHERE dead = 1 ORDER BY id DESC LIMIT ?1",
+            )?;
+            let rows = stmt.query_map(params![limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Deletes dead events older than `days`, so the inbox never grows without bound.
+    pub async fn prune_dead(&self, days: i64) -> Result<usize, InboxError> {
+        self.with(move |conn| {
+            conn.execute(
+                "DELETE FROM events WHERE dead = 1 AND received_at < ?1",
+                params![now_ms() - days * 86_400_000],
+            )
+        })
+        .await
+    }
+
+    pub async fn watermarks(&self) -> Result<Vec<(String, Watermark)>, InboxError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare("SELECT table_name, version, record_key FROM watermarks ORDER BY table_name")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, Watermark { version: r.get(1)?, key: r.get(2)? })))?;
+            rows.collect()
+        })
+        .await
+    }
+
+    pub async fn get_meta(&self, name: &str) -> Result<Option<String>, InboxError> {
+        let name = name.to_owned();
+        self.with(move |conn| conn.query_row("SELECT value FROM meta WHERE name = ?1", params![name], |r| r.get(0)).optional())
+            .await
+    }
+
+    pub async fn set_meta(&self, name: &str, value: String) -> Result<(), InboxError> {
+        let name = name.to_owned();
+        self.with(move |conn| {
+            conn.execute(
+                "INSERT INTO meta (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                params![name, value],
+            )
+            .map(drop)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests;
