@@ -60,7 +60,11 @@ pub async fn describe_all(store: &dyn SqlStore, map: &TableMap) -> Result<Descri
 
 /// Resolves the map from SQL Server, falling back to the schema cached by an earlier run when
 /// SQL Server is unreachable, so that webhooks are still accepted during an outage.
-async fn resolve(store: &dyn SqlStore, map: &TableMap, inbox: &Inbox) -> Result<ResolvedMap, ResolveFailure> {
+async fn resolve(
+    store: &dyn SqlStore,
+    map: &TableMap,
+    inbox: &Inbox,
+) -> Result<ResolvedMap, ResolveFailure> {
     match describe_all(store, map).await {
         Ok(described) => {
             let resolved = ResolvedMap::resolve(map, &described).map_err(ResolveFailure::Map)?;
@@ -72,7 +76,12 @@ async fn resolve(store: &dyn SqlStore, map: &TableMap, inbox: &Inbox) -> Result<
             Ok(resolved)
         }
         Err(e) if e.is_retryable() => {
-            let cached = inbox.get_meta("schema").await.ok().flatten().and_then(|j| serde_json::from_str::<Described>(&j).ok());
+            let cached = inbox
+                .get_meta("schema")
+                .await
+                .ok()
+                .flatten()
+                .and_then(|j| serde_json::from_str::<Described>(&j).ok());
             match cached {
                 Some(described) => {
                     tracing::warn!(error = %e, "SQL Server unreachable; starting from the cached schema");
@@ -94,7 +103,11 @@ enum ResolveFailure {
 }
 
 /// Runs the agent until `shutdown` fires; returns an error for a fatal configuration problem.
-pub async fn run(agent: Agent, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    agent: Agent,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let Agent { config, store, map } = agent;
     let status = Arc::new(Status::default());
     let inbox = Inbox::open(&config.data_dir).context("opening the reverse-sync inbox")?;
@@ -103,8 +116,13 @@ pub async fn run(agent: Agent, listener: TcpListener, shutdown: CancellationToke
             tracing::info!(events = n, "pruned old dead inbox events");
         }
     }
-    let supabase = PostgrestClient::new(&config.supabase_url, &config.service_key, config.service_key_kind, config.supabase_timeout)
-        .context("building the PostgREST client")?;
+    let supabase = PostgrestClient::new(
+        &config.supabase_url,
+        &config.service_key,
+        config.service_key_kind,
+        config.supabase_timeout,
+    )
+    .context("building the PostgREST client")?;
     let signing_key = config
         .webhook_signing_secret
         .as_ref()
@@ -123,7 +141,9 @@ pub async fn run(agent: Agent, listener: TcpListener, shutdown: CancellationToke
         started_at: chrono::Utc::now(),
     });
     let addr = listener.local_addr().ok();
-    let server = warp::serve(routes(state)).incoming(listener).graceful(shutdown.clone().cancelled_owned());
+    let server = warp::serve(routes(state))
+        .incoming(listener)
+        .graceful(shutdown.clone().cancelled_owned());
     let server = tokio::spawn(server.run());
     tracing::info!(?addr, sql_server = %config.mssql_label, supabase = %config.supabase_url, "syncbridge listening");
 
@@ -199,7 +219,9 @@ pub async fn run(agent: Agent, listener: TcpListener, shutdown: CancellationToke
         let _ = tokio::join!(server, forward_task, applier_task, catchup_task);
     };
     if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
-        tracing::warn!("in-flight work did not finish within {SHUTDOWN_GRACE:?}; leased items will be retried");
+        tracing::warn!(
+            "in-flight work did not finish within {SHUTDOWN_GRACE:?}; leased items will be retried"
+        );
     }
     Ok(())
 }

@@ -60,7 +60,11 @@ fn compatible(sql: &SqlType, pg: &str) -> bool {
     }
 }
 
-pub async fn run_checks(store: &dyn SqlStore, supabase: &PostgrestClient, map: &TableMap) -> CheckReport {
+pub async fn run_checks(
+    store: &dyn SqlStore,
+    supabase: &PostgrestClient,
+    map: &TableMap,
+) -> CheckReport {
     let mut report = CheckReport::default();
     let resolved = match store.ping().await {
         Err(e) => {
@@ -84,11 +88,17 @@ pub async fn run_checks(store: &dyn SqlStore, supabase: &PostgrestClient, map: &
     report
 }
 
-async fn check_sql_server(store: &dyn SqlStore, map: &TableMap, report: &mut CheckReport) -> Option<ResolvedMap> {
+async fn check_sql_server(
+    store: &dyn SqlStore,
+    map: &TableMap,
+    report: &mut CheckReport,
+) -> Option<ResolvedMap> {
     for table in ["SyncQueue", "SyncConfig"] {
         match store.describe_table(table).await {
             Ok(Some(_)) => report.ok(format!("SQL Server table {table} installed")),
-            Ok(None) => report.fail(format!("SQL Server table {table} is missing: run the scripts in sql/sqlserver/")),
+            Ok(None) => report.fail(format!(
+                "SQL Server table {table} is missing: run the scripts in sql/sqlserver/"
+            )),
             Err(e) => report.fail(format!("SQL Server {table}: {e}")),
         }
     }
@@ -102,7 +112,11 @@ async fn check_sql_server(store: &dyn SqlStore, map: &TableMap, report: &mut Che
     match ResolvedMap::resolve(map, &described) {
         Ok(resolved) => {
             for t in &resolved.tables {
-                report.ok(format!("SQL Server {} ({} synced columns)", t.source(), t.columns.len()));
+                report.ok(format!(
+                    "SQL Server {} ({} synced columns)",
+                    t.source(),
+                    t.columns.len()
+                ));
             }
             Some(resolved)
         }
@@ -115,16 +129,29 @@ async fn check_sql_server(store: &dyn SqlStore, map: &TableMap, report: &mut Che
 
 fn check_supabase(spec: &Value, map: &ResolvedMap, report: &mut CheckReport) {
     for table in &map.tables {
-        let Some(props) = spec.pointer(&format!("/definitions/{}/properties", table.target)).and_then(Value::as_object) else {
-            report.fail(format!("Supabase table {} does not exist (or is not exposed by PostgREST)", table.target));
+        let Some(props) = spec
+            .pointer(&format!("/definitions/{}/properties", table.target))
+            .and_then(Value::as_object)
+        else {
+            report.fail(format!(
+                "Supabase table {} does not exist (or is not exposed by PostgREST)",
+                table.target
+            ));
             continue;
         };
         let mut bad = 0;
         for col in &table.columns {
-            match props.get(&col.target).and_then(|p| p.get("format")).and_then(Value::as_str) {
+            match props
+                .get(&col.target)
+                .and_then(|p| p.get("format"))
+                .and_then(Value::as_str)
+            {
                 None => {
                     bad += 1;
-                    report.fail(format!("{}.{} does not exist in Supabase", table.target, col.target));
+                    report.fail(format!(
+                        "{}.{} does not exist in Supabase",
+                        table.target, col.target
+                    ));
                 }
                 Some(pg) if !compatible(&col.source.sql_type, pg) => {
                     bad += 1;
@@ -139,7 +166,10 @@ fn check_supabase(spec: &Value, map: &ResolvedMap, report: &mut CheckReport) {
         if let Some(reverse) = &table.spec.reverse {
             if !props.contains_key(&reverse.version_column) {
                 bad += 1;
-                report.fail(format!("{}.{} (the version column) does not exist in Supabase", table.target, reverse.version_column));
+                report.fail(format!(
+                    "{}.{} (the version column) does not exist in Supabase",
+                    table.target, reverse.version_column
+                ));
             }
         }
         if bad == 0 {
@@ -156,8 +186,14 @@ mod tests {
     fn type_compatibility() {
         assert!(compatible(&SqlType::Money, "numeric(19,4)"));
         assert!(!compatible(&SqlType::Money, "double precision"));
-        assert!(compatible(&SqlType::DateTimeOffset { scale: 3 }, "timestamp with time zone"));
-        assert!(!compatible(&SqlType::DateTimeOffset { scale: 3 }, "timestamp without time zone"));
+        assert!(compatible(
+            &SqlType::DateTimeOffset { scale: 3 },
+            "timestamp with time zone"
+        ));
+        assert!(!compatible(
+            &SqlType::DateTimeOffset { scale: 3 },
+            "timestamp without time zone"
+        ));
         assert!(compatible(&SqlType::Guid, "uuid"));
         assert!(compatible(&SqlType::Binary { max_bytes: None }, "bytea"));
         assert!(!compatible(&SqlType::Bit, "integer"));

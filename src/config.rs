@@ -94,7 +94,9 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn raw(&self, key: &str) -> Option<String> {
-        (self.lookup)(key).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+        (self.lookup)(key)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
     }
 
     fn fail(&mut self, key: &'static str, message: impl Into<String>) {
@@ -112,7 +114,12 @@ impl Reader<'_> {
         value
     }
 
-    fn parsed<T>(&mut self, key: &'static str, default: T, parse: impl Fn(&str) -> Result<T, String>) -> T {
+    fn parsed<T>(
+        &mut self,
+        key: &'static str,
+        default: T,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> T {
         match self.raw(key) {
             None => default,
             Some(v) => parse(&v).unwrap_or_else(|why| {
@@ -124,10 +131,14 @@ impl Reader<'_> {
 }
 
 fn duration(v: &str) -> Result<Duration, String> {
-    humantime::parse_duration(v).map_err(|_| format!("{v:?} is not a duration (e.g. 500ms, 2s, 10m)"))
+    humantime::parse_duration(v)
+        .map_err(|_| format!("{v:?} is not a duration (e.g. 500ms, 2s, 10m)"))
 }
 
-fn ranged<T: std::str::FromStr + PartialOrd + fmt::Display>(lo: T, hi: T) -> impl Fn(&str) -> Result<T, String> {
+fn ranged<T: std::str::FromStr + PartialOrd + fmt::Display>(
+    lo: T,
+    hi: T,
+) -> impl Fn(&str) -> Result<T, String> {
     move |v| match v.parse::<T>() {
         Ok(n) if n >= lo && n <= hi => Ok(n),
         _ => Err(format!("{v:?} is not a whole number from {lo} to {hi}")),
@@ -149,14 +160,22 @@ impl Config {
             problems: Vec::new(),
         };
         let mssql = r.required("MSSQL_CONNECTION_STRING");
-        let mssql_label = mssql.as_deref().map(|s| mssql_label(&mut r, s)).unwrap_or_default();
-        let supabase_url = r.required("SUPABASE_URL").and_then(|v| match Url::parse(&v) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
-            _ => {
-                r.fail("SUPABASE_URL", format!("{v:?} is not an http(s) URL such as https://xyz.supabase.co"));
-                None
-            }
-        });
+        let mssql_label = mssql
+            .as_deref()
+            .map(|s| mssql_label(&mut r, s))
+            .unwrap_or_default();
+        let supabase_url = r
+            .required("SUPABASE_URL")
+            .and_then(|v| match Url::parse(&v) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
+                _ => {
+                    r.fail(
+                        "SUPABASE_URL",
+                        format!("{v:?} is not an http(s) URL such as https://xyz.supabase.co"),
+                    );
+                    None
+                }
+            });
         let service_key = r.required("SUPABASE_SERVICE_ROLE_KEY");
         let service_key_kind = service_key.as_deref().and_then(|k| match key_kind(k) {
             Ok(kind) => Some(kind),
@@ -167,31 +186,51 @@ impl Config {
         });
         let webhook_secret = r.required("SUPABASE_WEBHOOK_SECRET");
         if webhook_secret.as_ref().is_some_and(|s| s.len() < 24) {
-            r.fail("SUPABASE_WEBHOOK_SECRET", "must be at least 24 characters (use a random string)");
+            r.fail(
+                "SUPABASE_WEBHOOK_SECRET",
+                "must be at least 24 characters (use a random string)",
+            );
         }
         let webhook_signing_secret = r.raw("SUPABASE_WEBHOOK_SIGNING_SECRET");
         if let Some(s) = &webhook_signing_secret {
             if crate::http::signature::decode_signing_secret(s).is_none() {
-                r.fail("SUPABASE_WEBHOOK_SIGNING_SECRET", "must be a Standard Webhooks secret: whsec_ followed by base64");
+                r.fail(
+                    "SUPABASE_WEBHOOK_SIGNING_SECRET",
+                    "must be a Standard Webhooks secret: whsec_ followed by base64",
+                );
             }
         }
         let admin_token = r.required("SYNC_ADMIN_TOKEN");
         if admin_token.as_ref().is_some_and(|s| s.len() < 24) {
-            r.fail("SYNC_ADMIN_TOKEN", "must be at least 24 characters (use a random string)");
+            r.fail(
+                "SYNC_ADMIN_TOKEN",
+                "must be at least 24 characters (use a random string)",
+            );
         }
-        let listen_addr = r.parsed("SYNC_LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 3000)), |v| {
-            v.parse().map_err(|_| format!("{v:?} is not an address like 127.0.0.1:3000"))
-        });
+        let listen_addr = r.parsed(
+            "SYNC_LISTEN_ADDR",
+            SocketAddr::from(([127, 0, 0, 1], 3000)),
+            |v| {
+                v.parse()
+                    .map_err(|_| format!("{v:?} is not an address like 127.0.0.1:3000"))
+            },
+        );
         let batch_size = r.parsed("SYNC_BATCH_SIZE", 50, ranged(1usize, 1000));
         let max_attempts = r.parsed("SYNC_MAX_ATTEMPTS", 10, ranged(1u32, 1000));
         let base = r.parsed("SYNC_BACKOFF_BASE", Duration::from_secs(2), duration);
         let cap = r.parsed("SYNC_BACKOFF_CAP", Duration::from_secs(600), duration);
         if base.is_zero() || cap < base {
-            r.fail("SYNC_BACKOFF_CAP", "SYNC_BACKOFF_BASE must be positive and not above SYNC_BACKOFF_CAP");
+            r.fail(
+                "SYNC_BACKOFF_CAP",
+                "SYNC_BACKOFF_BASE must be positive and not above SYNC_BACKOFF_CAP",
+            );
         }
         let claim_lease = r.parsed("SYNC_CLAIM_LEASE", Duration::from_secs(120), duration);
         if claim_lease < Duration::from_secs(5) {
-            r.fail("SYNC_CLAIM_LEASE", "must be at least 5s (a batch must finish within its lease)");
+            r.fail(
+                "SYNC_CLAIM_LEASE",
+                "must be at least 5s (a batch must finish within its lease)",
+            );
         }
         let supabase_timeout = r.parsed("SUPABASE_TIMEOUT", Duration::from_secs(10), duration);
         if supabase_timeout.is_zero() {
@@ -200,7 +239,10 @@ impl Config {
         let table_map = r.raw("SYNC_TABLE_MAP").map(PathBuf::from);
         if let Some(path) = &table_map {
             if !path.is_file() {
-                r.fail("SYNC_TABLE_MAP", format!("{} is not a readable file", path.display()));
+                r.fail(
+                    "SYNC_TABLE_MAP",
+                    format!("{} is not a readable file", path.display()),
+                );
             }
         }
         let data_dir = PathBuf::from(r.raw("SYNC_DATA_DIR").unwrap_or_else(|| "data".to_owned()));
@@ -210,8 +252,17 @@ impl Config {
         }
         let max_body_bytes = r.parsed("SYNC_MAX_BODY_BYTES", 1 << 20, ranged(1024u64, 64 << 20));
 
-        match (mssql, supabase_url, service_key, service_key_kind, webhook_secret, admin_token) {
-            (Some(mssql), Some(supabase_url), Some(key), Some(kind), Some(secret), Some(token)) if r.problems.is_empty() => {
+        match (
+            mssql,
+            supabase_url,
+            service_key,
+            service_key_kind,
+            webhook_secret,
+            admin_token,
+        ) {
+            (Some(mssql), Some(supabase_url), Some(key), Some(kind), Some(secret), Some(token))
+                if r.problems.is_empty() =>
+            {
                 Ok(Self {
                     mssql_connection: SecretString::from(mssql),
                     mssql_label,
@@ -281,16 +332,29 @@ fn key_kind(key: &str) -> Result<KeyKind, String> {
         return Ok(KeyKind::Secret);
     }
     if key.starts_with("sb_publishable_") {
-        return Err("is a publishable key; use a secret key (sb_secret_...) or the legacy service_role key".to_owned());
+        return Err(
+            "is a publishable key; use a secret key (sb_secret_...) or the legacy service_role key"
+                .to_owned(),
+        );
     }
     let claims = key
         .split('.')
         .nth(1)
-        .and_then(|p| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p.trim_end_matches('=')).ok())
+        .and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p.trim_end_matches('='))
+                .ok()
+        })
         .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
-    match claims.as_ref().and_then(|c| c.get("role")).and_then(|r| r.as_str()) {
+    match claims
+        .as_ref()
+        .and_then(|c| c.get("role"))
+        .and_then(|r| r.as_str())
+    {
         Some("service_role") => Ok(KeyKind::LegacyJwt),
-        Some(role) => Err(format!("is a JWT for role {role:?}; use the service_role key")),
+        Some(role) => Err(format!(
+            "is a JWT for role {role:?}; use the service_role key"
+        )),
         None => Err("is neither a service_role JWT nor an sb_secret_ key".to_owned()),
     }
 }
@@ -299,7 +363,11 @@ fn default_agent_id() -> String {
     ["COMPUTERNAME", "HOSTNAME"]
         .iter()
         .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_owned()))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_owned())
+        })
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "syncbridge".to_owned())
 }

@@ -23,7 +23,12 @@ impl Backoff {
 
     /// Like [`Backoff::delay`], but never sooner than the server asked (`Retry-After`), and never
     /// later than the cap, so a hostile or buggy `Retry-After: 999999` cannot park the queue.
-    pub fn delay_after(&self, attempt: u32, jitter: f64, retry_after: Option<Duration>) -> Duration {
+    pub fn delay_after(
+        &self,
+        attempt: u32,
+        jitter: f64,
+        retry_after: Option<Duration>,
+    ) -> Duration {
         let own = self.delay(attempt, jitter);
         match retry_after {
             Some(asked) => own.max(asked.min(self.cap)),
@@ -51,7 +56,11 @@ mod tests {
         for attempt in 1..=8 {
             let full = Duration::from_secs(2 * (1 << (attempt - 1)));
             assert_eq!(B.delay(attempt, 1.0), full, "attempt {attempt} upper bound");
-            assert_eq!(B.delay(attempt, 0.0), full / 2, "attempt {attempt} lower bound");
+            assert_eq!(
+                B.delay(attempt, 0.0),
+                full / 2,
+                "attempt {attempt} lower bound"
+            );
         }
     }
 

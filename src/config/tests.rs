@@ -46,9 +46,17 @@ fn every_missing_setting_is_named_at_once() {
     let err = parse(&HashMap::new()).expect_err("empty config");
     assert_eq!(
         keys_of(&err),
-        ["MSSQL_CONNECTION_STRING", "SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_WEBHOOK_SECRET", "SYNC_ADMIN_TOKEN"]
+        [
+            "MSSQL_CONNECTION_STRING",
+            "SUPABASE_URL",
+            "SUPABASE_SERVICE_ROLE_KEY",
+            "SUPABASE_WEBHOOK_SECRET",
+            "SYNC_ADMIN_TOKEN"
+        ]
     );
-    assert!(err.to_string().contains("SUPABASE_URL: is required but not set"));
+    assert!(err
+        .to_string()
+        .contains("SUPABASE_URL: is required but not set"));
 }
 
 #[test]
@@ -62,7 +70,14 @@ fn wrong_values_are_all_reported() {
     m.insert("SYNC_MAX_ATTEMPTS", "-1".into());
     let err = parse(&m).expect_err("bad values");
     let keys = keys_of(&err);
-    for key in ["SUPABASE_URL", "SYNC_BATCH_SIZE", "SYNC_BACKOFF_BASE", "SYNC_LISTEN_ADDR", "SUPABASE_WEBHOOK_SIGNING_SECRET", "SYNC_MAX_ATTEMPTS"] {
+    for key in [
+        "SUPABASE_URL",
+        "SYNC_BATCH_SIZE",
+        "SYNC_BACKOFF_BASE",
+        "SYNC_LISTEN_ADDR",
+        "SUPABASE_WEBHOOK_SIGNING_SECRET",
+        "SYNC_MAX_ATTEMPTS",
+    ] {
         assert!(keys.contains(&key), "{key} not reported in {err}");
     }
 }
@@ -71,7 +86,10 @@ fn wrong_values_are_all_reported() {
 fn key_styles() {
     let mut m = valid();
     m.insert("SUPABASE_SERVICE_ROLE_KEY", "sb_secret_abc123".into());
-    assert_eq!(parse(&m).expect("secret key").service_key_kind, KeyKind::Secret);
+    assert_eq!(
+        parse(&m).expect("secret key").service_key_kind,
+        KeyKind::Secret
+    );
     m.insert("SUPABASE_SERVICE_ROLE_KEY", jwt("anon"));
     let err = parse(&m).expect_err("anon key");
     assert!(err.to_string().contains("role \"anon\""), "{err}");
@@ -88,7 +106,14 @@ fn short_secrets_and_bad_connection_strings_are_refused() {
     m.insert("SYNC_ADMIN_TOKEN", "short".into());
     m.insert("MSSQL_CONNECTION_STRING", "this is not ado".into());
     let err = parse(&m).expect_err("bad");
-    assert_eq!(keys_of(&err), ["MSSQL_CONNECTION_STRING", "SUPABASE_WEBHOOK_SECRET", "SYNC_ADMIN_TOKEN"]);
+    assert_eq!(
+        keys_of(&err),
+        [
+            "MSSQL_CONNECTION_STRING",
+            "SUPABASE_WEBHOOK_SECRET",
+            "SYNC_ADMIN_TOKEN"
+        ]
+    );
 }
 
 #[test]
@@ -96,14 +121,22 @@ fn secrets_never_appear_in_debug_or_errors() {
     let m = valid();
     let c = parse(&m).expect("valid");
     let debug = format!("{c:?}");
-    for secret in ["Pa55-w0rd!", "webhook-secret-0123456789abcdef", "admin-token-0123456789abcdef", &m["SUPABASE_SERVICE_ROLE_KEY"]] {
+    for secret in [
+        "Pa55-w0rd!",
+        "webhook-secret-0123456789abcdef",
+        "admin-token-0123456789abcdef",
+        &m["SUPABASE_SERVICE_ROLE_KEY"],
+    ] {
         assert!(!debug.contains(secret), "Debug output leaks {secret}");
     }
     let mut bad = m.clone();
     bad.insert("MSSQL_CONNECTION_STRING", "Password=Pa55-w0rd!;;;=".into());
     bad.insert("SUPABASE_SERVICE_ROLE_KEY", "leaky-key-value".into());
     let err = parse(&bad).expect_err("bad").to_string();
-    assert!(!err.contains("Pa55-w0rd!") && !err.contains("leaky-key-value"), "{err}");
+    assert!(
+        !err.contains("Pa55-w0rd!") && !err.contains("leaky-key-value"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -120,9 +153,15 @@ fn env_example_documents_exactly_the_config_keys_and_parses() {
     assert_eq!(documented, expected, ".env.example and config::KEYS differ");
     let text = std::fs::read_to_string(path).expect("readable");
     for key in KEYS {
-        let line = text.lines().position(|l| l.starts_with(&format!("{key}="))).expect("key line");
+        let line = text
+            .lines()
+            .position(|l| l.starts_with(&format!("{key}=")))
+            .expect("key line");
         let above = text.lines().nth(line.wrapping_sub(1)).unwrap_or("");
-        assert!(above.starts_with('#'), "{key} in .env.example has no comment above it");
+        assert!(
+            above.starts_with('#'),
+            "{key} in .env.example has no comment above it"
+        );
     }
     let map: HashMap<String, String> = pairs.into_iter().collect();
     let lookup = |k: &str| map.get(k).cloned();

@@ -6,12 +6,16 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use futures_util::{StreamExt, TryStreamExt};
 use serde_json::Value;
 
 use crate::mapping::{ResolvedMap, ResolvedTable};
 use crate::retry::Backoff;
 use crate::sqlserver::{QueueItem, RecordKey, SettleItem, Settlement, SqlStore, StoreError};
 use crate::supabase::{ErrorClass, JsonRow, PostgrestClient, PostgrestError, UpsertMode};
+
+/// Row updates in flight at once for tables with portal-owned columns.
+const PARALLEL_UPDATES: usize = 8;
 
 /// Settings a batch needs from the configuration.
 #[derive(Debug, Clone, Copy)]
@@ -54,7 +58,12 @@ impl Batch<'_> {
         let mut by_table: BTreeMap<usize, RecordItems> = BTreeMap::new();
         for item in items {
             match self.classify(&item) {
-                Ok((order, key)) => by_table.entry(order).or_default().entry(key).or_default().push(item),
+                Ok((order, key)) => by_table
+                    .entry(order)
+                    .or_default()
+                    .entry(key)
+                    .or_default()
+                    .push(item),
                 Err(why) => {
                     tracing::warn!(queue_id = item.id.0, table = %item.table, error = %why, "queue item cannot be synced");
                     out.settlements.push(self.settle_failed(&item, why));
@@ -67,7 +76,11 @@ impl Batch<'_> {
         for (&order, records) in &by_table {
             let table = &self.map.tables[order];
             let keys: Vec<RecordKey> = records.keys().cloned().collect();
-            let rows = match self.store.load_rows(table.source(), &table.source_columns(), &keys).await {
+            let rows = match self
+                .store
+                .load_rows(table.source(), &table.source_columns(), &keys)
+                .await
+            {
                 Ok(rows) => rows,
                 Err(e) if e.is_retryable() => return Err(e),
                 Err(e) => {
@@ -75,7 +88,10 @@ impl Batch<'_> {
                         message: format!("loading rows from {}: {e}", table.source()),
                         retry_after: None,
                     };
-                    records.values().flatten().for_each(|i| out.settlements.push(self.settle_error(i, &error)));
+                    records
+                        .values()
+                        .flatten()
+                        .for_each(|i| out.settlements.push(self.settle_error(i, &error)));
                     continue;
                 }
             };
@@ -85,7 +101,11 @@ impl Batch<'_> {
                     present.insert(key, table.row_to_json(row));
                 }
             }
-            let gone: Vec<RecordKey> = keys.iter().filter(|k| !present.contains_key(*k)).cloned().collect();
+            let gone: Vec<RecordKey> = keys
+                .iter()
+                .filter(|k| !present.contains_key(*k))
+                .cloned()
+                .collect();
             upserts.push((order, present.into_iter().collect::<Vec<_>>()));
             deletes.push((order, gone));
         }
@@ -112,7 +132,8 @@ impl Batch<'_> {
                 continue;
             }
             let started = Instant::now();
-            let rows: Vec<(RecordKey, JsonRow)> = keys.into_iter().map(|k| (k, JsonRow::new())).collect();
+            let rows: Vec<(RecordKey, JsonRow)> =
+                keys.into_iter().map(|k| (k, JsonRow::new())).collect();
             let n = rows.len();
             let outcome = self.isolate(table, Write::Delete, rows).await;
             out.config_fault = outcome.fault;
@@ -160,8 +181,14 @@ impl Batch<'_> {
         }
         let key = RecordKey::parse(&item.record_id).map_err(|e| e.to_string())?;
         if table.key_filter(&key).is_none() {
-            let expected: Vec<_> = table.key_columns().map(|c| c.source.name.as_str()).collect();
-            return Err(format!("RecordID {} does not name the key columns {expected:?}", item.record_id));
+            let expected: Vec<_> = table
+                .key_columns()
+                .map(|c| c.source.name.as_str())
+                .collect();
+            return Err(format!(
+                "RecordID {} does not name the key columns {expected:?}",
+                item.record_id
+            ));
         }
         Ok((self.map.order_of(&item.table), key))
     }
@@ -193,27 +220,75 @@ impl Batch<'_> {
         }
     }
 
-    async fn upsert(&self, table: &ResolvedTable, rows: &[(RecordKey, JsonRow)]) -> Result<(), PostgrestError> {
+    async fn upsert(
+        &self,
+        table: &ResolvedTable,
+        rows: &[(RecordKey, JsonRow)],
+    ) -> Result<(), PostgrestError> {
         let body: Vec<JsonRow> = rows.iter().map(|(_, r)| r.clone()).collect();
         let conflict = table.on_conflict();
-        if table.has_portal_owned() {
-            // Portal-owned columns are written when a row is created and never overwritten from
-            // here afterwards: insert missing rows whole, then update only clinic-owned columns.
-            self.supabase.upsert(&table.target, &body, &conflict, &UpsertMode::InsertMissing).await?;
-            let columns = Some(table.clinic_columns());
-            return self.supabase.upsert(&table.target, &body, &conflict, &UpsertMode::Merge { columns }).await;
+        if !table.has_portal_owned() {
+            return self
+                .supabase
+                .upsert(
+                    &table.target,
+                    &body,
+                    &conflict,
+                    &UpsertMode::Merge { columns: None },
+                )
+                .await;
         }
-        self.supabase.upsert(&table.target, &body, &conflict, &UpsertMode::Merge { columns: None }).await
+        // Portal-owned columns are written when a row is created and never overwritten from
+        // here afterwards: insert missing rows whole, then update only the clinic-owned columns
+        // of each row. (An upsert limited to those columns cannot do it: PostgreSQL checks NOT
+        // NULL on the proposed row before it sees the conflict.)
+        self.supabase
+            .upsert(&table.target, &body, &conflict, &UpsertMode::InsertMissing)
+            .await?;
+        let clinic = table.clinic_columns();
+        let mut updates = Vec::with_capacity(rows.len());
+        for (key, row) in rows {
+            let values: JsonRow = row
+                .iter()
+                .filter(|(c, _)| clinic.contains(c))
+                .map(|(c, v)| (c.clone(), v.clone()))
+                .collect();
+            if let Some(k) = table.key_filter(key) {
+                updates.push((k, values));
+            }
+        }
+        let (supabase, target) = (self.supabase.clone(), table.target.clone());
+        futures_util::stream::iter(updates)
+            .map(move |(key, values)| {
+                let (supabase, target) = (supabase.clone(), target.clone());
+                async move { supabase.update(&target, &key, &values).await }
+            })
+            .buffer_unordered(PARALLEL_UPDATES)
+            .try_collect::<Vec<()>>()
+            .await
+            .map(drop)
     }
 
-    async fn delete(&self, table: &ResolvedTable, rows: &[(RecordKey, JsonRow)]) -> Result<(), PostgrestError> {
-        let keys: Vec<Vec<(String, Value)>> = rows.iter().filter_map(|(k, _)| table.key_filter(k)).collect();
+    async fn delete(
+        &self,
+        table: &ResolvedTable,
+        rows: &[(RecordKey, JsonRow)],
+    ) -> Result<(), PostgrestError> {
+        let keys: Vec<Vec<(String, Value)>> = rows
+            .iter()
+            .filter_map(|(k, _)| table.key_filter(k))
+            .collect();
         self.supabase.delete(&table.target, &keys).await
     }
 
     /// Sends `rows` in one request; when PostgREST refuses the data, bisects to find the bad
     /// rows so that one poison row never fails the good ones beside it.
-    async fn isolate(&self, table: &ResolvedTable, write: Write, rows: Vec<(RecordKey, JsonRow)>) -> Isolated {
+    async fn isolate(
+        &self,
+        table: &ResolvedTable,
+        write: Write,
+        rows: Vec<(RecordKey, JsonRow)>,
+    ) -> Isolated {
         let mut results = Vec::new();
         let mut stack = vec![0..rows.len()];
         let mut fault = None;
@@ -276,5 +351,8 @@ fn find_key(records: &RecordItems, key: &RecordKey) -> Option<RecordKey> {
         return Some(key.clone());
     }
     let lower = key.to_json().to_lowercase();
-    records.keys().find(|k| k.to_json().to_lowercase() == lower).cloned()
+    records
+        .keys()
+        .find(|k| k.to_json().to_lowercase() == lower)
+        .cloned()
 }

@@ -91,8 +91,15 @@ impl ForwardWorker {
         (handle, task)
     }
 
-    async fn run(self, wake: Arc<Notify>, mut requests: mpsc::Receiver<oneshot::Sender<DrainReport>>, cancel: CancellationToken) {
-        tracing::info!("Queue processor started - webhook-based sync enabled (SQL Server → Supabase)");
+    async fn run(
+        self,
+        wake: Arc<Notify>,
+        mut requests: mpsc::Receiver<oneshot::Sender<DrainReport>>,
+        cancel: CancellationToken,
+    ) {
+        tracing::info!(
+            "Queue processor started - webhook-based sync enabled (SQL Server → Supabase)"
+        );
         let mut failures: u32 = 0;
         let mut released = false;
         let mut waiting: Vec<oneshot::Sender<DrainReport>> = Vec::new();
@@ -163,7 +170,11 @@ impl ForwardWorker {
         report
     }
 
-    async fn drain_into(&self, report: &mut DrainReport, cancel: &CancellationToken) -> Result<(), StoreError> {
+    async fn drain_into(
+        &self,
+        report: &mut DrainReport,
+        cancel: &CancellationToken,
+    ) -> Result<(), StoreError> {
         let policy = BatchPolicy {
             max_attempts: self.settings.max_attempts,
             backoff: self.settings.backoff,
@@ -176,11 +187,18 @@ impl ForwardWorker {
             policy,
         };
         while !cancel.is_cancelled() {
-            let items = self.store.claim(self.settings.batch_size, self.settings.lease).await?;
+            let items = self
+                .store
+                .claim(self.settings.batch_size, self.settings.lease)
+                .await?;
             if items.is_empty() {
                 // The trigger notifies before its writer commits: rows we cannot see yet may
                 // be held by an open transaction. Wait for it rather than strand them.
-                match self.store.wait_for_writers(self.settings.writer_wait).await? {
+                match self
+                    .store
+                    .wait_for_writers(self.settings.writer_wait)
+                    .await?
+                {
                     WriterWait::Idle => return Ok(()),
                     WriterWait::Waited => continue,
                 }
@@ -212,25 +230,43 @@ impl ForwardWorker {
         let mut f = self.status.forward();
         f.rows_upserted += outcome.rows_upserted;
         f.rows_deleted += outcome.rows_deleted;
-        f.items_synced = f.items_synced.saturating_add(report_count(outcome, |s| matches!(s, Synced)));
+        f.items_synced = f
+            .items_synced
+            .saturating_add(report_count(outcome, |s| matches!(s, Synced)));
         f.items_retried += report_count(outcome, |s| matches!(s, Retry { .. }));
         f.items_failed += report_count(outcome, |s| matches!(s, Failed { .. }));
         f.config_fault = outcome.config_fault.clone();
-        if outcome.settlements.iter().any(|s| matches!(s.outcome, Synced)) {
+        if outcome
+            .settlements
+            .iter()
+            .any(|s| matches!(s.outcome, Synced))
+        {
             f.last_success_at = Some(Utc::now());
         }
-        if let Some(error) = outcome.settlements.iter().rev().find_map(|s| match &s.outcome {
-            Retry { error, .. } | Failed { error } => Some(error.clone()),
-            _ => None,
-        }) {
+        if let Some(error) = outcome
+            .settlements
+            .iter()
+            .rev()
+            .find_map(|s| match &s.outcome {
+                Retry { error, .. } | Failed { error } => Some(error.clone()),
+                _ => None,
+            })
+        {
             f.last_error = Some(error);
             f.last_error_at = Some(Utc::now());
         }
     }
 }
 
-fn report_count(outcome: &super::batch::BatchOutcome, pred: impl Fn(&crate::sqlserver::Settlement) -> bool) -> u64 {
-    outcome.settlements.iter().filter(|s| pred(&s.outcome)).count() as u64
+fn report_count(
+    outcome: &super::batch::BatchOutcome,
+    pred: impl Fn(&crate::sqlserver::Settlement) -> bool,
+) -> u64 {
+    outcome
+        .settlements
+        .iter()
+        .filter(|s| pred(&s.outcome))
+        .count() as u64
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

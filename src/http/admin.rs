@@ -20,12 +20,21 @@ fn authorized(header: Option<&str>, state: &AppState) -> bool {
 
 fn unauthorized(endpoint: &str) -> Response {
     tracing::warn!(endpoint, "admin request without a valid token refused");
-    error_reply(StatusCode::UNAUTHORIZED, "missing or wrong admin token (Authorization: Bearer <SYNC_ADMIN_TOKEN>)")
+    error_reply(
+        StatusCode::UNAUTHORIZED,
+        "missing or wrong admin token (Authorization: Bearer <SYNC_ADMIN_TOKEN>)",
+    )
 }
 
 fn not_ready(state: &AppState) -> Response {
-    let why = state.status.startup_problem().unwrap_or_else(|| "starting".to_owned());
-    error_reply(StatusCode::SERVICE_UNAVAILABLE, format!("the agent is not ready: {why}"))
+    let why = state
+        .status
+        .startup_problem()
+        .unwrap_or_else(|| "starting".to_owned());
+    error_reply(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("the agent is not ready: {why}"),
+    )
 }
 
 /// `GET /api/sync/queue-notify`: answers that the agent is up (the old troubleshooting step).
@@ -47,7 +56,10 @@ pub async fn queue_notify(auth: Option<String>, state: Arc<AppState>) -> Respons
         ready.forward.notify();
     }
     // Before the map is resolved the start-up drain will pick the items up anyway.
-    json_reply(StatusCode::ACCEPTED, json!({ "success": true, "message": "Queue processing triggered" }))
+    json_reply(
+        StatusCode::ACCEPTED,
+        json!({ "success": true, "message": "Queue processing triggered" }),
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -73,7 +85,12 @@ pub async fn trigger(auth: Option<String>, body: Bytes, state: Arc<AppState>) ->
     } else {
         match serde_json::from_slice(&body) {
             Ok(b) => b,
-            Err(e) => return error_reply(StatusCode::BAD_REQUEST, format!("body must be {{\"direction\": ...}}: {e}")),
+            Err(e) => {
+                return error_reply(
+                    StatusCode::BAD_REQUEST,
+                    format!("body must be {{\"direction\": ...}}: {e}"),
+                )
+            }
         }
     };
     let (forward, reverse) = match body.direction.as_str() {
@@ -83,7 +100,9 @@ pub async fn trigger(auth: Option<String>, body: Bytes, state: Arc<AppState>) ->
         other => {
             return error_reply(
                 StatusCode::BAD_REQUEST,
-                format!("unknown direction {other:?}: use sql-to-postgres, postgres-to-sql or both"),
+                format!(
+                    "unknown direction {other:?}: use sql-to-postgres, postgres-to-sql or both"
+                ),
             )
         }
     };
@@ -93,7 +112,10 @@ pub async fn trigger(auth: Option<String>, body: Bytes, state: Arc<AppState>) ->
     tracing::info!(direction = %body.direction, "manual sync trigger");
     let mut result = serde_json::Map::new();
     if forward {
-        result.insert("sql_to_postgres".into(), json!(ready.forward.drain_now().await));
+        result.insert(
+            "sql_to_postgres".into(),
+            json!(ready.forward.drain_now().await),
+        );
     }
     if reverse {
         result.insert("postgres_to_sql".into(), catchup_now(ready).await);

@@ -54,17 +54,26 @@ pub fn json_reply(status: StatusCode, body: serde_json::Value) -> Response {
 
 /// A 4xx/5xx with a short reason, in one shape everywhere.
 pub fn error_reply(status: StatusCode, reason: impl Into<String>) -> Response {
-    json_reply(status, json!({ "error": status.canonical_reason().unwrap_or("error"), "reason": reason.into() }))
+    json_reply(
+        status,
+        json!({ "error": status.canonical_reason().unwrap_or("error"), "reason": reason.into() }),
+    )
 }
 
-fn with_state(state: Arc<AppState>) -> impl Filter<Extract = (Arc<AppState>,), Error = Infallible> + Clone {
+fn with_state(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (Arc<AppState>,), Error = Infallible> + Clone {
     warp::any().map(move || state.clone())
 }
 
 /// Every route of the agent.
-pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+pub fn routes(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     let max_body = state.max_body_bytes;
-    let health = warp::path!("health").and(warp::get()).map(|| json_reply(StatusCode::OK, json!({ "status": "ok" })));
+    let health = warp::path!("health")
+        .and(warp::get())
+        .map(|| json_reply(StatusCode::OK, json!({ "status": "ok" })));
     let notify_probe = warp::path!("api" / "sync" / "queue-notify")
         .and(warp::get())
         .map(admin::notify_probe);
@@ -114,13 +123,27 @@ async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     let (status, reason) = if rejection.is_not_found() {
         (StatusCode::NOT_FOUND, "no such endpoint".to_owned())
     } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
-        (StatusCode::PAYLOAD_TOO_LARGE, "request body is too large".to_owned())
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body is too large".to_owned(),
+        )
     } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
-        (StatusCode::LENGTH_REQUIRED, "a Content-Length header is required".to_owned())
+        (
+            StatusCode::LENGTH_REQUIRED,
+            "a Content-Length header is required".to_owned(),
+        )
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-        (StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint".to_owned())
-    } else if rejection.find::<warp::reject::MissingHeader>().is_some() || rejection.find::<warp::reject::InvalidHeader>().is_some() {
-        (StatusCode::BAD_REQUEST, "a required header is missing or invalid".to_owned())
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed on this endpoint".to_owned(),
+        )
+    } else if rejection.find::<warp::reject::MissingHeader>().is_some()
+        || rejection.find::<warp::reject::InvalidHeader>().is_some()
+    {
+        (
+            StatusCode::BAD_REQUEST,
+            "a required header is missing or invalid".to_owned(),
+        )
     } else {
         tracing::warn!(?rejection, "unhandled rejection");
         (StatusCode::BAD_REQUEST, "bad request".to_owned())

@@ -25,12 +25,17 @@ pub fn token_matches(presented: &str, secret: &SecretString) -> bool {
 pub fn bearer(header: Option<&str>) -> Option<&str> {
     let value = header?.trim();
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
 /// The key bytes of a `whsec_<base64>` secret.
 pub fn decode_signing_secret(secret: &str) -> Option<Vec<u8>> {
-    STANDARD.decode(secret.strip_prefix("whsec_")?).ok().filter(|k| !k.is_empty())
+    STANDARD
+        .decode(secret.strip_prefix("whsec_")?)
+        .ok()
+        .filter(|k| !k.is_empty())
 }
 
 /// The Standard Webhooks headers of a request.
@@ -52,8 +57,17 @@ pub enum SignatureError {
 }
 
 /// Verifies a Standard Webhooks signature over `body` at time `now` (seconds since the epoch).
-pub fn verify_signature(key: &[u8], headers: SignedHeaders<'_>, body: &[u8], now: i64) -> Result<(), SignatureError> {
-    let ts: i64 = headers.timestamp.trim().parse().map_err(|_| SignatureError::BadTimestamp)?;
+pub fn verify_signature(
+    key: &[u8],
+    headers: SignedHeaders<'_>,
+    body: &[u8],
+    now: i64,
+) -> Result<(), SignatureError> {
+    let ts: i64 = headers
+        .timestamp
+        .trim()
+        .parse()
+        .map_err(|_| SignatureError::BadTimestamp)?;
     if (now - ts).abs() > TOLERANCE_SECS {
         return Err(SignatureError::Expired);
     }
@@ -106,7 +120,8 @@ mod tests {
     #[test]
     fn standard_webhooks_roundtrip_and_tolerance() {
         // The example secret from the Standard Webhooks specification.
-        let key = decode_signing_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").expect("valid secret");
+        let key =
+            decode_signing_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").expect("valid secret");
         let body = br#"{"type":"INSERT"}"#;
         let sig = sign(&key, "msg_1", 1_700_000_000, body);
         let headers = SignedHeaders {
@@ -115,10 +130,19 @@ mod tests {
             signature: &sig,
         };
         assert_eq!(verify_signature(&key, headers, body, 1_700_000_100), Ok(()));
-        assert_eq!(verify_signature(&key, headers, b"{}", 1_700_000_100), Err(SignatureError::Mismatch));
-        assert_eq!(verify_signature(&key, headers, body, 1_700_000_301), Err(SignatureError::Expired));
+        assert_eq!(
+            verify_signature(&key, headers, b"{}", 1_700_000_100),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify_signature(&key, headers, body, 1_700_000_301),
+            Err(SignatureError::Expired)
+        );
         let multi = format!("v1,AAAA {sig}");
-        let headers = SignedHeaders { signature: &multi, ..headers };
+        let headers = SignedHeaders {
+            signature: &multi,
+            ..headers
+        };
         assert_eq!(verify_signature(&key, headers, body, 1_700_000_000), Ok(()));
         assert!(decode_signing_secret("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_none());
     }
@@ -126,7 +150,8 @@ mod tests {
     #[test]
     fn matches_the_specification_example() {
         // From the Standard Webhooks spec: id msg_p5jXN8AQM9LWM0D4loKWxJek, ts 1614265330.
-        let key = decode_signing_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").expect("valid secret");
+        let key =
+            decode_signing_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").expect("valid secret");
         let body = br#"{"test": 2432232314}"#;
         let headers = SignedHeaders {
             id: "msg_p5jXN8AQM9LWM0D4loKWxJek",

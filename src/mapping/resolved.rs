@@ -63,7 +63,11 @@ impl ResolvedTable {
 
     /// Supabase columns a forward update may write: everything but portal-owned columns.
     pub fn clinic_columns(&self) -> Vec<String> {
-        self.columns.iter().filter(|c| !c.portal_owned).map(|c| c.target.clone()).collect()
+        self.columns
+            .iter()
+            .filter(|c| !c.portal_owned)
+            .map(|c| c.target.clone())
+            .collect()
     }
 
     pub fn by_target(&self, target: &str) -> Option<&MappedColumn> {
@@ -75,7 +79,9 @@ impl ResolvedTable {
         self.columns
             .iter()
             .map(|c| {
-                let value = row.get(&c.source.name).map_or(Value::Null, SqlValue::to_json);
+                let value = row
+                    .get(&c.source.name)
+                    .map_or(Value::Null, SqlValue::to_json);
                 (c.target.clone(), value)
             })
             .collect()
@@ -116,10 +122,18 @@ impl ResolvedTable {
 
     /// Decodes a Supabase record (webhook or PostgREST read) into typed source values, refusing
     /// unknown columns and values the SQL Server column cannot hold exactly.
-    pub fn decode_record(&self, record: &Map<String, Value>) -> Result<Vec<(&MappedColumn, SqlValue)>, DecodeError> {
+    pub fn decode_record(
+        &self,
+        record: &Map<String, Value>,
+    ) -> Result<Vec<(&MappedColumn, SqlValue)>, DecodeError> {
         let reverse = self.spec.reverse.as_ref();
-        let ignored = |name: &String| reverse.is_some_and(|r| &r.version_column == name || r.ignore_columns.contains(name));
-        if let Some(unknown) = record.keys().find(|name| self.by_target(name).is_none() && !ignored(name)) {
+        let ignored = |name: &String| {
+            reverse.is_some_and(|r| &r.version_column == name || r.ignore_columns.contains(name))
+        };
+        if let Some(unknown) = record
+            .keys()
+            .find(|name| self.by_target(name).is_none() && !ignored(name))
+        {
             return Err(DecodeError::UnknownColumn {
                 table: self.target.clone(),
                 column: unknown.clone(),
@@ -127,15 +141,22 @@ impl ResolvedTable {
         }
         let mut out = Vec::with_capacity(record.len());
         for col in &self.columns {
-            let Some(value) = record.get(&col.target) else { continue };
-            let v = SqlValue::from_json(value, &col.source.sql_type).map_err(|source| DecodeError::BadValue {
-                table: self.target.clone(),
-                column: col.target.clone(),
-                source,
+            let Some(value) = record.get(&col.target) else {
+                continue;
+            };
+            let v = SqlValue::from_json(value, &col.source.sql_type).map_err(|source| {
+                DecodeError::BadValue {
+                    table: self.target.clone(),
+                    column: col.target.clone(),
+                    source,
+                }
             })?;
             out.push((col, v));
         }
-        if let Some(missing) = self.key_columns().find(|k| !out.iter().any(|(c, _)| c.target == k.target)) {
+        if let Some(missing) = self
+            .key_columns()
+            .find(|k| !out.iter().any(|(c, _)| c.target == k.target))
+        {
             return Err(DecodeError::MissingKey {
                 table: self.target.clone(),
                 column: missing.target.clone(),
@@ -154,7 +175,10 @@ pub struct ResolvedMap {
 impl ResolvedMap {
     /// Resolves `map` against described source tables (`describe(source)` as returned by the
     /// SQL Server catalog). Every problem is reported, one per line.
-    pub fn resolve(map: &TableMap, described: &[(String, Option<Vec<SourceColumn>>)]) -> Result<Self, String> {
+    pub fn resolve(
+        map: &TableMap,
+        described: &[(String, Option<Vec<SourceColumn>>)],
+    ) -> Result<Self, String> {
         let mut problems = Vec::new();
         let mut tables = Vec::new();
         for spec in &map.tables {
@@ -210,7 +234,9 @@ impl ResolvedMap {
     }
 
     pub fn by_source(&self, source: &str) -> Option<&ResolvedTable> {
-        self.tables.iter().find(|t| t.spec.source.eq_ignore_ascii_case(source))
+        self.tables
+            .iter()
+            .find(|t| t.spec.source.eq_ignore_ascii_case(source))
     }
 
     pub fn by_target(&self, target: &str) -> Option<&ResolvedTable> {

@@ -92,7 +92,10 @@ pub enum TableMapError {
 /// `tblAlignerBatches` → `aligner_batches`; `dbo.tblWork` → `work`.
 pub fn default_target_table(source: &str) -> String {
     let name = source.rsplit('.').next().unwrap_or(source);
-    let name = name.strip_prefix("tbl").filter(|rest| rest.starts_with(char::is_uppercase)).unwrap_or(name);
+    let name = name
+        .strip_prefix("tbl")
+        .filter(|rest| rest.starts_with(char::is_uppercase))
+        .unwrap_or(name);
     name.to_snake_case()
 }
 
@@ -103,11 +106,16 @@ pub fn default_target_column(source: &str) -> String {
 
 impl TableSpec {
     pub fn target_table(&self) -> String {
-        self.target.clone().unwrap_or_else(|| default_target_table(&self.source))
+        self.target
+            .clone()
+            .unwrap_or_else(|| default_target_table(&self.source))
     }
 
     pub fn target_column(&self, source: &str) -> String {
-        self.rename.get(source).cloned().unwrap_or_else(|| default_target_column(source))
+        self.rename
+            .get(source)
+            .cloned()
+            .unwrap_or_else(|| default_target_column(source))
     }
 }
 
@@ -130,7 +138,8 @@ impl TableMap {
         let mut sources = BTreeSet::new();
         let mut targets = BTreeSet::new();
         for t in &self.tables {
-            let bad = |why: String| Err(TableMapError::Invalid(format!("table {}: {why}", t.source)));
+            let bad =
+                |why: String| Err(TableMapError::Invalid(format!("table {}: {why}", t.source)));
             if !sources.insert(t.source.to_lowercase()) {
                 return bad("listed twice".into());
             }
@@ -140,13 +149,22 @@ impl TableMap {
             if t.keys.is_empty() {
                 return bad("keys must name at least one column".into());
             }
-            if let Some(k) = t.keys.iter().find(|k| t.exclude.contains(k) || t.portal_owned.contains(k)) {
+            if let Some(k) = t
+                .keys
+                .iter()
+                .find(|k| t.exclude.contains(k) || t.portal_owned.contains(k))
+            {
                 return bad(format!("key column {k} cannot be excluded or portal-owned"));
             }
             if let Some(c) = t.portal_owned.iter().find(|c| t.exclude.contains(c)) {
-                return bad(format!("column {c} cannot be both excluded and portal-owned"));
+                return bad(format!(
+                    "column {c} cannot be both excluded and portal-owned"
+                ));
             }
-            if t.reverse.as_ref().is_some_and(|r| r.update && t.portal_owned.is_empty()) {
+            if t.reverse
+                .as_ref()
+                .is_some_and(|r| r.update && t.portal_owned.is_empty())
+            {
                 return bad("reverse updates need at least one portal_owned column".into());
             }
         }
@@ -179,7 +197,9 @@ impl TableMap {
         let notes = TableSpec {
             // NoteID is the clinic's local identity; NoteUID identifies a note on both sides.
             exclude: vec!["NoteID".to_owned()],
-            portal_owned: ["NoteText", "IsEdited", "EditedAt"].map(String::from).to_vec(),
+            portal_owned: ["NoteText", "IsEdited", "EditedAt"]
+                .map(String::from)
+                .to_vec(),
             reverse: Some(reverse(true)),
             ..table("tblAlignerNotes", "NoteUID")
         };
@@ -217,7 +237,16 @@ mod tests {
         let map = TableMap::sample_clinic();
         map.validate().expect("valid");
         let order: Vec<_> = map.tables.iter().map(TableSpec::target_table).collect();
-        assert_eq!(order, ["patients", "work", "aligner_sets", "aligner_batches", "aligner_notes"]);
+        assert_eq!(
+            order,
+            [
+                "patients",
+                "work",
+                "aligner_sets",
+                "aligner_batches",
+                "aligner_notes"
+            ]
+        );
     }
 
     #[test]
@@ -242,9 +271,33 @@ mod tests {
         };
         assert!(dup.validate().is_err());
         let no_key = TableMap {
-            tables: vec![TableSpec { keys: vec![], ..t.clone() }],
+            tables: vec![TableSpec {
+                keys: vec![],
+                ..t.clone()
+            }],
         };
         assert!(no_key.validate().is_err());
         assert!(toml::from_str::<TableMap>("[[table]]\nsource='x'\nkeys=['a']\nbogus=1").is_err());
+    }
+}
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_equals_the_built_in_map() {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/table-map.toml"
+        ));
+        let mut loaded = TableMap::load(path).expect("example map loads");
+        for t in &mut loaded.tables {
+            // The example spells out defaults the built-in map leaves implicit.
+            if t.target.as_deref() == Some(default_target_table(&t.source).as_str()) {
+                t.target = None;
+            }
+        }
+        assert_eq!(loaded, TableMap::sample_clinic());
     }
 }

@@ -124,11 +124,21 @@ impl Applier {
     async fn apply_one(&self, stored: StoredEvent) -> Result<bool, InboxError> {
         let event = &stored.event;
         let Some(table) = self.map.by_target(&event.table) else {
-            self.inbox.kill(stored.id, format!("table {} is no longer in the table map", event.table)).await?;
+            self.inbox
+                .kill(
+                    stored.id,
+                    format!("table {} is no longer in the table map", event.table),
+                )
+                .await?;
             return Ok(true);
         };
         if let Some(version) = event.version {
-            if self.inbox.version_of(&event.table, &event.record_key).await?.is_some_and(|applied| applied >= version) {
+            if self
+                .inbox
+                .version_of(&event.table, &event.record_key)
+                .await?
+                .is_some_and(|applied| applied >= version)
+            {
                 // Duplicate or out-of-order delivery: SQL Server already has this or newer data.
                 tracing::debug!(table = %event.table, key = %event.record_key, "stale event skipped");
                 self.status.reverse().events_stale += 1;
@@ -168,7 +178,9 @@ impl Applier {
                 tracing::warn!(table = %write.table, error = %e, "SQL Server unavailable; reverse events kept for retry");
                 self.status.reverse_error(&e.to_string());
                 let delay = self.backoff.next(stored.attempts + 1, None);
-                self.inbox.retry(stored.id, delay.as_millis() as i64, e.to_string()).await?;
+                self.inbox
+                    .retry(stored.id, delay.as_millis() as i64, e.to_string())
+                    .await?;
                 Ok(false)
             }
             Err(e) => {
@@ -178,7 +190,9 @@ impl Applier {
                     self.inbox.kill(stored.id, e.to_string()).await?;
                 } else {
                     let delay = self.backoff.next(stored.attempts + 1, None);
-                    self.inbox.retry(stored.id, delay.as_millis() as i64, e.to_string()).await?;
+                    self.inbox
+                        .retry(stored.id, delay.as_millis() as i64, e.to_string())
+                        .await?;
                 }
                 Ok(true)
             }

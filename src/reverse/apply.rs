@@ -38,7 +38,10 @@ pub enum PlanError {
 
 pub fn plan(table: &ResolvedTable, event: &NewEvent) -> Result<Plan, PlanError> {
     let Some(reverse) = table.spec.reverse.as_ref() else {
-        return Ok(Plan::Skip(format!("{} is not reverse-synced", table.target)));
+        return Ok(Plan::Skip(format!(
+            "{} is not reverse-synced",
+            table.target
+        )));
     };
     let missing = |field| PlanError::Missing {
         op: event.op.clone(),
@@ -47,10 +50,16 @@ pub fn plan(table: &ResolvedTable, event: &NewEvent) -> Result<Plan, PlanError> 
     };
     match event.op.as_str() {
         "DELETE" => {
-            let old = event.old_record.as_ref().ok_or_else(|| missing("old_record"))?;
+            let old = event
+                .old_record
+                .as_ref()
+                .ok_or_else(|| missing("old_record"))?;
             let decoded = table.decode_record(old)?;
             if !reverse.delete {
-                return Ok(Plan::Skip(format!("deletes of {} are not synced to SQL Server", table.target)));
+                return Ok(Plan::Skip(format!(
+                    "deletes of {} are not synced to SQL Server",
+                    table.target
+                )));
             }
             Ok(Plan::Write(ReverseWrite {
                 table: table.source().to_owned(),
@@ -62,12 +71,22 @@ pub fn plan(table: &ResolvedTable, event: &NewEvent) -> Result<Plan, PlanError> 
             let record = event.record.as_ref().ok_or_else(|| missing("record"))?;
             let decoded = table.decode_record(record)?;
             if event.op == "INSERT" && !reverse.insert {
-                return Ok(Plan::Skip(format!("rows of {} are created by the clinic, not the portal", table.target)));
+                return Ok(Plan::Skip(format!(
+                    "rows of {} are created by the clinic, not the portal",
+                    table.target
+                )));
             }
             if event.op == "UPDATE" && !reverse.update {
-                return Ok(Plan::Skip(format!("updates of {} are not synced to SQL Server", table.target)));
+                return Ok(Plan::Skip(format!(
+                    "updates of {} are not synced to SQL Server",
+                    table.target
+                )));
             }
-            let old = if event.op == "UPDATE" { event.old_record.as_ref() } else { None };
+            let old = if event.op == "UPDATE" {
+                event.old_record.as_ref()
+            } else {
+                None
+            };
             let update: Vec<(String, SqlValue)> = decoded
                 .iter()
                 .filter(|(c, _)| c.portal_owned && changed(record, old, &c.target))
@@ -97,7 +116,9 @@ pub fn plan(table: &ResolvedTable, event: &NewEvent) -> Result<Plan, PlanError> 
     }
 }
 
-fn key_of(decoded: &[(&crate::mapping::resolved::MappedColumn, SqlValue)]) -> Vec<(String, SqlValue)> {
+fn key_of(
+    decoded: &[(&crate::mapping::resolved::MappedColumn, SqlValue)],
+) -> Vec<(String, SqlValue)> {
     decoded
         .iter()
         .filter(|(c, _)| c.key)

@@ -42,12 +42,19 @@ pub struct CatchupReport {
     pub rows_rejected: u64,
 }
 
-pub async fn run(supabase: &PostgrestClient, map: &ResolvedMap, inbox: &Inbox) -> Result<CatchupReport, CatchupError> {
+pub async fn run(
+    supabase: &PostgrestClient,
+    map: &ResolvedMap,
+    inbox: &Inbox,
+) -> Result<CatchupReport, CatchupError> {
     let mut report = CatchupReport::default();
     let watermarks = inbox.watermarks().await?;
     for table in map.tables.iter().filter(|t| t.spec.reverse.is_some()) {
         report.tables += 1;
-        let start = watermarks.iter().find(|(t, _)| t == &table.target).map(|(_, w)| w.clone());
+        let start = watermarks
+            .iter()
+            .find(|(t, _)| t == &table.target)
+            .map(|(_, w)| w.clone());
         catch_up_table(supabase, table, inbox, start, &mut report).await?;
     }
     tracing::info!(?report, "catch-up finished");
@@ -70,7 +77,12 @@ async fn catch_up_table(
     let extra: Vec<(String, String)> = start
         .as_ref()
         .and_then(|w| DateTime::parse_from_rfc3339(&w.version).ok())
-        .map(|t| (version_col.clone(), format!("gte.{}", (t - OVERLAP).to_rfc3339())))
+        .map(|t| {
+            (
+                version_col.clone(),
+                format!("gte.{}", (t - OVERLAP).to_rfc3339()),
+            )
+        })
         .into_iter()
         .collect();
     let mut after: Vec<(String, Value)> = Vec::new();
@@ -85,7 +97,10 @@ async fn catch_up_table(
         report.pages += 1;
         report.rows_fetched += rows.len() as u64;
         let Some(last) = rows.last() else { break };
-        after = order.iter().map(|c| (c.clone(), last.get(c).cloned().unwrap_or(Value::Null))).collect();
+        after = order
+            .iter()
+            .map(|c| (c.clone(), last.get(c).cloned().unwrap_or(Value::Null)))
+            .collect();
         let full_page = rows.len() == PAGE;
         let mut events = Vec::with_capacity(rows.len());
         for row in rows {
@@ -109,7 +124,9 @@ async fn catch_up_table(
             version: last_text(&after, 0),
             key: serde_json::to_string(&after[1..]).unwrap_or_default(),
         };
-        inbox.append(events, Some((table.target.clone(), watermark))).await?;
+        inbox
+            .append(events, Some((table.target.clone(), watermark)))
+            .await?;
         if !full_page {
             break;
         }
@@ -155,13 +172,21 @@ pub struct Catchup {
 impl Catchup {
     /// Starts the task: one run at start-up (retried with backoff until it succeeds once), then
     /// one per request.
-    pub fn spawn(self, cancel: tokio_util::sync::CancellationToken) -> (CatchupHandle, tokio::task::JoinHandle<()>) {
+    pub fn spawn(
+        self,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> (CatchupHandle, tokio::task::JoinHandle<()>) {
         let (tx, rx) = tokio::sync::mpsc::channel(8);
-        (CatchupHandle { requests: tx }, tokio::spawn(self.serve(rx, cancel)))
+        (
+            CatchupHandle { requests: tx },
+            tokio::spawn(self.serve(rx, cancel)),
+        )
     }
 
     async fn once(&self) -> Result<CatchupReport, String> {
-        let result = run(&self.supabase, &self.map, &self.inbox).await.map_err(|e| e.to_string());
+        let result = run(&self.supabase, &self.map, &self.inbox)
+            .await
+            .map_err(|e| e.to_string());
         let mut r = self.status.reverse();
         r.catchup_last_run_at = Some(chrono::Utc::now());
         r.catchup_last_error = result.as_ref().err().cloned();
@@ -174,7 +199,11 @@ impl Catchup {
         result
     }
 
-    async fn serve(self, mut requests: tokio::sync::mpsc::Receiver<Reply>, cancel: tokio_util::sync::CancellationToken) {
+    async fn serve(
+        self,
+        mut requests: tokio::sync::mpsc::Receiver<Reply>,
+        cancel: tokio_util::sync::CancellationToken,
+    ) {
         let mut failures = 0;
         let mut retry_at = Some(tokio::time::Instant::now());
         loop {

@@ -93,7 +93,10 @@ mod tests {
         let a = parse_version(&json!("2026-11-25T10:00:00.123456+00:00")).expect("parses");
         let b = parse_version(&json!("2026-11-25T13:00:00.123457+03:00")).expect("parses");
         assert_eq!(b - a, 1);
-        assert_eq!(parse_version(&json!("2026-11-25T10:00:00+00")), parse_version(&json!("2026-11-25T10:00:00+00:00")));
+        assert_eq!(
+            parse_version(&json!("2026-11-25T10:00:00+00")),
+            parse_version(&json!("2026-11-25T10:00:00+00:00"))
+        );
         assert_eq!(parse_version(&json!("yesterday")), None);
         assert_eq!(parse_version(&json!(5)), None);
     }

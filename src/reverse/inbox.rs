@@ -125,7 +125,11 @@ impl Inbox {
     }
 
     /// Stores `events` (and the catch-up watermark, in the same transaction). Returns their ids.
-    pub async fn append(&self, events: Vec<NewEvent>, watermark: Option<(String, Watermark)>) -> Result<Vec<i64>, InboxError> {
+    pub async fn append(
+        &self,
+        events: Vec<NewEvent>,
+        watermark: Option<(String, Watermark)>,
+    ) -> Result<Vec<i64>, InboxError> {
         self.with(move |conn| {
             let tx = conn.transaction()?;
             let mut ids = Vec::with_capacity(events.len());
@@ -212,7 +216,12 @@ impl Inbox {
 
     /// Removes an applied (or superseded) event and records the version it brought.
     pub async fn complete(&self, event: &StoredEvent) -> Result<(), InboxError> {
-        let (id, table, key, version) = (event.id, event.event.table.clone(), event.event.record_key.clone(), event.event.version);
+        let (id, table, key, version) = (
+            event.id,
+            event.event.table.clone(),
+            event.event.record_key.clone(),
+            event.event.version,
+        );
         self.with(move |conn| {
             let tx = conn.transaction()?;
             tx.execute("DELETE FROM events WHERE id = ?1", params![id])?;
@@ -266,7 +275,7 @@ impl Inbox {
                 [],
                 |r| r.get::<_, Option<i64>>(0),
             )
-                .map(|at| at.map(|at| (at - now_ms()).max(0)))
+            .map(|at| at.map(|at| (at - now_ms()).max(0)))
         })
         .await
     }
@@ -283,7 +292,8 @@ impl Inbox {
                     Ok(InboxStats {
                         depth: r.get::<_, i64>(0)? as u64,
                         dead: r.get::<_, i64>(1)? as u64,
-                        oldest_unapplied_age_secs: oldest.map(|t| ((now_ms() - t).max(0) / 1000) as u64),
+                        oldest_unapplied_age_secs: oldest
+                            .map(|t| ((now_ms() - t).max(0) / 1000) as u64),
                     })
                 },
             )
@@ -292,7 +302,10 @@ impl Inbox {
     }
 
     /// Dead events and last errors, newest first, for troubleshooting.
-    pub async fn dead_events(&self, limit: usize) -> Result<Vec<(i64, String, String, String)>, InboxError> {
+    pub async fn dead_events(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(i64, String, String, String)>, InboxError> {
         self.with(move |conn| {
             let mut stmt = conn.prepare(
                 "SELECT id, table_name, record_key, coalesce(last_error, '') FROM events WHERE dead = 1 ORDER BY id DESC LIMIT ?1",
@@ -316,8 +329,18 @@ impl Inbox {
 
     pub async fn watermarks(&self) -> Result<Vec<(String, Watermark)>, InboxError> {
         self.with(|conn| {
-            let mut stmt = conn.prepare("SELECT table_name, version, record_key FROM watermarks ORDER BY table_name")?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, Watermark { version: r.get(1)?, key: r.get(2)? })))?;
+            let mut stmt = conn.prepare(
+                "SELECT table_name, version, record_key FROM watermarks ORDER BY table_name",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    Watermark {
+                        version: r.get(1)?,
+                        key: r.get(2)?,
+                    },
+                ))
+            })?;
             rows.collect()
         })
         .await
@@ -325,8 +348,15 @@ impl Inbox {
 
     pub async fn get_meta(&self, name: &str) -> Result<Option<String>, InboxError> {
         let name = name.to_owned();
-        self.with(move |conn| conn.query_row("SELECT value FROM meta WHERE name = ?1", params![name], |r| r.get(0)).optional())
-            .await
+        self.with(move |conn| {
+            conn.query_row(
+                "SELECT value FROM meta WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+        .await
     }
 
     pub async fn set_meta(&self, name: &str, value: String) -> Result<(), InboxError> {

@@ -52,6 +52,8 @@ struct State {
     reject_applies: u32,
     applies: u64,
     writes: u64,
+    /// Calls per trait method, to prove an idle agent makes none.
+    calls: BTreeMap<&'static str, u64>,
 }
 
 /// The double. Cheap to clone; clones share state.
@@ -120,7 +122,14 @@ impl MemoryStore {
                 col("PersonID", int.clone(), false),
                 col("TypeOfWork", text(Some(100)), false),
                 col("TotalRequired", Money, true),
-                col("Currency", Text { unicode: false, max_chars: Some(3) }, false),
+                col(
+                    "Currency",
+                    Text {
+                        unicode: false,
+                        max_chars: Some(3),
+                    },
+                    false,
+                ),
                 col("StartDate", Date, true),
                 col("Finished", Bit, false),
                 col("AdditionTime", DateTime2 { scale: 3 }, false),
@@ -134,7 +143,14 @@ impl MemoryStore {
                 col("SetSequence", int.clone(), false),
                 col("UpperAlignersCount", int.clone(), false),
                 col("LowerAlignersCount", int.clone(), false),
-                col("SetCost", Decimal { precision: 12, scale: 2 }, true),
+                col(
+                    "SetCost",
+                    Decimal {
+                        precision: 12,
+                        scale: 2,
+                    },
+                    true,
+                ),
                 col("IsActive", Bit, false),
                 col("CreationDate", DateTimeOffset { scale: 3 }, false),
             ],
@@ -151,7 +167,13 @@ impl MemoryStore {
                 col("ManufactureDate", Date, true),
                 col("DeliveredToPatientDate", Date, true),
                 col("Notes", text(Some(500)), true),
-                col("LabelCode", Binary { max_bytes: Some(64) }, true),
+                col(
+                    "LabelCode",
+                    Binary {
+                        max_bytes: Some(64),
+                    },
+                    true,
+                ),
             ],
         );
         let mut note_id = col("NoteID", int.clone(), false);
@@ -210,7 +232,11 @@ impl MemoryStore {
     }
 
     pub fn rows(&self, table: &str) -> Vec<Row> {
-        self.lock().tables.get(table).map(|t| t.rows.values().cloned().collect()).unwrap_or_default()
+        self.lock()
+            .tables
+            .get(table)
+            .map(|t| t.rows.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     pub fn queue(&self) -> Vec<MemQueueRow> {
@@ -265,7 +291,11 @@ impl MemoryStore {
             (Some(_), false) => "INSERT",
         };
         match tx {
-            Some(tx) => s.pending.entry(tx).or_default().push((table.to_owned(), key.clone(), row)),
+            Some(tx) => s
+                .pending
+                .entry(tx)
+                .or_default()
+                .push((table.to_owned(), key.clone(), row)),
             None => Self::put(s, table, key, row),
         }
         Self::enqueue(s, table, &key.to_json(), operation, tx);
@@ -308,7 +338,10 @@ impl MemoryStore {
             for (table, key, row) in changes {
                 Self::put(&mut s, &table, &key, row);
             }
-            s.queue.values_mut().filter(|q| q.open_tx == Some(tx)).for_each(|q| q.open_tx = None);
+            s.queue
+                .values_mut()
+                .filter(|q| q.open_tx == Some(tx))
+                .for_each(|q| q.open_tx = None);
         } else {
             s.queue.retain(|_, q| q.open_tx != Some(tx));
         }
@@ -316,10 +349,18 @@ impl MemoryStore {
         self.tx_ended.notify_waiters();
     }
 
-    fn guard(&self) -> Result<MutexGuard<'_, State>, StoreError> {
-        let s = self.lock();
+    /// How many times the agent called `method` (e.g. "claim", "wait_for_writers").
+    pub fn calls(&self, method: &str) -> u64 {
+        self.lock().calls.get(method).copied().unwrap_or(0)
+    }
+
+    fn guard(&self, method: &'static str) -> Result<MutexGuard<'_, State>, StoreError> {
+        let mut s = self.lock();
+        *s.calls.entry(method).or_default() += 1;
         if s.down {
-            return Err(StoreError::Unavailable("connection refused (memory double is down)".to_owned()));
+            return Err(StoreError::Unavailable(
+                "connection refused (memory double is down)".to_owned(),
+            ));
         }
         Ok(s)
     }
@@ -351,28 +392,42 @@ fn due(q: &MemQueueRow, now: Instant) -> bool {
 }
 
 fn differs(row: &Row, values: &[(String, SqlValue)]) -> bool {
-    values.iter().any(|(c, v)| row.get(c).unwrap_or(&SqlValue::Null) != v)
+    values
+        .iter()
+        .any(|(c, v)| row.get(c).unwrap_or(&SqlValue::Null) != v)
 }
 
 #[async_trait]
 impl SqlStore for MemoryStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        self.guard().map(drop)
+        self.guard("ping").map(drop)
     }
 
     async fn describe_table(&self, table: &str) -> Result<Option<Vec<SourceColumn>>, StoreError> {
-        let s = self.guard()?;
+        let s = self.guard("describe_table")?;
         let name = table.strip_prefix("dbo.").unwrap_or(table);
-        Ok(s.tables.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, t)| t.columns.clone()))
+        Ok(s.tables
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, t)| t.columns.clone()))
     }
 
     async fn claim(&self, limit: usize, lease: Duration) -> Result<Vec<QueueItem>, StoreError> {
-        let mut s = self.guard()?;
+        let mut s = self.guard("claim")?;
         let now = Instant::now();
         let token = Uuid::new_v4();
-        let first: Vec<i64> = s.queue.values().filter(|q| due(q, now)).take(limit).map(|q| q.id).collect();
-        let records: BTreeSet<(String, String)> =
-            first.iter().filter_map(|id| s.queue.get(id)).map(|q| (q.table.clone(), q.record_id.clone())).collect();
+        let first: Vec<i64> = s
+            .queue
+            .values()
+            .filter(|q| due(q, now))
+            .take(limit)
+            .map(|q| q.id)
+            .collect();
+        let records: BTreeSet<(String, String)> = first
+            .iter()
+            .filter_map(|id| s.queue.get(id))
+            .map(|q| (q.table.clone(), q.record_id.clone()))
+            .collect();
         let agent = self.agent_id.clone();
         let mut items = Vec::new();
         for q in s.queue.values_mut() {
@@ -395,10 +450,12 @@ impl SqlStore for MemoryStore {
     }
 
     async fn settle(&self, items: &[SettleItem]) -> Result<(), StoreError> {
-        let mut s = self.guard()?;
+        let mut s = self.guard("settle")?;
         let now = Instant::now();
         for item in items {
-            let Some(q) = s.queue.get_mut(&item.id.0) else { continue };
+            let Some(q) = s.queue.get_mut(&item.id.0) else {
+                continue;
+            };
             if q.claim != Some(item.claim.0) {
                 continue;
             }
@@ -430,7 +487,7 @@ impl SqlStore for MemoryStore {
     }
 
     async fn next_due_in(&self) -> Result<Option<Duration>, StoreError> {
-        let s = self.guard()?;
+        let s = self.guard("next_due_in")?;
         let now = Instant::now();
         Ok(s.queue
             .values()
@@ -441,7 +498,7 @@ impl SqlStore for MemoryStore {
 
     async fn wait_for_writers(&self, max_wait: Duration) -> Result<WriterWait, StoreError> {
         let waiting = {
-            let s = self.guard()?;
+            let s = self.guard("wait_for_writers")?;
             let now = Instant::now();
             let locked = s
                 .queue
@@ -460,12 +517,13 @@ impl SqlStore for MemoryStore {
     }
 
     async fn release_own_claims(&self) -> Result<u64, StoreError> {
-        let mut s = self.guard()?;
+        let mut s = self.guard("release_own_claims")?;
         let now = Instant::now();
         let agent = self.agent_id.clone();
         let mut n = 0;
         for q in s.queue.values_mut() {
-            if q.status == "Pending" && q.claim.is_some() && q.claimed_by.as_deref() == Some(&agent) {
+            if q.status == "Pending" && q.claim.is_some() && q.claimed_by.as_deref() == Some(&agent)
+            {
                 q.claim = None;
                 q.next_attempt_at = now;
                 n += 1;
@@ -475,8 +533,13 @@ impl SqlStore for MemoryStore {
     }
 
     async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
-        let s = self.guard()?;
-        let count = |status: &str| s.queue.values().filter(|q| q.status == status && q.open_tx.is_none()).count() as u64;
+        let s = self.guard("queue_stats")?;
+        let count = |status: &str| {
+            s.queue
+                .values()
+                .filter(|q| q.status == status && q.open_tx.is_none())
+                .count() as u64
+        };
         Ok(QueueStats {
             pending: count("Pending"),
             synced: count("Synced"),
@@ -489,35 +552,46 @@ impl SqlStore for MemoryStore {
         })
     }
 
-    async fn load_rows(&self, table: &str, columns: &[SourceColumn], keys: &[RecordKey]) -> Result<Vec<Row>, StoreError> {
-        let s = self.guard()?;
+    async fn load_rows(
+        &self,
+        table: &str,
+        columns: &[SourceColumn],
+        keys: &[RecordKey],
+    ) -> Result<Vec<Row>, StoreError> {
+        let s = self.guard("load_rows")?;
         let t = s
             .tables
             .get(table)
-            .ok_or_else(|| StoreError::Rejected(format!("Invalid object name '{table}'.")))?;
+            .ok_or_else(|| StoreError::Invalid(format!("Invalid object name '{table}'.")))?;
         Ok(keys
             .iter()
             .filter_map(|k| t.rows.get(k))
             .map(|row| {
                 columns
                     .iter()
-                    .map(|c| (c.name.clone(), row.get(&c.name).cloned().unwrap_or(SqlValue::Null)))
+                    .map(|c| {
+                        (
+                            c.name.clone(),
+                            row.get(&c.name).cloned().unwrap_or(SqlValue::Null),
+                        )
+                    })
                     .collect()
             })
             .collect())
     }
 
     async fn apply(&self, write: &ReverseWrite) -> Result<WriteOutcome, StoreError> {
-        let mut s = self.guard()?;
+        let mut s = self.guard("apply")?;
         s.applies += 1;
         if s.reject_applies > 0 {
             s.reject_applies -= 1;
-            return Err(StoreError::Rejected("The INSERT statement conflicted with a constraint (memory double).".to_owned()));
+            return Err(StoreError::Rejected(
+                "The INSERT statement conflicted with a constraint (memory double).".to_owned(),
+            ));
         }
-        let table = s
-            .tables
-            .get_mut(&write.table)
-            .ok_or_else(|| StoreError::Rejected(format!("Invalid object name '{}'.", write.table)))?;
+        let table = s.tables.get_mut(&write.table).ok_or_else(|| {
+            StoreError::Invalid(format!("Invalid object name '{}'.", write.table))
+        })?;
         let key = RecordKey(
             write
                 .key
@@ -525,7 +599,9 @@ impl SqlStore for MemoryStore {
                 .map(|(c, v)| {
                     let part = match v {
                         SqlValue::Int(i) => KeyPart::Int(*i),
-                        SqlValue::Guid(g) => KeyPart::Text(g.hyphenated().to_string().to_uppercase()),
+                        SqlValue::Guid(g) => {
+                            KeyPart::Text(g.hyphenated().to_string().to_uppercase())
+                        }
                         SqlValue::Text(t) => KeyPart::Text(t.clone()),
                         other => KeyPart::Text(format!("{other:?}")),
                     };
@@ -541,7 +617,10 @@ impl SqlStore for MemoryStore {
                 WriteOutcome::Deleted
             }
             (WriteAction::Delete, None) => WriteOutcome::Missing,
-            (WriteAction::Upsert { update, .. } | WriteAction::UpdateOnly { update }, Some(row)) => {
+            (
+                WriteAction::Upsert { update, .. } | WriteAction::UpdateOnly { update },
+                Some(row),
+            ) => {
                 if differs(row, update) {
                     for (c, v) in update {
                         row.insert(c.clone(), v.clone());
@@ -553,7 +632,11 @@ impl SqlStore for MemoryStore {
             }
             (WriteAction::UpdateOnly { .. }, None) => WriteOutcome::Missing,
             (WriteAction::Upsert { insert, .. }, None) => {
-                let mut row: Row = table.columns.iter().map(|c| (c.name.clone(), SqlValue::Null)).collect();
+                let mut row: Row = table
+                    .columns
+                    .iter()
+                    .map(|c| (c.name.clone(), SqlValue::Null))
+                    .collect();
                 row.extend(insert.iter().cloned());
                 table.rows.insert(key, row);
                 WriteOutcome::Inserted

@@ -4,7 +4,6 @@
 //! module knows which one it talks to.
 
 pub mod memory;
-#[path = "tds_stub.rs"]
 pub mod tds;
 
 use std::collections::BTreeMap;
@@ -68,7 +67,8 @@ pub struct RecordKeyError(pub String);
 impl RecordKey {
     pub fn parse(record_id: &str) -> Result<Self, RecordKeyError> {
         let bad = || RecordKeyError(record_id.chars().take(200).collect());
-        let map: BTreeMap<String, serde_json::Value> = serde_json::from_str(record_id).map_err(|_| bad())?;
+        let map: BTreeMap<String, serde_json::Value> =
+            serde_json::from_str(record_id).map_err(|_| bad())?;
         if map.is_empty() {
             return Err(bad());
         }
@@ -125,7 +125,10 @@ pub enum Settlement {
     /// Given up: `Attempts + 1`, `Status = 'Failed'`, `LastError`.
     Failed { error: String },
     /// Not attempted (configuration fault, shutdown): due again after `delay`, attempts untouched.
-    Release { delay: Duration, error: Option<String> },
+    Release {
+        delay: Duration,
+        error: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -183,7 +186,9 @@ pub enum WriteAction {
         update: Vec<(String, SqlValue)>,
     },
     /// Update `update` where the row exists and any of them differs; never insert.
-    UpdateOnly { update: Vec<(String, SqlValue)> },
+    UpdateOnly {
+        update: Vec<(String, SqlValue)>,
+    },
     Delete,
 }
 

@@ -120,7 +120,10 @@ mod tests {
         assert_eq!(status(429, None).class(), ErrorClass::Retryable);
         assert_eq!(status(503, None).class(), ErrorClass::Retryable);
         assert_eq!(status(500, Some("XX000")).class(), ErrorClass::Retryable);
-        assert_eq!(PostgrestError::Timeout(Duration::from_secs(1)).class(), ErrorClass::Retryable);
+        assert_eq!(
+            PostgrestError::Timeout(Duration::from_secs(1)).class(),
+            ErrorClass::Retryable
+        );
     }
 
     #[test]
@@ -129,7 +132,9 @@ mod tests {
             status: 409,
             body: ErrorBody {
                 code: Some("23503".into()),
-                message: Some("insert or update on table \"work\" violates foreign key constraint".into()),
+                message: Some(
+                    "insert or update on table \"work\" violates foreign key constraint".into(),
+                ),
                 details: Some("Key (person_id)=(5) is not present in table \"patients\".".into()),
                 hint: None,
             },

@@ -11,7 +11,8 @@ pub fn quote(value: &Value) -> String {
         Value::Null => return "null".to_owned(),
         other => other.to_string(),
     };
-    let reserved = |c: char| matches!(c, ',' | '.' | ':' | '(' | ')' | '"' | '\\') || c.is_whitespace();
+    let reserved =
+        |c: char| matches!(c, ',' | '.' | ':' | '(' | ')' | '"' | '\\') || c.is_whitespace();
     if raw.is_empty() || raw.chars().any(reserved) {
         format!("\"{}\"", raw.replace('\\', "\\\\").replace('"', "\\\""))
     } else {
@@ -27,13 +28,20 @@ pub fn keys_filter(keys: &[Vec<(String, Value)>]) -> Vec<(String, String)> {
     };
     if first.len() == 1 {
         let column = first[0].0.clone();
-        let values: Vec<String> = keys.iter().filter_map(|k| k.first()).map(|(_, v)| quote(v)).collect();
+        let values: Vec<String> = keys
+            .iter()
+            .filter_map(|k| k.first())
+            .map(|(_, v)| quote(v))
+            .collect();
         return vec![(column, format!("in.({})", values.join(",")))];
     }
     let alternatives: Vec<String> = keys
         .iter()
         .map(|k| {
-            let parts: Vec<String> = k.iter().map(|(c, v)| format!("{c}.eq.{}", quote(v))).collect();
+            let parts: Vec<String> = k
+                .iter()
+                .map(|(c, v)| format!("{c}.eq.{}", quote(v)))
+                .collect();
             format!("and({})", parts.join(","))
         })
         .collect();
@@ -48,7 +56,10 @@ pub fn after_filter(after: &[(String, Value)]) -> Option<(String, String)> {
     }
     let mut alternatives = Vec::new();
     for i in 0..after.len() {
-        let mut parts: Vec<String> = after[..i].iter().map(|(c, v)| format!("{c}.eq.{}", quote(v))).collect();
+        let mut parts: Vec<String> = after[..i]
+            .iter()
+            .map(|(c, v)| format!("{c}.eq.{}", quote(v)))
+            .collect();
         let (c, v) = &after[i];
         parts.push(format!("{c}.gt.{}", quote(v)));
         alternatives.push(if parts.len() == 1 {
@@ -71,22 +82,40 @@ mod tests {
         assert_eq!(quote(&json!("abc")), "abc");
         assert_eq!(quote(&json!("a,b")), "\"a,b\"");
         assert_eq!(quote(&json!("say \"hi\")")), "\"say \\\"hi\\\")\"");
-        assert_eq!(quote(&json!("2026-01-01T10:00:00.5+00:00")), "\"2026-01-01T10:00:00.5+00:00\"");
+        assert_eq!(
+            quote(&json!("2026-01-01T10:00:00.5+00:00")),
+            "\"2026-01-01T10:00:00.5+00:00\""
+        );
         assert_eq!(quote(&json!("")), "\"\"");
     }
 
     #[test]
     fn single_and_composite_keys() {
-        let single = vec![vec![("person_id".to_owned(), json!(1))], vec![("person_id".to_owned(), json!(2))]];
-        assert_eq!(keys_filter(&single), vec![("person_id".to_owned(), "in.(1,2)".to_owned())]);
-        let composite = vec![vec![("a".to_owned(), json!(1)), ("b".to_owned(), json!("x,y"))]];
-        assert_eq!(keys_filter(&composite), vec![("or".to_owned(), "(and(a.eq.1,b.eq.\"x,y\"))".to_owned())]);
+        let single = vec![
+            vec![("person_id".to_owned(), json!(1))],
+            vec![("person_id".to_owned(), json!(2))],
+        ];
+        assert_eq!(
+            keys_filter(&single),
+            vec![("person_id".to_owned(), "in.(1,2)".to_owned())]
+        );
+        let composite = vec![vec![
+            ("a".to_owned(), json!(1)),
+            ("b".to_owned(), json!("x,y")),
+        ]];
+        assert_eq!(
+            keys_filter(&composite),
+            vec![("or".to_owned(), "(and(a.eq.1,b.eq.\"x,y\"))".to_owned())]
+        );
         assert!(keys_filter(&[]).is_empty());
     }
 
     #[test]
     fn keyset_condition() {
-        let after = vec![("updated_at".to_owned(), json!("2026-01-01T00:00:00+00:00")), ("id".to_owned(), json!(7))];
+        let after = vec![
+            ("updated_at".to_owned(), json!("2026-01-01T00:00:00+00:00")),
+            ("id".to_owned(), json!(7)),
+        ];
         assert_eq!(
             after_filter(&after),
             Some((

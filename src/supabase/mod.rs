@@ -42,13 +42,24 @@ pub struct PostgrestClient {
 
 impl std::fmt::Debug for PostgrestClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgrestClient").field("rest", &self.rest.as_str()).finish_non_exhaustive()
+        f.debug_struct("PostgrestClient")
+            .field("rest", &self.rest.as_str())
+            .finish_non_exhaustive()
     }
 }
 
 impl PostgrestClient {
-    pub fn new(project_url: &Url, key: &SecretString, kind: KeyKind, timeout: Duration) -> Result<Self, PostgrestError> {
-        let invalid = |_| PostgrestError::Decode("the service key contains characters not allowed in a header".to_owned());
+    pub fn new(
+        project_url: &Url,
+        key: &SecretString,
+        kind: KeyKind,
+        timeout: Duration,
+    ) -> Result<Self, PostgrestError> {
+        let invalid = |_| {
+            PostgrestError::Decode(
+                "the service key contains characters not allowed in a header".to_owned(),
+            )
+        };
         let mut headers = HeaderMap::new();
         let mut apikey = HeaderValue::from_str(key.expose_secret()).map_err(invalid)?;
         apikey.set_sensitive(true);
@@ -56,7 +67,8 @@ impl PostgrestClient {
         if kind == KeyKind::LegacyJwt {
             // Legacy service_role keys are JWTs and PostgREST authorizes by the bearer token;
             // the new sb_secret_ keys are not JWTs and must not be sent as one.
-            let mut bearer = HeaderValue::from_str(&format!("Bearer {}", key.expose_secret())).map_err(invalid)?;
+            let mut bearer = HeaderValue::from_str(&format!("Bearer {}", key.expose_secret()))
+                .map_err(invalid)?;
             bearer.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, bearer);
         }
@@ -69,17 +81,29 @@ impl PostgrestClient {
             .build()
             .map_err(|e| PostgrestError::Network(e.to_string()))?;
         let mut rest = project_url.clone();
-        rest.set_path(&format!("{}/rest/v1/", project_url.path().trim_end_matches('/')));
-        Ok(Self { http, rest, timeout })
+        rest.set_path(&format!(
+            "{}/rest/v1/",
+            project_url.path().trim_end_matches('/')
+        ));
+        Ok(Self {
+            http,
+            rest,
+            timeout,
+        })
     }
 
     fn table_url(&self, table: &str) -> Result<Url, PostgrestError> {
-        self.rest.join(table).map_err(|e| PostgrestError::Decode(format!("bad table name {table:?}: {e}")))
+        self.rest
+            .join(table)
+            .map_err(|e| PostgrestError::Decode(format!("bad table name {table:?}: {e}")))
     }
 
     /// Sends with a short in-process retry for blips (two more tries within about a second);
     /// anything longer is the durable schedule's job.
-    async fn send(&self, build: impl Fn() -> RequestBuilder) -> Result<reqwest::Response, PostgrestError> {
+    async fn send(
+        &self,
+        build: impl Fn() -> RequestBuilder,
+    ) -> Result<reqwest::Response, PostgrestError> {
         let once = || async {
             let response = build().send().await.map_err(|e| {
                 if e.is_timeout() {
@@ -100,14 +124,22 @@ impl PostgrestClient {
             .with_jitter();
         once.retry(policy)
             .when(|e: &PostgrestError| {
-                e.is_retryable() && !matches!(e, PostgrestError::Timeout(_)) && e.retry_after().is_none_or(|d| d <= Duration::from_secs(1))
+                e.is_retryable()
+                    && !matches!(e, PostgrestError::Timeout(_))
+                    && e.retry_after().is_none_or(|d| d <= Duration::from_secs(1))
             })
             .notify(|e, wait| tracing::debug!(error = %e, ?wait, "retrying PostgREST request"))
             .await
     }
 
     /// Upserts `rows` into `table` in one request (`on_conflict` = the key columns).
-    pub async fn upsert(&self, table: &str, rows: &[JsonRow], on_conflict: &[String], mode: &UpsertMode) -> Result<(), PostgrestError> {
+    pub async fn upsert(
+        &self,
+        table: &str,
+        rows: &[JsonRow],
+        on_conflict: &[String],
+        mode: &UpsertMode,
+    ) -> Result<(), PostgrestError> {
         if rows.is_empty() {
             return Ok(());
         }
@@ -136,8 +168,38 @@ impl PostgrestClient {
         .map(drop)
     }
 
+    /// Updates one row, identified by its key, with `values`; never inserts. Answers success
+    /// when no row matched (PostgREST's 204), which the caller rules out by inserting first.
+    pub async fn update(
+        &self,
+        table: &str,
+        key: &[(String, Value)],
+        values: &JsonRow,
+    ) -> Result<(), PostgrestError> {
+        let url = self.table_url(table)?;
+        let query: Vec<(String, String)> = key
+            .iter()
+            .map(|(c, v)| (c.clone(), format!("eq.{}", filter::quote(v))))
+            .collect();
+        let body = serde_json::to_vec(values).map_err(|e| PostgrestError::Decode(e.to_string()))?;
+        self.send(|| {
+            self.http
+                .request(Method::PATCH, url.clone())
+                .query(&query)
+                .header("Prefer", "return=minimal")
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone())
+        })
+        .await
+        .map(drop)
+    }
+
     /// Deletes the rows with these keys (each `(column, value)` pairs in key order).
-    pub async fn delete(&self, table: &str, keys: &[Vec<(String, Value)>]) -> Result<(), PostgrestError> {
+    pub async fn delete(
+        &self,
+        table: &str,
+        keys: &[Vec<(String, Value)>],
+    ) -> Result<(), PostgrestError> {
         if keys.is_empty() {
             return Ok(());
         }
@@ -166,22 +228,41 @@ impl PostgrestClient {
         let url = self.table_url(table)?;
         let mut query: Vec<(String, String)> = vec![
             ("select".to_owned(), "*".to_owned()),
-            ("order".to_owned(), order.iter().map(|c| format!("{c}.asc")).collect::<Vec<_>>().join(",")),
+            (
+                "order".to_owned(),
+                order
+                    .iter()
+                    .map(|c| format!("{c}.asc"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
             ("limit".to_owned(), limit.to_string()),
         ];
         query.extend(extra.iter().cloned());
         query.extend(filter::after_filter(after));
-        let response = self.send(|| self.http.request(Method::GET, url.clone()).query(&query)).await?;
-        response.json().await.map_err(|e| PostgrestError::Decode(without_url(&e)))
+        let response = self
+            .send(|| self.http.request(Method::GET, url.clone()).query(&query))
+            .await?;
+        response
+            .json()
+            .await
+            .map_err(|e| PostgrestError::Decode(without_url(&e)))
     }
 
     /// PostgREST's OpenAPI description (`GET /rest/v1/`), used by `syncbridge check`.
     pub async fn openapi(&self) -> Result<Value, PostgrestError> {
         let url = self.rest.clone();
         let response = self
-            .send(|| self.http.request(Method::GET, url.clone()).header("Accept", "application/openapi+json"))
+            .send(|| {
+                self.http
+                    .request(Method::GET, url.clone())
+                    .header("Accept", "application/openapi+json")
+            })
             .await?;
-        response.json().await.map_err(|e| PostgrestError::Decode(without_url(&e)))
+        response
+            .json()
+            .await
+            .map_err(|e| PostgrestError::Decode(without_url(&e)))
     }
 }
 
@@ -220,6 +301,11 @@ async fn error_from(response: reqwest::Response) -> PostgrestError {
     PostgrestError::Status {
         status: status.as_u16(),
         body,
-        retry_after: retry_after.filter(|_| matches!(status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE)),
+        retry_after: retry_after.filter(|_| {
+            matches!(
+                status,
+                StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+            )
+        }),
     }
 }

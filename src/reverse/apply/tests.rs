@@ -12,11 +12,18 @@ const NOTE: &str = "6f9619ff-8b86-d011-b42d-00c04fc964ff";
 async fn sample_map() -> ResolvedMap {
     let store = MemoryStore::sample_clinic();
     let map = TableMap::sample_clinic();
-    let described = crate::app::describe_all(&store as &dyn SqlStore, &map).await.expect("described");
+    let described = crate::app::describe_all(&store as &dyn SqlStore, &map)
+        .await
+        .expect("described");
     ResolvedMap::resolve(&map, &described).expect("resolves")
 }
 
-fn event(table: &str, op: &str, record: Option<serde_json::Value>, old: Option<serde_json::Value>) -> NewEvent {
+fn event(
+    table: &str,
+    op: &str,
+    record: Option<serde_json::Value>,
+    old: Option<serde_json::Value>,
+) -> NewEvent {
     let as_map = |v: serde_json::Value| v.as_object().cloned();
     NewEvent {
         source: EventSource::Webhook,
@@ -45,45 +52,116 @@ fn note(text: &str) -> serde_json::Value {
 async fn batch_days_update_writes_only_days_when_changed() {
     let map = sample_map().await;
     let t = map.by_target("aligner_batches").expect("table");
-    let Plan::Write(w) = plan(t, &event("aligner_batches", "UPDATE", Some(batch(14, "b")), Some(batch(10, "a")))).expect("plan") else {
+    let Plan::Write(w) = plan(
+        t,
+        &event(
+            "aligner_batches",
+            "UPDATE",
+            Some(batch(14, "b")),
+            Some(batch(10, "a")),
+        ),
+    )
+    .expect("plan") else {
         panic!("expected a write");
     };
     assert_eq!(w.table, "tblAlignerBatches");
     assert_eq!(w.key, vec![("AlignerBatchID".to_owned(), SqlValue::Int(7))]);
-    assert_eq!(w.action, WriteAction::UpdateOnly { update: vec![("Days".to_owned(), SqlValue::Int(14))] });
+    assert_eq!(
+        w.action,
+        WriteAction::UpdateOnly {
+            update: vec![("Days".to_owned(), SqlValue::Int(14))]
+        }
+    );
 
     // Only clinic-owned columns changed (an echo of a forward upsert): nothing to write.
-    let p = plan(t, &event("aligner_batches", "UPDATE", Some(batch(10, "changed")), Some(batch(10, "a")))).expect("plan");
+    let p = plan(
+        t,
+        &event(
+            "aligner_batches",
+            "UPDATE",
+            Some(batch(10, "changed")),
+            Some(batch(10, "a")),
+        ),
+    )
+    .expect("plan");
     assert!(matches!(p, Plan::Skip(_)), "{p:?}");
     // Batches are created by the clinic: a portal INSERT is not applied.
-    let p = plan(t, &event("aligner_batches", "INSERT", Some(batch(10, "a")), None)).expect("plan");
+    let p = plan(
+        t,
+        &event("aligner_batches", "INSERT", Some(batch(10, "a")), None),
+    )
+    .expect("plan");
     assert!(matches!(p, Plan::Skip(_)), "{p:?}");
     // Catch-up rows carry no old_record: days is written and SQL Server compares.
-    let Plan::Write(w) = plan(t, &event("aligner_batches", "UPSERT", Some(batch(10, "a")), None)).expect("plan") else {
+    let Plan::Write(w) = plan(
+        t,
+        &event("aligner_batches", "UPSERT", Some(batch(10, "a")), None),
+    )
+    .expect("plan") else {
         panic!("expected a write");
     };
-    assert_eq!(w.action, WriteAction::UpdateOnly { update: vec![("Days".to_owned(), SqlValue::Int(10))] });
+    assert_eq!(
+        w.action,
+        WriteAction::UpdateOnly {
+            update: vec![("Days".to_owned(), SqlValue::Int(10))]
+        }
+    );
 }
 
 #[tokio::test]
 async fn note_insert_carries_every_column_and_update_only_portal_owned() {
     let map = sample_map().await;
     let t = map.by_target("aligner_notes").expect("table");
-    let Plan::Write(w) = plan(t, &event("aligner_notes", "INSERT", Some(note("مرحبا — سڵاو")), None)).expect("plan") else {
+    let Plan::Write(w) = plan(
+        t,
+        &event("aligner_notes", "INSERT", Some(note("مرحبا — سڵاو")), None),
+    )
+    .expect("plan") else {
         panic!("expected a write");
     };
-    let WriteAction::Upsert { insert, update } = &w.action else { panic!("expected upsert") };
+    let WriteAction::Upsert { insert, update } = &w.action else {
+        panic!("expected upsert")
+    };
     let names: Vec<&str> = insert.iter().map(|(c, _)| c.as_str()).collect();
-    assert_eq!(names, ["NoteUID", "AlignerSetID", "NoteType", "NoteText", "CreatedAt", "IsEdited", "EditedAt", "IsRead"]);
-    assert!(insert.contains(&("NoteText".to_owned(), SqlValue::Text("مرحبا — سڵاو".to_owned()))));
+    assert_eq!(
+        names,
+        [
+            "NoteUID",
+            "AlignerSetID",
+            "NoteType",
+            "NoteText",
+            "CreatedAt",
+            "IsEdited",
+            "EditedAt",
+            "IsRead"
+        ]
+    );
+    assert!(insert.contains(&(
+        "NoteText".to_owned(),
+        SqlValue::Text("مرحبا — سڵاو".to_owned())
+    )));
     let updated: Vec<&str> = update.iter().map(|(c, _)| c.as_str()).collect();
     assert_eq!(updated, ["NoteText", "IsEdited", "EditedAt"]);
 
-    let Plan::Write(w) = plan(t, &event("aligner_notes", "UPDATE", Some(note("new")), Some(note("old")))).expect("plan") else {
+    let Plan::Write(w) = plan(
+        t,
+        &event(
+            "aligner_notes",
+            "UPDATE",
+            Some(note("new")),
+            Some(note("old")),
+        ),
+    )
+    .expect("plan") else {
         panic!("expected a write");
     };
-    let WriteAction::Upsert { update, .. } = &w.action else { panic!("expected upsert") };
-    assert_eq!(update, &vec![("NoteText".to_owned(), SqlValue::Text("new".to_owned()))]);
+    let WriteAction::Upsert { update, .. } = &w.action else {
+        panic!("expected upsert")
+    };
+    assert_eq!(
+        update,
+        &vec![("NoteText".to_owned(), SqlValue::Text("new".to_owned()))]
+    );
 }
 
 #[tokio::test]
@@ -91,20 +169,35 @@ async fn deletes_unknown_columns_and_bad_types() {
     let map = sample_map().await;
     let t = map.by_target("aligner_notes").expect("table");
     let p = plan(t, &event("aligner_notes", "DELETE", None, Some(note("x")))).expect("plan");
-    assert!(matches!(p, Plan::Skip(ref why) if why.contains("deletes")), "{p:?}");
+    assert!(
+        matches!(p, Plan::Skip(ref why) if why.contains("deletes")),
+        "{p:?}"
+    );
 
     let mut extra = note("x");
     extra["doctor_secret_column"] = json!(1);
-    let err = plan(t, &event("aligner_notes", "INSERT", Some(extra), None)).expect_err("unknown column");
+    let err =
+        plan(t, &event("aligner_notes", "INSERT", Some(extra), None)).expect_err("unknown column");
     assert!(err.to_string().contains("doctor_secret_column"), "{err}");
 
     let mut wrong = note("x");
     wrong["aligner_set_id"] = json!("three");
-    let err = plan(t, &event("aligner_notes", "INSERT", Some(wrong), None)).expect_err("wrong type");
+    let err =
+        plan(t, &event("aligner_notes", "INSERT", Some(wrong), None)).expect_err("wrong type");
     assert!(err.to_string().contains("aligner_set_id"), "{err}");
 
-    let err = plan(t, &event("aligner_notes", "TRUNCATE", Some(note("x")), None)).expect_err("bad op");
+    let err = plan(
+        t,
+        &event("aligner_notes", "TRUNCATE", Some(note("x")), None),
+    )
+    .expect_err("bad op");
     assert_eq!(err, PlanError::UnknownOp("TRUNCATE".to_owned()));
     let err = plan(t, &event("aligner_notes", "INSERT", None, None)).expect_err("no record");
-    assert!(matches!(err, PlanError::Missing { field: "record", .. }));
+    assert!(matches!(
+        err,
+        PlanError::Missing {
+            field: "record",
+            ..
+        }
+    ));
 }

@@ -19,19 +19,40 @@ async fn events_survive_reopening_and_keep_order_per_record() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
         let inbox = Inbox::open(dir.path()).expect("open");
-        inbox.append(vec![ev("a", Some(1)), ev("b", Some(1)), ev("a", Some(2))], None).await.expect("append");
+        inbox
+            .append(
+                vec![ev("a", Some(1)), ev("b", Some(1)), ev("a", Some(2))],
+                None,
+            )
+            .await
+            .expect("append");
     }
     let inbox = Inbox::open(dir.path()).expect("reopen");
     let due = inbox.due(10).await.expect("due");
     // The second event of record "a" waits for the first.
-    let keys: Vec<_> = due.iter().map(|e| (e.event.record_key.as_str(), e.event.version)).collect();
+    let keys: Vec<_> = due
+        .iter()
+        .map(|e| (e.event.record_key.as_str(), e.event.version))
+        .collect();
     assert_eq!(keys, [("a", Some(1)), ("b", Some(1))]);
-    assert_eq!(due[0].event.record, json!({"note_text": "a"}).as_object().cloned());
+    assert_eq!(
+        due[0].event.record,
+        json!({"note_text": "a"}).as_object().cloned()
+    );
 
     inbox.complete(&due[0]).await.expect("complete");
-    assert_eq!(inbox.version_of("aligner_notes", "a").await.expect("version"), Some(1));
+    assert_eq!(
+        inbox
+            .version_of("aligner_notes", "a")
+            .await
+            .expect("version"),
+        Some(1)
+    );
     let due = inbox.due(10).await.expect("due");
-    let keys: Vec<_> = due.iter().map(|e| (e.event.record_key.as_str(), e.event.version)).collect();
+    let keys: Vec<_> = due
+        .iter()
+        .map(|e| (e.event.record_key.as_str(), e.event.version))
+        .collect();
     assert_eq!(keys, [("b", Some(1)), ("a", Some(2))]);
     assert_eq!(inbox.stats().await.expect("stats").depth, 2);
 }
@@ -40,10 +61,19 @@ async fn events_survive_reopening_and_keep_order_per_record() {
 async fn retries_wait_and_dead_events_stop_blocking() {
     let dir = tempfile::tempdir().expect("tempdir");
     let inbox = Inbox::open(dir.path()).expect("open");
-    inbox.append(vec![ev("a", Some(1)), ev("a", Some(2))], None).await.expect("append");
+    inbox
+        .append(vec![ev("a", Some(1)), ev("a", Some(2))], None)
+        .await
+        .expect("append");
     let first = inbox.due(10).await.expect("due").remove(0);
-    inbox.retry(first.id, 60_000, "SQL Server down".into()).await.expect("retry");
-    assert!(inbox.due(10).await.expect("due").is_empty(), "a waiting event still blocks its record");
+    inbox
+        .retry(first.id, 60_000, "SQL Server down".into())
+        .await
+        .expect("retry");
+    assert!(
+        inbox.due(10).await.expect("due").is_empty(),
+        "a waiting event still blocks its record"
+    );
     let next = inbox.next_due_in_ms().await.expect("next").expect("some");
     assert!((59_000..=60_000).contains(&next), "{next}");
 
@@ -54,8 +84,16 @@ async fn retries_wait_and_dead_events_stop_blocking() {
     let stats = inbox.stats().await.expect("stats");
     assert_eq!((stats.depth, stats.dead), (1, 1));
     assert_eq!(inbox.dead_events(5).await.expect("dead")[0].3, "refused");
-    assert_eq!(inbox.prune_dead(1).await.expect("prune"), 0, "young dead events are kept");
-    assert_eq!(inbox.prune_dead(-1).await.expect("prune"), 1, "old dead events are pruned");
+    assert_eq!(
+        inbox.prune_dead(1).await.expect("prune"),
+        0,
+        "young dead events are kept"
+    );
+    assert_eq!(
+        inbox.prune_dead(-1).await.expect("prune"),
+        1,
+        "old dead events are pruned"
+    );
     assert_eq!(inbox.stats().await.expect("stats").dead, 0);
 }
 
@@ -67,15 +105,33 @@ async fn versions_only_move_forward_and_watermarks_persist() {
         version: "2026-11-25T10:00:00+00:00".into(),
         key: "[[\"note_uid\",\"x\"]]".into(),
     };
-    inbox.append(vec![ev("a", Some(5))], Some(("aligner_notes".into(), w.clone()))).await.expect("append");
-    inbox.append(vec![ev("a", Some(3))], None).await.expect("append");
+    inbox
+        .append(
+            vec![ev("a", Some(5))],
+            Some(("aligner_notes".into(), w.clone())),
+        )
+        .await
+        .expect("append");
+    inbox
+        .append(vec![ev("a", Some(3))], None)
+        .await
+        .expect("append");
     for _ in 0..2 {
         let e = inbox.due(1).await.expect("due").remove(0);
         inbox.complete(&e).await.expect("complete");
     }
-    assert_eq!(inbox.version_of("aligner_notes", "a").await.expect("v"), Some(5));
-    assert_eq!(inbox.watermarks().await.expect("w"), vec![("aligner_notes".to_owned(), w)]);
+    assert_eq!(
+        inbox.version_of("aligner_notes", "a").await.expect("v"),
+        Some(5)
+    );
+    assert_eq!(
+        inbox.watermarks().await.expect("w"),
+        vec![("aligner_notes".to_owned(), w)]
+    );
     inbox.set_meta("schema", "[]".into()).await.expect("meta");
-    assert_eq!(inbox.get_meta("schema").await.expect("meta").as_deref(), Some("[]"));
+    assert_eq!(
+        inbox.get_meta("schema").await.expect("meta").as_deref(),
+        Some("[]")
+    );
     assert_eq!(inbox.stats().await.expect("stats"), InboxStats::default());
 }

@@ -1,0 +1,476 @@
+//! What SQL Server's catalog says about a table: its canonical name and columns with their
+//! declared types. Everything syncbridge interpolates into a statement (a table or column name,
+//! a type for a CAST) comes from here, so no name the agent was merely told is ever spliced
+//! into SQL; values always travel as parameters.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tiberius::Query;
+
+use super::error::SqlResult;
+use super::pool::TdsClient;
+use crate::mapping::value::SqlType;
+use crate::sqlserver::{SourceColumn, StoreError};
+
+/// A table (or view) as the catalog names and types it.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct TableInfo {
+    pub schema: String,
+    pub name: String,
+    pub columns: Vec<ColumnInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct ColumnInfo {
+    pub source: SourceColumn,
+    /// The base system type (`nvarchar` for `sysname`, `int` for an alias of int), lower case.
+    pub type_name: String,
+    /// The declared type as T-SQL, for CASTs; `None` when the sync does not support the type.
+    pub decl: Option<String>,
+}
+
+impl TableInfo {
+    /// `[schema].[name]`, safe to splice into a statement.
+    pub fn quoted(&self) -> String {
+        format!("{}.{}", quote(&self.schema), quote(&self.name))
+    }
+
+    /// The column called `name`: exact match first, then the single case-insensitive match
+    /// (SQL Server names usually compare case-insensitively).
+    pub fn column(&self, name: &str) -> Result<&ColumnInfo, StoreError> {
+        if let Some(c) = self.columns.iter().find(|c| c.source.name == name) {
+            return Ok(c);
+        }
+        let mut folded = self
+            .columns
+            .iter()
+            .filter(|c| c.source.name.eq_ignore_ascii_case(name));
+        match (folded.next(), folded.next()) {
+            (Some(c), None) => Ok(c),
+            _ => Err(StoreError::Invalid(format!(
+                "{}.{} has no column {name:?}",
+                self.schema, self.name
+            ))),
+        }
+    }
+
+    pub fn source_columns(&self) -> Vec<SourceColumn> {
+        self.columns.iter().map(|c| c.source.clone()).collect()
+    }
+}
+
+/// `[name]` with `]` doubled, as QUOTENAME does.
+pub(super) fn quote(identifier: &str) -> String {
+    format!("[{}]", identifier.replace(']', "]]"))
+}
+
+/// Splits `table`, `schema.table`, `[schema].[table]` or `"schema"."table"` into schema and
+/// table; the schema defaults to `dbo`.
+pub(super) fn parse_table_name(input: &str) -> Result<(String, String), StoreError> {
+    let invalid = || {
+        StoreError::Invalid(format!(
+            "{input:?} is not a table name (expected table or schema.table)"
+        ))
+    };
+    let mut parts = Vec::new();
+    let mut chars = input.trim().chars().peekable();
+    loop {
+        let mut part = String::new();
+        match chars.peek() {
+            Some(&open @ ('[' | '"')) => {
+                chars.next();
+                let close = if open == '[' { ']' } else { '"' };
+                loop {
+                    match chars.next() {
+                        Some(c) if c == close && chars.peek() == Some(&close) => {
+                            chars.next();
+                            part.push(close);
+                        }
+                        Some(c) if c == close => break,
+                        Some(c) => part.push(c),
+                        None => return Err(invalid()),
+                    }
+                }
+            }
+            _ => {
+                while let Some(&c) = chars.peek() {
+                    if c == '.' {
+                        break;
+                    }
+                    part.push(c);
+                    chars.next();
+                }
+            }
+        }
+        if part.trim().is_empty() {
+            return Err(invalid());
+        }
+        parts.push(part);
+        match chars.next() {
+            None => break,
+            Some('.') => continue,
+            Some(_) => return Err(invalid()),
+        }
+    }
+    match <[String; 2]>::try_from(parts) {
+        Ok([schema, table]) => Ok((schema, table)),
+        Err(parts) if parts.len() == 1 => Ok((
+            "dbo".to_owned(),
+            parts.into_iter().next().unwrap_or_default(),
+        )),
+        Err(_) => Err(invalid()),
+    }
+}
+
+/// The sync's view of a column type, and its T-SQL declaration.
+pub(super) fn column_type(
+    type_name: &str,
+    max_length: i16,
+    precision: u8,
+    scale: u8,
+) -> (SqlType, Option<String>) {
+    let len = |unit: i16| (max_length > 0).then(|| u32::from((max_length / unit).unsigned_abs()));
+    let sized = |name: &str, n: Option<u32>| match n {
+        Some(n) => format!("{name}({n})"),
+        None => format!("{name}(max)"),
+    };
+    let t = type_name.to_ascii_lowercase();
+    let (ty, decl) = match t.as_str() {
+        "tinyint" => (SqlType::Int { bits: 8 }, t.clone()),
+        "smallint" => (SqlType::Int { bits: 16 }, t.clone()),
+        "int" => (SqlType::Int { bits: 32 }, t.clone()),
+        "bigint" => (SqlType::Int { bits: 64 }, t.clone()),
+        "decimal" | "numeric" => (
+            SqlType::Decimal { precision, scale },
+            format!("decimal({precision},{scale})"),
+        ),
+        "money" | "smallmoney" => (SqlType::Money, t.clone()),
+        "bit" => (SqlType::Bit, t.clone()),
+        "char" | "varchar" => {
+            let n = len(1);
+            let decl = if t == "char" {
+                format!("char({})", n.unwrap_or(1))
+            } else {
+                sized("varchar", n)
+            };
+            (
+                SqlType::Text {
+                    unicode: false,
+                    max_chars: n,
+                },
+                decl,
+            )
+        }
+        "nchar" | "nvarchar" => {
+            let n = len(2);
+            let decl = if t == "nchar" {
+                format!("nchar({})", n.unwrap_or(1))
+            } else {
+                sized("nvarchar", n)
+            };
+            (
+                SqlType::Text {
+                    unicode: true,
+                    max_chars: n,
+                },
+                decl,
+            )
+        }
+        "text" => (
+            SqlType::Text {
+                unicode: false,
+                max_chars: None,
+            },
+            "varchar(max)".to_owned(),
+        ),
+        "ntext" => (
+            SqlType::Text {
+                unicode: true,
+                max_chars: None,
+            },
+            "nvarchar(max)".to_owned(),
+        ),
+        "date" => (SqlType::Date, t.clone()),
+        "datetime" | "smalldatetime" => (SqlType::DateTime, t.clone()),
+        "datetime2" => (SqlType::DateTime2 { scale }, format!("datetime2({scale})")),
+        "datetimeoffset" => (
+            SqlType::DateTimeOffset { scale },
+            format!("datetimeoffset({scale})"),
+        ),
+        "uniqueidentifier" => (SqlType::Guid, t.clone()),
+        "binary" => {
+            let n = len(1);
+            (
+                SqlType::Binary { max_bytes: n },
+                format!("binary({})", n.unwrap_or(1)),
+            )
+        }
+        "varbinary" => {
+            let n = len(1);
+            (SqlType::Binary { max_bytes: n }, sized("varbinary", n))
+        }
+        "image" => (
+            SqlType::Binary { max_bytes: None },
+            "varbinary(max)".to_owned(),
+        ),
+        "real" | "float" => (SqlType::Float, t.clone()),
+        // time, xml, sql_variant, rowversion (timestamp), hierarchyid, geography, geometry, ...
+        _ => return (SqlType::Unsupported(t), None),
+    };
+    (ty, Some(decl))
+}
+
+/// Reads the catalog: `None` when no table or view of that name exists (or the login may not
+/// see it).
+pub(super) async fn describe(
+    client: &mut TdsClient,
+    table: &str,
+) -> Result<Option<TableInfo>, StoreError> {
+    const SQL: &str = "\
+SET NOCOUNT ON;
+DECLARE @id int = (
+    SELECT TOP (1) o.object_id
+    FROM sys.objects AS o
+    JOIN sys.schemas AS s ON s.schema_id = o.schema_id
+    WHERE o.type IN ('U', 'V') AND s.name = @P1 AND o.name = @P2
+);
+SELECT s.name AS SchemaName, o.name AS TableName
+FROM sys.objects AS o
+JOIN sys.schemas AS s ON s.schema_id = o.schema_id
+WHERE o.object_id = @id;
+-- A user-defined type (and sysname) resolves to its base type through system_type_id; CLR
+-- types (system_type_id 240) have no base row and keep their own name.
+SELECT c.name AS ColumnName,
+       COALESCE(bt.name, TYPE_NAME(c.user_type_id)) AS TypeName,
+       c.max_length AS MaxLength,
+       c.precision AS NumericPrecision,
+       c.scale AS NumericScale,
+       c.is_nullable AS IsNullable,
+       c.is_identity AS IsIdentity,
+       c.is_computed AS IsComputed
+FROM sys.columns AS c
+LEFT JOIN sys.types AS bt ON bt.user_type_id = c.system_type_id AND bt.is_user_defined = 0
+WHERE c.object_id = @id
+ORDER BY c.column_id;";
+    let (schema, name) = parse_table_name(table)?;
+    let mut query = Query::new(SQL);
+    query.bind(schema);
+    query.bind(name);
+    let results = query
+        .query(client)
+        .await
+        .sql()?
+        .into_results()
+        .await
+        .sql()?;
+    let mut sets = results.into_iter();
+    let Some(found) = sets.next().and_then(|rows| rows.into_iter().next()) else {
+        return Ok(None);
+    };
+    let text = |row: &tiberius::Row, i: usize| -> Result<String, StoreError> {
+        row.try_get::<&str, _>(i)
+            .sql()?
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                StoreError::Rejected(format!("the catalog returned no value in column {i}"))
+            })
+    };
+    let mut info = TableInfo {
+        schema: text(&found, 0)?,
+        name: text(&found, 1)?,
+        columns: Vec::new(),
+    };
+    for row in sets.next().unwrap_or_default() {
+        let type_name = text(&row, 1)?;
+        let max_length = row.try_get::<i16, _>(2).sql()?.unwrap_or(0);
+        let precision = row.try_get::<u8, _>(3).sql()?.unwrap_or(0);
+        let scale = row.try_get::<u8, _>(4).sql()?.unwrap_or(0);
+        let (sql_type, decl) = column_type(&type_name, max_length, precision, scale);
+        info.columns.push(ColumnInfo {
+            source: SourceColumn {
+                name: text(&row, 0)?,
+                sql_type,
+                nullable: row.try_get::<bool, _>(5).sql()?.unwrap_or(true),
+                identity: row.try_get::<bool, _>(6).sql()?.unwrap_or(false),
+                computed: row.try_get::<bool, _>(7).sql()?.unwrap_or(false),
+            },
+            type_name: type_name.to_ascii_lowercase(),
+            decl,
+        });
+    }
+    Ok(Some(info))
+}
+
+/// Table descriptions by requested name, so that `load_rows` and `apply` validate names
+/// without a catalog round trip each time. `describe_table` always refreshes; an entry is
+/// dropped after a rejected statement in case the table changed underneath.
+#[derive(Default)]
+pub(super) struct TableCache {
+    tables: Mutex<HashMap<String, Arc<TableInfo>>>,
+}
+
+impl TableCache {
+    fn key(table: &str) -> String {
+        table.trim().to_lowercase()
+    }
+
+    pub fn get(&self, table: &str) -> Option<Arc<TableInfo>> {
+        self.lock().get(&Self::key(table)).cloned()
+    }
+
+    pub fn put(&self, table: &str, info: TableInfo) -> Arc<TableInfo> {
+        let info = Arc::new(info);
+        self.lock().insert(Self::key(table), Arc::clone(&info));
+        info
+    }
+
+    pub fn forget(&self, table: &str) {
+        self.lock().remove(&Self::key(table));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<TableInfo>>> {
+        self.tables.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names_default_to_dbo_and_accept_quoting() {
+        let p = |s| parse_table_name(s).unwrap();
+        assert_eq!(p("tblPatients"), ("dbo".into(), "tblPatients".into()));
+        assert_eq!(p("sales.Orders"), ("sales".into(), "Orders".into()));
+        assert_eq!(
+            p("[my schema].[odd]]name]"),
+            ("my schema".into(), "odd]name".into())
+        );
+        assert_eq!(p("\"s\".\"t.x\""), ("s".into(), "t.x".into()));
+        for bad in ["", "a.b.c", "a.", ".b", "[unclosed", "[a]b"] {
+            assert!(parse_table_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn identifiers_are_quoted_like_quotename() {
+        assert_eq!(quote("tblPatients"), "[tblPatients]");
+        assert_eq!(quote("a]b"), "[a]]b]");
+        assert_eq!(quote("x'; DROP TABLE y; --"), "[x'; DROP TABLE y; --]");
+    }
+
+    #[test]
+    fn catalog_types_map_to_sql_types_and_declarations() {
+        let t = |name, len, p, s| column_type(name, len, p, s);
+        assert_eq!(
+            t("int", 4, 10, 0),
+            (SqlType::Int { bits: 32 }, Some("int".into()))
+        );
+        assert_eq!(
+            t("decimal", 9, 12, 2),
+            (
+                SqlType::Decimal {
+                    precision: 12,
+                    scale: 2
+                },
+                Some("decimal(12,2)".into())
+            )
+        );
+        assert_eq!(t("money", 8, 19, 4), (SqlType::Money, Some("money".into())));
+        assert_eq!(
+            t("nvarchar", 400, 0, 0),
+            (
+                SqlType::Text {
+                    unicode: true,
+                    max_chars: Some(200)
+                },
+                Some("nvarchar(200)".into())
+            )
+        );
+        assert_eq!(
+            t("nvarchar", -1, 0, 0),
+            (
+                SqlType::Text {
+                    unicode: true,
+                    max_chars: None
+                },
+                Some("nvarchar(max)".into())
+            )
+        );
+        assert_eq!(
+            t("char", 3, 0, 0),
+            (
+                SqlType::Text {
+                    unicode: false,
+                    max_chars: Some(3)
+                },
+                Some("char(3)".into())
+            )
+        );
+        assert_eq!(
+            t("varbinary", 64, 0, 0),
+            (
+                SqlType::Binary {
+                    max_bytes: Some(64)
+                },
+                Some("varbinary(64)".into())
+            )
+        );
+        assert_eq!(
+            t("varbinary", -1, 0, 0),
+            (
+                SqlType::Binary { max_bytes: None },
+                Some("varbinary(max)".into())
+            )
+        );
+        assert_eq!(
+            t("datetime2", 7, 23, 3),
+            (SqlType::DateTime2 { scale: 3 }, Some("datetime2(3)".into()))
+        );
+        assert_eq!(
+            t("datetimeoffset", 9, 30, 3),
+            (
+                SqlType::DateTimeOffset { scale: 3 },
+                Some("datetimeoffset(3)".into())
+            )
+        );
+        assert_eq!(
+            t("smalldatetime", 4, 16, 0),
+            (SqlType::DateTime, Some("smalldatetime".into()))
+        );
+        assert_eq!(t("ntext", 16, 0, 0).1, Some("nvarchar(max)".into()));
+        assert_eq!(
+            t("xml", -1, 0, 0),
+            (SqlType::Unsupported("xml".into()), None)
+        );
+        assert_eq!(
+            t("geography", -1, 0, 0),
+            (SqlType::Unsupported("geography".into()), None)
+        );
+    }
+
+    #[test]
+    fn columns_are_found_exactly_then_case_insensitively() {
+        let col = |name: &str| ColumnInfo {
+            source: SourceColumn {
+                name: name.into(),
+                sql_type: SqlType::Int { bits: 32 },
+                nullable: false,
+                identity: false,
+                computed: false,
+            },
+            type_name: "int".into(),
+            decl: Some("int".into()),
+        };
+        let info = TableInfo {
+            schema: "dbo".into(),
+            name: "t".into(),
+            columns: vec![col("PersonID"), col("a"), col("A")],
+        };
+        assert_eq!(info.column("personid").unwrap().source.name, "PersonID");
+        assert_eq!(info.column("A").unwrap().source.name, "A");
+        assert!(info.column("missing").is_err());
+        assert_eq!(info.quoted(), "[dbo].[t]");
+    }
+}

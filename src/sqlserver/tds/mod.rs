@@ -1,0 +1,192 @@
+//! The real [`SqlStore`]: SQL Server through tiberius. Every statement the agent sends lives in
+//! this module's files (the install scripts live in `sql/sqlserver/`):
+//! - `pool`: lazy connections marked as the agent's (SESSION_CONTEXT), discarded on failure;
+//! - `queue`: claim, settle, next due time, waiting on writers, counts;
+//! - `catalog` + `rows`: table descriptions, and loading rows by key, exactly typed;
+//! - `write`: reverse-sync upserts and deletes;
+//! - `error`: tiberius errors as [`StoreError`]s.
+//!
+//! Owns no sync logic: what to claim, load or write is decided above the trait.
+
+mod catalog;
+mod error;
+mod pool;
+mod queue;
+mod rows;
+mod write;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use self::catalog::{TableCache, TableInfo};
+use self::error::SqlResult;
+use self::pool::Pool;
+use crate::sqlserver::{
+    QueueItem, QueueStats, RecordKey, ReverseWrite, Row, SettleItem, SourceColumn, SqlStore,
+    StoreError, WriteOutcome, WriterWait,
+};
+
+/// `SyncQueue.ClaimedBy` is nvarchar(128).
+const MAX_AGENT_ID: usize = 128;
+
+/// SQL Server behind [`SqlStore`]. Creating one does no I/O: connections are opened on first
+/// use, so the agent starts (and keeps accepting webhooks) while SQL Server is down.
+pub struct TdsStore {
+    pool: Pool,
+    agent_id: String,
+    tables: TableCache,
+}
+
+impl TdsStore {
+    /// `config` from the ADO connection string (named instances `host\INSTANCE` are resolved
+    /// through SQL Browser); `agent_id` is written to `SyncQueue.ClaimedBy` (at most 128
+    /// characters kept); `pool_size` bounds the open connections (at least 1).
+    pub fn new(config: tiberius::Config, agent_id: String, pool_size: u32) -> Self {
+        Self {
+            pool: Pool::new(config, pool_size),
+            agent_id: agent_id.chars().take(MAX_AGENT_ID).collect(),
+            tables: TableCache::default(),
+        }
+    }
+
+    /// The table's description, from the cache or the catalog; unknown tables are `Invalid`.
+    async fn table(&self, table: &str) -> Result<Arc<TableInfo>, StoreError> {
+        if let Some(info) = self.tables.get(table) {
+            return Ok(info);
+        }
+        let mut conn = self.pool.get().await?;
+        let info = catalog::describe(conn.client(), table).await?;
+        conn.done();
+        match info {
+            Some(info) => Ok(self.tables.put(table, info)),
+            None => Err(StoreError::Invalid(format!(
+                "SQL Server has no table {table:?}"
+            ))),
+        }
+    }
+
+    /// After a rejected statement the table may have changed (a column dropped, a type
+    /// altered): describe it afresh next time.
+    fn forget_on_rejection<T>(
+        &self,
+        table: &str,
+        result: Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        if matches!(result, Err(StoreError::Rejected(_))) {
+            self.tables.forget(table);
+        }
+        result
+    }
+}
+
+impl std::fmt::Debug for TdsStore {
+    // Deliberately omits the configuration: it holds the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TdsStore")
+            .field("agent_id", &self.agent_id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl SqlStore for TdsStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.pool.get().await?;
+        conn.client()
+            .simple_query("SELECT 1;")
+            .await
+            .sql()?
+            .into_results()
+            .await
+            .sql()?;
+        conn.done();
+        Ok(())
+    }
+
+    async fn describe_table(&self, table: &str) -> Result<Option<Vec<SourceColumn>>, StoreError> {
+        let mut conn = self.pool.get().await?;
+        let info = catalog::describe(conn.client(), table).await?;
+        conn.done();
+        Ok(info.map(|info| self.tables.put(table, info).source_columns()))
+    }
+
+    async fn claim(&self, limit: usize, lease: Duration) -> Result<Vec<QueueItem>, StoreError> {
+        let mut conn = self.pool.get().await?;
+        let items = queue::claim(conn.client(), limit, lease, &self.agent_id).await?;
+        conn.done();
+        Ok(items)
+    }
+
+    async fn settle(&self, items: &[SettleItem]) -> Result<(), StoreError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.pool.get().await?;
+        queue::settle(conn.client(), items).await?;
+        conn.done();
+        Ok(())
+    }
+
+    async fn next_due_in(&self) -> Result<Option<Duration>, StoreError> {
+        let mut conn = self.pool.get().await?;
+        let due = queue::next_due_in(conn.client()).await?;
+        conn.done();
+        Ok(due)
+    }
+
+    async fn wait_for_writers(&self, max_wait: Duration) -> Result<WriterWait, StoreError> {
+        let max_wait = max_wait.min(self.pool.max_lock_wait());
+        let mut conn = self.pool.get().await?;
+        let waited = queue::wait_for_writers(conn.client(), max_wait).await?;
+        conn.done();
+        Ok(if waited {
+            WriterWait::Waited
+        } else {
+            WriterWait::Idle
+        })
+    }
+
+    async fn release_own_claims(&self) -> Result<u64, StoreError> {
+        let mut conn = self.pool.get().await?;
+        let released = queue::release_own_claims(conn.client(), &self.agent_id).await?;
+        conn.done();
+        Ok(released)
+    }
+
+    async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
+        let mut conn = self.pool.get().await?;
+        let stats = queue::stats(conn.client()).await?;
+        conn.done();
+        Ok(stats)
+    }
+
+    async fn load_rows(
+        &self,
+        table: &str,
+        columns: &[SourceColumn],
+        keys: &[RecordKey],
+    ) -> Result<Vec<Row>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let info = self.table(table).await?;
+        let mut conn = self.pool.get().await?;
+        let rows =
+            self.forget_on_rejection(table, rows::load(conn.client(), &info, columns, keys).await)?;
+        conn.done();
+        Ok(rows)
+    }
+
+    async fn apply(&self, write: &ReverseWrite) -> Result<WriteOutcome, StoreError> {
+        let info = self.table(&write.table).await?;
+        let mut conn = self.pool.get().await?;
+        let outcome = self.forget_on_rejection(
+            &write.table,
+            write::apply(conn.client(), &info, write).await,
+        )?;
+        conn.done();
+        Ok(outcome)
+    }
+}

@@ -1,0 +1,415 @@
+//! The `dbo.SyncQueue` statements: claim, settle, next due time, waiting on writers, releasing
+//! this agent's claims after a crash, and counts. Every time is SQL Server's own clock
+//! (SYSUTCDATETIME), never the agent's, so clock skew between the two machines cannot make an
+//! item due early or late.
+//!
+//! The claim follows Remus Rusanu's "Using tables as Queues": a short transaction that takes
+//! the oldest due rows nobody else holds, stamps them (token, lease) and commits at once, so no
+//! lock is held while the agent talks to Supabase; a crashed agent's rows become due again when
+//! the lease runs out.
+
+use std::time::Duration;
+
+use tiberius::{FromSql, Query, Row};
+use uuid::Uuid;
+
+use super::error::SqlResult;
+use super::pool::TdsClient;
+use super::rows::bucket;
+use crate::sqlserver::{
+    ClaimToken, QueueId, QueueItem, QueueStats, SettleItem, Settlement, StoreError,
+};
+
+/// Items per settle statement: five parameters each, under SQL Server's 2100.
+const SETTLE_CHUNK: usize = 400;
+/// `LastError` is nvarchar(2000).
+const MAX_ERROR_UNITS: usize = 2000;
+/// Delays and leases are clamped to ten years: DATEADD takes an int number of seconds.
+const MAX_DELAY_MS: u128 = 10 * 365 * 24 * 3600 * 1000;
+
+/// Hints on the claim's scan of SyncQueue, one reason each:
+/// - READPAST: skip rows another transaction has locked (a writer that has not committed yet,
+///   or a concurrent claim) instead of waiting for it: two claims never block each other and
+///   never return the same row.
+/// - UPDLOCK: take update locks while reading, so two claims cannot both read a row as
+///   free and then convert to the same write (the classic conversion deadlock).
+/// - ROWLOCK: lock single rows, not pages; READPAST only skips row locks, and a page lock
+///   would hide (or block on) a neighbour's unrelated rows.
+/// - READCOMMITTEDLOCK: READPAST is refused under READ_COMMITTED_SNAPSHOT unless the statement
+///   reads with locks; harmless where RCSI is off.
+const CLAIM_SQL: &str = "\
+SET NOCOUNT ON;
+SET XACT_ABORT ON;
+DECLARE @now datetime2(7) = SYSUTCDATETIME();
+DECLARE @until datetime2(7) = DATEADD(MILLISECOND, CAST(@P4 % 1000 AS int), DATEADD(SECOND, CAST(@P4 / 1000 AS int), @now));
+DECLARE @claimed TABLE (
+    QueueID bigint NOT NULL PRIMARY KEY,
+    TableName sysname NOT NULL,
+    RecordID nvarchar(450) NOT NULL,
+    Operation varchar(10) NOT NULL,
+    Attempts int NOT NULL
+);
+BEGIN TRANSACTION;
+
+WITH due AS (
+    SELECT TOP (@P1) q.QueueID, q.TableName, q.RecordID, q.Operation, q.Attempts,
+           q.ClaimToken, q.ClaimedBy, q.LastAttempt, q.NextAttemptAt
+    FROM dbo.SyncQueue AS q WITH (ROWLOCK, READPAST, UPDLOCK, READCOMMITTEDLOCK)
+    WHERE q.Status = 'Pending' AND q.NextAttemptAt <= @now
+    ORDER BY q.QueueID
+)
+UPDATE due
+SET ClaimToken = @P2, ClaimedBy = @P3, LastAttempt = @now, NextAttemptAt = @until
+OUTPUT inserted.QueueID, inserted.TableName, inserted.RecordID, inserted.Operation, inserted.Attempts
+INTO @claimed (QueueID, TableName, RecordID, Operation, Attempts);
+
+-- The other due items of the same records, so the worker coalesces them into one sync.
+-- Same hints and reasons: a sibling another claim holds is left to that claim. (The records
+-- are copied out first so the next statement does not read the table it outputs into.)
+DECLARE @records TABLE (TableName sysname NOT NULL, RecordID nvarchar(450) NOT NULL);
+INSERT INTO @records (TableName, RecordID) SELECT DISTINCT TableName, RecordID FROM @claimed;
+
+WITH siblings AS (
+    SELECT q.QueueID, q.TableName, q.RecordID, q.Operation, q.Attempts,
+           q.ClaimToken, q.ClaimedBy, q.LastAttempt, q.NextAttemptAt
+    FROM dbo.SyncQueue AS q WITH (ROWLOCK, READPAST, UPDLOCK, READCOMMITTEDLOCK)
+    WHERE q.Status = 'Pending' AND q.NextAttemptAt <= @now
+      AND (q.ClaimToken IS NULL OR q.ClaimToken <> @P2)
+      AND EXISTS (SELECT 1 FROM @records AS r WHERE r.TableName = q.TableName AND r.RecordID = q.RecordID)
+)
+UPDATE siblings
+SET ClaimToken = @P2, ClaimedBy = @P3, LastAttempt = @now, NextAttemptAt = @until
+OUTPUT inserted.QueueID, inserted.TableName, inserted.RecordID, inserted.Operation, inserted.Attempts
+INTO @claimed (QueueID, TableName, RecordID, Operation, Attempts);
+
+COMMIT TRANSACTION;
+
+SELECT QueueID, TableName, RecordID, Operation, Attempts FROM @claimed ORDER BY QueueID;";
+
+pub(super) async fn claim(
+    client: &mut TdsClient,
+    limit: usize,
+    lease: Duration,
+    agent: &str,
+) -> Result<Vec<QueueItem>, StoreError> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let token = Uuid::new_v4();
+    let mut query = Query::new(CLAIM_SQL);
+    query.bind(i64::try_from(limit).unwrap_or(i64::MAX));
+    query.bind(token);
+    query.bind(agent.to_owned());
+    query.bind(millis(lease));
+    let rows = query
+        .query(client)
+        .await
+        .sql()?
+        .into_first_result()
+        .await
+        .sql()?;
+    rows.iter()
+        .map(|row| {
+            Ok(QueueItem {
+                id: QueueId(get::<i64>(row, 0)?),
+                table: get::<&str>(row, 1)?.to_owned(),
+                record_id: get::<&str>(row, 2)?.to_owned(),
+                operation: get::<&str>(row, 3)?.to_owned(),
+                attempts: u32::try_from(get::<i32>(row, 4)?).unwrap_or(0),
+                claim: ClaimToken(token),
+            })
+        })
+        .collect()
+}
+
+/// One statement per chunk of outcomes, every kind at once: the outcomes arrive as a VALUES
+/// list of parameters and are joined to the queue on (QueueID, ClaimToken), so an item whose
+/// token no longer matches (its lease ran out and another claim took it) is left alone.
+pub(super) async fn settle(client: &mut TdsClient, items: &[SettleItem]) -> Result<(), StoreError> {
+    for chunk in items.chunks(SETTLE_CHUNK) {
+        let slots = bucket(chunk.len(), SETTLE_CHUNK);
+        let mut query = Query::new(settle_sql(slots));
+        for item in chunk {
+            let (kind, delay, error) = match &item.outcome {
+                Settlement::Synced => ("S", None, None),
+                Settlement::Retry { delay, error } => {
+                    ("R", Some(millis(*delay)), Some(error.as_str()))
+                }
+                Settlement::Failed { error } => ("F", None, Some(error.as_str())),
+                Settlement::Release { delay, error } => {
+                    ("L", Some(millis(*delay)), error.as_deref())
+                }
+            };
+            query.bind(item.id.0);
+            query.bind(item.claim.0);
+            query.bind(kind);
+            query.bind(delay);
+            query.bind(error.map(truncate_error));
+        }
+        for _ in chunk.len()..slots {
+            query.bind(None::<i64>);
+            query.bind(None::<Uuid>);
+            query.bind(None::<&str>);
+            query.bind(None::<i64>);
+            query.bind(None::<String>);
+        }
+        query.execute(client).await.sql()?;
+    }
+    Ok(())
+}
+
+/// Synced: done, no error. Retry (R): one more attempt counted, due after the delay. Failed
+/// (F): one more attempt, given up. Release (L): due after the delay, attempts untouched, the
+/// previous error kept unless a new one is given. Every outcome clears the claim token.
+pub(super) fn settle_sql(slots: usize) -> String {
+    let values = (0..slots)
+        .map(|i| {
+            let p = |n: usize| format!("@P{}", i * 5 + n);
+            format!(
+                "(CAST({} AS bigint), CAST({} AS uniqueidentifier), CAST({} AS char(1)), CAST({} AS bigint), CAST({} AS nvarchar(2000)))",
+                p(1),
+                p(2),
+                p(3),
+                p(4),
+                p(5)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",\n    ");
+    format!(
+        "SET NOCOUNT ON;
+DECLARE @now datetime2(7) = SYSUTCDATETIME();
+UPDATE q
+SET Status = CASE s.Kind WHEN 'S' THEN 'Synced' WHEN 'F' THEN 'Failed' ELSE q.Status END,
+    Attempts = q.Attempts + CASE WHEN s.Kind IN ('R', 'F') THEN 1 ELSE 0 END,
+    LastError = CASE WHEN s.Kind = 'S' THEN NULL WHEN s.Kind = 'L' AND s.Error IS NULL THEN q.LastError ELSE s.Error END,
+    NextAttemptAt = CASE WHEN s.Kind IN ('R', 'L')
+        THEN DATEADD(MILLISECOND, CAST(s.DelayMs % 1000 AS int), DATEADD(SECOND, CAST(s.DelayMs / 1000 AS int), @now))
+        ELSE q.NextAttemptAt END,
+    ClaimToken = NULL
+FROM dbo.SyncQueue AS q
+JOIN (VALUES
+    {values}
+) AS s (QueueID, Token, Kind, DelayMs, Error)
+    ON s.QueueID = q.QueueID AND s.Token = q.ClaimToken;"
+    )
+}
+
+/// Milliseconds until the earliest Pending item is due (clamped at zero), or `None`. READPAST
+/// skips items a writer has not committed yet, as a claim would: `wait_for_writers` deals with
+/// those. READCOMMITTEDLOCK because READPAST requires locking reads under RCSI.
+pub(super) async fn next_due_in(client: &mut TdsClient) -> Result<Option<Duration>, StoreError> {
+    const SQL: &str = "\
+SELECT DATEDIFF_BIG(MILLISECOND, SYSUTCDATETIME(), MIN(q.NextAttemptAt)) AS DueInMs
+FROM dbo.SyncQueue AS q WITH (READCOMMITTEDLOCK, READPAST, ROWLOCK)
+WHERE q.Status = 'Pending';";
+    let row = Query::new(SQL)
+        .query(client)
+        .await
+        .sql()?
+        .into_row()
+        .await
+        .sql()?;
+    let ms = match row {
+        Some(row) => row.try_get::<i64, _>(0).sql()?,
+        None => None,
+    };
+    Ok(ms.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))))
+}
+
+/// The trigger notifies before its writer commits, so a claim can come up empty while the new
+/// rows still sit in an open transaction. Find the oldest due Pending row including
+/// uncommitted ones (READUNCOMMITTED sees them); if there is one, read it again with a locking
+/// read, which blocks until its writer commits or rolls back, or until `max_wait` (lock
+/// timeout 1222, caught in T-SQL: a normal outcome here). READCOMMITTEDLOCK makes the read
+/// block even where READ_COMMITTED_SNAPSHOT would serve the last committed version instead.
+pub(super) async fn wait_for_writers(
+    client: &mut TdsClient,
+    max_wait: Duration,
+) -> Result<bool, StoreError> {
+    const FIND: &str = "\
+SELECT TOP (1) q.QueueID
+FROM dbo.SyncQueue AS q WITH (READUNCOMMITTED)
+WHERE q.Status = 'Pending' AND q.NextAttemptAt <= SYSUTCDATETIME()
+ORDER BY q.QueueID;";
+    let found = Query::new(FIND)
+        .query(client)
+        .await
+        .sql()?
+        .into_row()
+        .await
+        .sql()?;
+    let Some(id) = found.map(|row| get::<i64>(&row, 0)).transpose()? else {
+        return Ok(false);
+    };
+    // SET LOCK_TIMEOUT takes a literal, not a parameter: the number is ours, not input.
+    let wait_ms = millis(max_wait).max(1);
+    let sql = format!(
+        "SET NOCOUNT ON;
+DECLARE @seen int = 0;
+SET LOCK_TIMEOUT {wait_ms};
+BEGIN TRY
+    SELECT @seen = COUNT(*) FROM dbo.SyncQueue WITH (READCOMMITTEDLOCK) WHERE QueueID = @P1;
+END TRY
+BEGIN CATCH
+    IF ERROR_NUMBER() <> 1222
+    BEGIN
+        SET LOCK_TIMEOUT -1;
+        THROW;
+    END;
+END CATCH;
+SET LOCK_TIMEOUT -1;
+SELECT @seen AS Seen;"
+    );
+    let mut query = Query::new(sql);
+    query.bind(id);
+    query
+        .query(client)
+        .await
+        .sql()?
+        .into_results()
+        .await
+        .sql()?;
+    Ok(true)
+}
+
+/// Items this agent claimed before it stopped become due now. READPAST: rows a writer holds
+/// are never this agent's claims, so they are skipped rather than waited for.
+pub(super) async fn release_own_claims(
+    client: &mut TdsClient,
+    agent: &str,
+) -> Result<u64, StoreError> {
+    const SQL: &str = "\
+SET NOCOUNT ON;
+UPDATE q
+SET NextAttemptAt = SYSUTCDATETIME(), ClaimToken = NULL
+FROM dbo.SyncQueue AS q WITH (ROWLOCK, READPAST, READCOMMITTEDLOCK)
+WHERE q.Status = 'Pending' AND q.ClaimedBy = @P1 AND q.ClaimToken IS NOT NULL;
+SELECT @@ROWCOUNT AS Released;";
+    let mut query = Query::new(SQL);
+    query.bind(agent.to_owned());
+    let row = query.query(client).await.sql()?.into_row().await.sql()?;
+    let released = row.map(|r| get::<i32>(&r, 0)).transpose()?.unwrap_or(0);
+    Ok(u64::try_from(released).unwrap_or(0))
+}
+
+/// Counts per status and the age of the oldest Pending item, skipping rows locked by open
+/// transactions (they are not committed, so not yet queued) instead of waiting on them.
+pub(super) async fn stats(client: &mut TdsClient) -> Result<QueueStats, StoreError> {
+    const SQL: &str = "\
+SET NOCOUNT ON;
+SELECT q.Status, COUNT_BIG(*) AS Items
+FROM dbo.SyncQueue AS q WITH (READCOMMITTEDLOCK, READPAST, ROWLOCK)
+GROUP BY q.Status;
+SELECT TOP (1) DATEDIFF_BIG(SECOND, q.CreatedAt, SYSUTCDATETIME()) AS AgeSeconds
+FROM dbo.SyncQueue AS q WITH (READCOMMITTEDLOCK, READPAST, ROWLOCK)
+WHERE q.Status = 'Pending'
+ORDER BY q.QueueID;";
+    let results = Query::new(SQL)
+        .query(client)
+        .await
+        .sql()?
+        .into_results()
+        .await
+        .sql()?;
+    let mut stats = QueueStats::default();
+    let mut sets = results.into_iter();
+    for row in sets.next().unwrap_or_default() {
+        let count = u64::try_from(get::<i64>(&row, 1)?).unwrap_or(0);
+        match get::<&str>(&row, 0)? {
+            "Pending" => stats.pending = count,
+            "Synced" => stats.synced = count,
+            "Failed" => stats.failed = count,
+            _ => {}
+        }
+    }
+    if let Some(row) = sets.next().and_then(|rows| rows.into_iter().next()) {
+        stats.oldest_pending_age_secs = Some(u64::try_from(get::<i64>(&row, 0)?).unwrap_or(0));
+    }
+    Ok(stats)
+}
+
+/// A non-NULL value of the expected type, or a Rejected error naming the column.
+fn get<'a, T: FromSql<'a>>(row: &'a Row, idx: usize) -> Result<T, StoreError> {
+    row.try_get::<T, _>(idx).sql()?.ok_or_else(|| {
+        StoreError::Rejected(format!("SyncQueue returned NULL in result column {idx}"))
+    })
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis().min(MAX_DELAY_MS)).unwrap_or(i64::MAX)
+}
+
+/// At most 2000 UTF-16 code units (nvarchar(2000)), cut on a character boundary.
+pub(super) fn truncate_error(error: &str) -> String {
+    let mut units = 0;
+    error
+        .chars()
+        .take_while(|c| {
+            units += c.len_utf16();
+            units <= MAX_ERROR_UNITS
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use tiberius::ColumnData;
+
+    use super::*;
+
+    #[test]
+    fn settle_matches_on_id_and_token_for_every_slot() {
+        let sql = settle_sql(2);
+        assert!(sql.contains("(CAST(@P1 AS bigint), CAST(@P2 AS uniqueidentifier), CAST(@P3 AS char(1)), CAST(@P4 AS bigint), CAST(@P5 AS nvarchar(2000)))"), "{sql}");
+        assert!(sql.contains("(CAST(@P6 AS bigint)"), "{sql}");
+        assert!(!sql.contains("@P11"), "{sql}");
+        assert!(
+            sql.contains("ON s.QueueID = q.QueueID AND s.Token = q.ClaimToken"),
+            "{sql}"
+        );
+        assert!(sql.contains("ClaimToken = NULL"), "{sql}");
+    }
+
+    #[test]
+    fn claim_uses_the_queue_hints_and_server_time() {
+        assert!(CLAIM_SQL.contains("WITH (ROWLOCK, READPAST, UPDLOCK, READCOMMITTEDLOCK)"));
+        assert!(CLAIM_SQL.contains("SYSUTCDATETIME()"));
+        assert!(CLAIM_SQL.contains("OUTPUT inserted.QueueID"));
+        // OUTPUT without INTO is refused on a table with triggers (SyncQueue has one).
+        assert_eq!(
+            CLAIM_SQL.matches("OUTPUT ").count(),
+            CLAIM_SQL.matches("INTO @claimed").count()
+        );
+    }
+
+    #[test]
+    fn errors_fit_last_error() {
+        assert_eq!(truncate_error("short"), "short");
+        let long = "خطأ".repeat(1000);
+        let cut = truncate_error(&long);
+        assert_eq!(cut.encode_utf16().count(), 2000);
+        // Astral characters take two units and are never split.
+        let emoji = "😀".repeat(1500);
+        assert_eq!(truncate_error(&emoji).encode_utf16().count(), 2000);
+    }
+
+    #[test]
+    fn delays_are_clamped_to_what_dateadd_takes() {
+        assert_eq!(millis(Duration::from_millis(1500)), 1500);
+        assert!(millis(Duration::from_secs(u64::MAX)) / 1000 < i64::from(i32::MAX));
+    }
+
+    #[test]
+    fn typed_nulls_pad_unused_slots() {
+        // Padding binds these; they must encode as typed NULLs, never as missing parameters.
+        assert_eq!(
+            tiberius::IntoSql::into_sql(None::<i64>),
+            ColumnData::I64(None)
+        );
+        assert_eq!(
+            tiberius::IntoSql::into_sql(None::<Uuid>),
+            ColumnData::Guid(None)
+        );
+    }
+}

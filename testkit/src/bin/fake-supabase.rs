@@ -1,0 +1,134 @@
+//! Runs the testkit's fake Supabase (PostgREST + Database Webhook relay) for manual runs of the
+//! agent and the examples, and prints the settings to point the agent at it.
+//!
+//! ```text
+//! fake-supabase [--db-url URL] [--port N] [--jwt-secret S] [--webhook-url URL --webhook-secret S]
+//! ```
+//! Without `--db-url` it creates a fresh database with the Supabase schema on `PG_TEST_URL`
+//! (dropped on exit). Stop it with Ctrl-C.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use syncbridge_testkit::{ApiKeys, FakePostgrest, TestDb, WebhookRelay};
+
+/// The Supabase CLI's local default, so keys stay the same from run to run.
+const DEFAULT_JWT_SECRET: &str = "super-secret-jwt-token-with-at-least-32-characters-long";
+
+struct Options {
+    db_url: Option<String>,
+    port: u16,
+    jwt_secret: String,
+    webhook: Option<(String, String)>,
+}
+
+fn parse_options() -> Result<Options, String> {
+    let mut options = Options {
+        db_url: None,
+        port: 0,
+        jwt_secret: DEFAULT_JWT_SECRET.to_owned(),
+        webhook: None,
+    };
+    let (mut webhook_url, mut webhook_secret) = (None, None);
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--db-url" => options.db_url = Some(value()?),
+            "--port" => options.port = value()?.parse().map_err(|e| format!("--port: {e}"))?,
+            "--jwt-secret" => options.jwt_secret = value()?,
+            "--webhook-url" => webhook_url = Some(value()?),
+            "--webhook-secret" => webhook_secret = Some(value()?),
+            "-h" | "--help" => {
+                return Err(
+                    "usage: fake-supabase [--db-url URL] [--port N] [--jwt-secret S] \
+                            [--webhook-url URL --webhook-secret S]"
+                        .to_owned(),
+                )
+            }
+            other => return Err(format!("unknown argument {other} (try --help)")),
+        }
+    }
+    options.webhook = match (webhook_url, webhook_secret) {
+        (Some(url), Some(secret)) => Some((url, secret)),
+        (None, None) => None,
+        _ => return Err("--webhook-url and --webhook-secret go together".to_owned()),
+    };
+    Ok(options)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "syncbridge_testkit=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let options = match parse_options() {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(options).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("fake-supabase: {err:?}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(options: Options) -> syncbridge_testkit::Result<()> {
+    // Keep the fresh database alive for as long as the server runs.
+    let (fresh, db_url) = match options.db_url {
+        Some(url) => (None, url),
+        None => {
+            let db = TestDb::create().await?;
+            let url = db.url().to_owned();
+            (Some(db), url)
+        }
+    };
+    let keys = ApiKeys::from_jwt_secret(&options.jwt_secret);
+    let api = FakePostgrest::start_on(
+        &db_url,
+        keys,
+        SocketAddr::from(([127, 0, 0, 1], options.port)),
+    )
+    .await?;
+    let _relay = WebhookRelay::start(&db_url).await?;
+    if let Some((url, secret)) = &options.webhook {
+        let (client, connection) = tokio_postgres::connect(&db_url, tokio_postgres::NoTls).await?;
+        tokio::spawn(connection);
+        client
+            .execute(
+                "SELECT public.syncbridge_install_webhooks($1, $2)",
+                &[url, secret],
+            )
+            .await?;
+    }
+
+    let keys = api.keys();
+    println!("# fake Supabase over {db_url}");
+    println!("SUPABASE_URL={}", api.url());
+    println!("SUPABASE_SERVICE_ROLE_KEY={}", keys.service_role_jwt());
+    println!(
+        "# or the new-style secret key: SUPABASE_SERVICE_ROLE_KEY={}",
+        keys.secret_key()
+    );
+    println!("# anon key: {}", keys.anon_jwt());
+    println!("# publishable key: {}", keys.publishable_key());
+    println!("# JWT secret: {}", keys.jwt_secret());
+    if let Some((url, secret)) = &options.webhook {
+        println!("# webhooks go to {url}");
+        println!("SUPABASE_WEBHOOK_SECRET={secret}");
+    }
+    println!("# Ctrl-C to stop");
+
+    tokio::signal::ctrl_c().await?;
+    drop(fresh);
+    Ok(())
+}

@@ -1,0 +1,143 @@
+//! The fake's test switches: injected failures, Retry-After, outages, delays that outlast a
+//! client's timeout, and the request log.
+
+mod common;
+
+use std::time::Duration;
+
+use axum::http::Method;
+use common::{header, json, send, Env, WAIT};
+use serde_json::json;
+
+fn patient(id: i32) -> serde_json::Value {
+    json!({"person_id": id, "patient_name": "Ada", "patient_guid": "6f1c1d9e-3a52-4c33-9d0b-5b8a3f2b7c10",
+           "date_added": "2024-05-01T09:30:00"})
+}
+
+async fn patient_count(env: &Env) -> usize {
+    env.db
+        .query_json("SELECT 1 FROM patients")
+        .await
+        .expect("query")
+        .len()
+}
+
+#[tokio::test]
+async fn injected_failures_answer_without_touching_the_database() {
+    let env = Env::start().await;
+    env.api.fail_next(2, 429, json!({"message": "slow down"}));
+    env.api.set_retry_after(Some(7));
+    for _ in 0..2 {
+        let (status, headers, body) =
+            send(env.service(Method::POST, "/patients").json(&patient(1))).await;
+        assert_eq!(
+            (status, json(&body)),
+            (429, json!({"message": "slow down"}))
+        );
+        assert_eq!(header(&headers, "retry-after"), Some("7"));
+    }
+    assert_eq!(patient_count(&env).await, 0);
+    let (status, headers, _) = send(env.service(Method::POST, "/patients").json(&patient(1))).await;
+    assert_eq!(status, 201);
+    assert_eq!(header(&headers, "retry-after"), None);
+    assert_eq!(patient_count(&env).await, 1);
+
+    // Retry-After goes only with 429 and 503.
+    env.api.fail_next(1, 500, json!({"message": "boom"}));
+    let (status, headers, _) = send(env.service(Method::GET, "/patients")).await;
+    assert_eq!((status, header(&headers, "retry-after")), (500, None));
+}
+
+#[tokio::test]
+async fn down_answers_503_until_back_up() {
+    let env = Env::start().await;
+    env.api.set_down(true);
+    let (status, headers, body) =
+        send(env.service(Method::POST, "/patients").json(&patient(1))).await;
+    assert_eq!(
+        (status, json(&body)),
+        (503, json!({"message": "upstream unavailable"}))
+    );
+    assert_eq!(header(&headers, "retry-after"), None);
+    env.api.set_retry_after(Some(2));
+    let (status, headers, _) = send(env.service(Method::GET, "/patients")).await;
+    assert_eq!((status, header(&headers, "retry-after")), (503, Some("2")));
+    assert_eq!(patient_count(&env).await, 0);
+
+    env.api.set_down(false);
+    let (status, _, _) = send(env.service(Method::POST, "/patients").json(&patient(1))).await;
+    assert_eq!(status, 201);
+}
+
+#[tokio::test]
+async fn a_delayed_write_still_commits_after_the_client_timed_out() {
+    let env = Env::start().await;
+    env.api.delay_next(1, Duration::from_millis(600));
+    let result = env
+        .service(Method::POST, "/patients")
+        .timeout(Duration::from_millis(100))
+        .json(&patient(1))
+        .send()
+        .await;
+    assert!(
+        result.is_err_and(|err| err.is_timeout()),
+        "the client should time out"
+    );
+    // The server finishes the request anyway; its log entry marks the commit.
+    let requests = env
+        .api
+        .wait_for_requests(1, WAIT)
+        .await
+        .expect("the delayed request finished");
+    assert_eq!(requests[0].status, 201);
+    assert_eq!(patient_count(&env).await, 1);
+
+    // Only the next request was delayed.
+    let (status, _, _) = send(
+        env.service(Method::GET, "/patients")
+            .timeout(Duration::from_secs(5)),
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn the_request_log_records_what_was_asked_and_answered() {
+    let env = Env::start().await;
+    let rows = json!([patient(1), patient(2)]);
+    send(
+        env.service(Method::POST, "/patients?on_conflict=person_id")
+            .header("Prefer", "resolution=merge-duplicates")
+            .header("Prefer", "return=minimal")
+            .json(&rows),
+    )
+    .await;
+    send(env.service(Method::DELETE, "/patients?person_id=in.(1,2)")).await;
+    let log = env.api.requests();
+    assert_eq!(log.len(), 2);
+    assert_eq!(
+        (log[0].method.as_str(), log[0].path.as_str(), log[0].table()),
+        ("POST", "/rest/v1/patients", "patients")
+    );
+    assert_eq!(
+        log[0].query_param("on_conflict").as_deref(),
+        Some("person_id")
+    );
+    assert_eq!(
+        log[0].prefer.as_deref(),
+        Some("resolution=merge-duplicates, return=minimal")
+    );
+    assert_eq!((log[0].status, log[0].body_rows), (201, 2));
+    assert_eq!(
+        log[0].body.as_ref().map(|b| b[1]["person_id"].clone()),
+        Some(json!(2))
+    );
+    assert_eq!(
+        (log[1].method.as_str(), log[1].status, log[1].body_rows),
+        ("DELETE", 204, 0)
+    );
+    assert_eq!(log[1].query_param("person_id").as_deref(), Some("in.(1,2)"));
+
+    env.api.clear_requests();
+    assert!(env.api.requests().is_empty());
+}

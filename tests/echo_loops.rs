@@ -1,0 +1,247 @@
+//! No echo loops, through real Supabase-style webhooks (the `sql/supabase/` trigger script
+//! firing into the relay): a row the agent writes into SQL Server is not queued back, and a row
+//! it upserts into Supabase that comes back as a webhook is not written into SQL Server again.
+//! If either guard broke, these tests would see the change bounce (queue items, writes,
+//! deliveries) without end.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use syncbridge::mapping::value::SqlValue;
+use syncbridge_testkit::WebhookRelay;
+
+async fn install(h: &Harness, skip_agent_writes: bool) {
+    h.db.client()
+        .execute(
+            "SELECT public.syncbridge_install_webhooks($1, $2, $3)",
+            &[
+                &h.url("/api/sync/webhook"),
+                &WEBHOOK_SECRET,
+                &skip_agent_writes,
+            ],
+        )
+        .await
+        .expect("install webhooks");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reverse_write_is_not_queued_back_to_supabase() {
+    let h = Harness::start().await;
+    seed_parents(&h.store);
+    seed_supabase_parents(&h.db).await;
+    h.notify().await;
+    h.wait_synced().await;
+    install(&h, true).await;
+    let relay = WebhookRelay::start(h.db.url()).await.expect("relay");
+    h.rest.clear_requests();
+    let queued = h.store.queue().len();
+    // A doctor writes a note in the portal.
+    h.db.client()
+        .batch_execute(&format!(
+            "INSERT INTO aligner_notes (note_uid, aligner_set_id, note_type, note_text) VALUES ('{NOTE_A}', 1, 'Doctor', 'from the portal')"
+        ))
+        .await
+        .expect("portal insert");
+    let delivered = relay
+        .wait_for_deliveries(1, DEADLINE)
+        .await
+        .expect("delivered");
+    assert_eq!(delivered[0].status(), Some(200));
+    let store = h.store.clone();
+    wait_for("note applied", || {
+        let store = store.clone();
+        async move { note_text(&store, NOTE_A).is_some() }
+    })
+    .await;
+    assert_eq!(
+        h.store.queue().len(),
+        queued,
+        "the agent's own write queued nothing"
+    );
+    let report = h.trigger("sql-to-postgres").await;
+    assert_eq!(
+        report["result"]["sql_to_postgres"]["items_synced"],
+        json!(0)
+    );
+    assert!(
+        h.rest.requests().iter().all(|r| r.method == "GET"),
+        "nothing was written back to Supabase"
+    );
+    assert_eq!(relay.deliveries().len(), 1, "and nothing came back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forward_upsert_that_comes_back_as_a_webhook_writes_nothing() {
+    let h = Harness::start().await;
+    seed_parents(&h.store);
+    // Supabase-side filtering off: every agent write really comes back as a webhook.
+    install(&h, false).await;
+    let relay = WebhookRelay::start(h.db.url()).await.expect("relay");
+    h.store.clinic_write(
+        "tblAlignerBatches",
+        &key("AlignerBatchID", 1),
+        Some(batch(1, 1, 12)),
+    );
+    h.store.clinic_write(
+        "tblAlignerNotes",
+        &note_key(NOTE_B),
+        Some(note(NOTE_B, 1, "Lab", "lab note")),
+    );
+    h.notify().await;
+    h.wait_synced().await;
+    // First sync: the note's INSERT, then the UPDATEs of the clinic-column merge for the note
+    // and the batch (batches send UPDATE events only). Then a clinic edit of each.
+    h.store.clinic_update(
+        "tblAlignerBatches",
+        &key("AlignerBatchID", 1),
+        &[("Notes", text("clinic edit"))],
+    );
+    h.store.clinic_update(
+        "tblAlignerNotes",
+        &note_key(NOTE_B),
+        &[("IsRead", SqlValue::Bit(true))],
+    );
+    h.notify().await;
+    h.wait_synced().await;
+    let delivered = match relay.wait_for_deliveries(5, DEADLINE).await {
+        Ok(d) => d,
+        Err(e) => panic!(
+            "{e}: {:?} {:#?}",
+            h.rest
+                .requests()
+                .iter()
+                .map(|r| (r.method.clone(), r.path.clone(), r.query.clone(), r.status))
+                .collect::<Vec<_>>(),
+            relay
+                .deliveries()
+                .iter()
+                .map(|d| (
+                    d.payload["type"].clone(),
+                    d.payload["table"].clone(),
+                    d.status()
+                ))
+                .collect::<Vec<_>>()
+        ),
+    };
+    assert!(
+        delivered.iter().all(|d| d.status() == Some(200)),
+        "{delivered:?}"
+    );
+    let http = h.http.clone();
+    let url = h.url("/api/sync/status");
+    wait_for("echoes processed", || {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let s: serde_json::Value = http
+                .get(url)
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .expect("s")
+                .json()
+                .await
+                .expect("j");
+            s["reverse"]["inbox"]["depth"] == json!(0)
+        }
+    })
+    .await;
+    assert_eq!(
+        h.store.apply_counts().1,
+        0,
+        "no echo was written into SQL Server"
+    );
+    assert!(
+        h.store.queue().iter().all(|q| q.status == "Synced"),
+        "nothing new to send back"
+    );
+    let report = h.trigger("sql-to-postgres").await;
+    assert_eq!(
+        report["result"]["sql_to_postgres"]["items_synced"],
+        json!(0)
+    );
+    assert_eq!(relay.deliveries().len(), 5, "the exchange stopped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_supabase_filter_drops_agent_writes_at_the_source() {
+    let h = Harness::start().await;
+    seed_parents(&h.store);
+    install(&h, true).await;
+    let relay = WebhookRelay::start(h.db.url()).await.expect("relay");
+    h.store.clinic_write(
+        "tblAlignerNotes",
+        &note_key(NOTE_B),
+        Some(note(NOTE_B, 1, "Lab", "lab note")),
+    );
+    h.notify().await;
+    h.wait_synced().await;
+    // A portal edit after the agent's write: NOTIFY delivers in commit order, so once this one
+    // arrives any webhook for the agent's write would already have arrived.
+    h.db.client()
+        .batch_execute(&format!(
+            "UPDATE aligner_notes SET note_text = 'doctor reply' WHERE note_uid = '{NOTE_B}'"
+        ))
+        .await
+        .expect("portal edit");
+    let delivered = relay
+        .wait_for_deliveries(1, DEADLINE)
+        .await
+        .expect("portal webhook");
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    assert_eq!(delivered[0].payload["type"], json!("UPDATE"));
+    let store = h.store.clone();
+    wait_for("doctor reply applied", || {
+        let store = store.clone();
+        async move { note_text(&store, NOTE_B).as_deref() == Some("doctor reply") }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_portal_edit_racing_a_clinic_edit_of_the_same_batch_keeps_both() {
+    let h = Harness::start().await;
+    seed_parents(&h.store);
+    h.store.clinic_write(
+        "tblAlignerBatches",
+        &key("AlignerBatchID", 1),
+        Some(batch(1, 1, 10)),
+    );
+    h.notify().await;
+    h.wait_synced().await;
+    install(&h, true).await;
+    let relay = WebhookRelay::start(h.db.url()).await.expect("relay");
+    // The doctor changes days in the portal while the clinic edits the batch's notes; the
+    // clinic's copy still says 10 days when its change is synced.
+    h.db.client()
+        .batch_execute("UPDATE aligner_batches SET days = 21 WHERE aligner_batch_id = 1")
+        .await
+        .expect("portal edit");
+    h.store.clinic_update(
+        "tblAlignerBatches",
+        &key("AlignerBatchID", 1),
+        &[("Notes", text("clinic edit"))],
+    );
+    h.notify().await;
+    relay
+        .wait_for_deliveries(1, DEADLINE)
+        .await
+        .expect("portal webhook");
+    let store = h.store.clone();
+    wait_for("days applied to SQL Server", || {
+        let store = store.clone();
+        async move { days(&store, 1) == Some(SqlValue::Int(21)) }
+    })
+    .await;
+    h.wait_synced().await;
+    let pg = h.rows("SELECT days, notes FROM aligner_batches").await;
+    assert_eq!(pg, vec![json!({"days": 21, "notes": "clinic edit"})]);
+    let row = h
+        .store
+        .row("tblAlignerBatches", &key("AlignerBatchID", 1))
+        .expect("row");
+    assert_eq!(
+        (row["Days"].clone(), row["Notes"].clone()),
+        (SqlValue::Int(21), text("clinic edit"))
+    );
+}

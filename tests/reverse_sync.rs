@@ -1,0 +1,439 @@
+//! Reverse sync through `POST /api/sync/webhook`: mapping and ownership, authentication, bad
+//! input, durability across SQL Server outages and restarts, duplicates and reordering.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use syncbridge::mapping::value::SqlValue;
+
+async fn wait_note(h: &Harness, uid: &str, body: &str) {
+    let store = h.store.clone();
+    let (uid, body) = (uid.to_owned(), body.to_owned());
+    wait_for("note applied", || {
+        let store = store.clone();
+        let (uid, body) = (uid.clone(), body.clone());
+        async move { note_text(&store, &uid).as_deref() == Some(body.as_str()) }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portal_notes_are_inserted_then_only_portal_columns_update() {
+    let h = Harness::start().await;
+    seed_parents(&h.store);
+    let (status, body) = h
+        .webhook(
+            &hook(
+                "INSERT",
+                "aligner_notes",
+                Some(note_record(
+                    NOTE_A,
+                    "أول ملاحظة",
+                    "2026-11-25T10:00:00+00:00",
+                )),
+                None,
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["status"].clone()),
+        (200, json!("accepted"))
+    );
+    wait_note(&h, NOTE_A, "أول ملاحظة").await;
+    let row = h
+        .store
+        .row("tblAlignerNotes", &note_key(NOTE_A))
+        .expect("row");
+    assert_eq!(row["NoteType"], text("Doctor"));
+    assert_eq!(row["AlignerSetID"], SqlValue::Int(1));
+
+    // The clinic marks it read; a later portal edit must not undo that (is_read is clinic-owned).
+    h.store.clinic_update(
+        "tblAlignerNotes",
+        &note_key(NOTE_A),
+        &[("IsRead", SqlValue::Bit(true))],
+    );
+    let mut edited = note_record(NOTE_A, "edited", "2026-11-25T10:05:00+00:00");
+    edited["is_edited"] = json!(true);
+    let old = note_record(NOTE_A, "أول ملاحظة", "2026-11-25T10:00:00+00:00");
+    let (status, _) = h
+        .webhook(
+            &hook("UPDATE", "aligner_notes", Some(edited), Some(old)),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    wait_note(&h, NOTE_A, "edited").await;
+    let row = h
+        .store
+        .row("tblAlignerNotes", &note_key(NOTE_A))
+        .expect("row");
+    assert_eq!(
+        (row["IsRead"].clone(), row["IsEdited"].clone()),
+        (SqlValue::Bit(true), SqlValue::Bit(true))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_days_sync_only_when_days_changed() {
+    let h = Harness::start().await;
+    seed_parents(&h.store);
+    h.store.clinic_write(
+        "tblAlignerBatches",
+        &key("AlignerBatchID", 4),
+        Some(batch(4, 1, 10)),
+    );
+    let before = h.store.apply_counts();
+    let old = batch_record(4, 10, "first batch", "2026-11-25T10:00:00+00:00");
+    let new = batch_record(
+        4,
+        14,
+        "portal text is not ours",
+        "2026-11-25T10:01:00+00:00",
+    );
+    assert_eq!(
+        h.webhook(
+            &hook("UPDATE", "aligner_batches", Some(new.clone()), Some(old)),
+            None
+        )
+        .await
+        .0,
+        200
+    );
+    let store = h.store.clone();
+    wait_for("days applied", || {
+        let store = store.clone();
+        async move { days(&store, 4) == Some(SqlValue::Int(14)) }
+    })
+    .await;
+    let row = h
+        .store
+        .row("tblAlignerBatches", &key("AlignerBatchID", 4))
+        .expect("row");
+    assert_eq!(row["Notes"], text("first batch"), "only Days is written");
+
+    let unchanged = batch_record(4, 14, "another text", "2026-11-25T10:02:00+00:00");
+    let (status, body) = h
+        .webhook(
+            &hook("UPDATE", "aligner_batches", Some(unchanged), Some(new)),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["status"].clone()),
+        (200, json!("ignored"))
+    );
+    let (status, body) = h
+        .webhook(
+            &hook(
+                "INSERT",
+                "aligner_batches",
+                Some(batch_record(9, 7, "x", "2026-11-25T10:00:00+00:00")),
+                None,
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["status"].clone()),
+        (200, json!("ignored")),
+        "batches are created by the clinic"
+    );
+    assert_eq!(
+        h.store.apply_counts().0 - before.0,
+        1,
+        "one write for one real change"
+    );
+    assert!(h
+        .store
+        .queue()
+        .iter()
+        .all(|q| q.table != "tblAlignerBatches" || q.record_id != r#"{"AlignerBatchID":9}"#));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_and_bad_input_are_refused_and_change_nothing() {
+    let h = Harness::start().await;
+    let good = hook(
+        "INSERT",
+        "aligner_notes",
+        Some(note_record(NOTE_A, "x", "2026-11-25T10:00:00+00:00")),
+        None,
+    );
+    let post = |auth: Option<(&'static str, String)>, ct: &'static str, body: String| {
+        let mut r = h
+            .http
+            .post(h.url("/api/sync/webhook"))
+            .header("content-type", ct)
+            .body(body);
+        if let Some((name, value)) = auth {
+            r = r.header(name, value);
+        }
+        r.send()
+    };
+    let bearer = |s: &str| Some(("authorization", format!("Bearer {s}")));
+    let cases: Vec<(Option<(&str, String)>, &str, String, u16, &str)> = vec![
+        (None, "application/json", good.to_string(), 401, "missing"),
+        (
+            bearer("wrong-secret-wrong-secret-wrong"),
+            "application/json",
+            good.to_string(),
+            401,
+            "wrong",
+        ),
+        (
+            Some(("x-webhook-secret", "nope".into())),
+            "application/json",
+            good.to_string(),
+            401,
+            "wrong",
+        ),
+        (
+            bearer(WEBHOOK_SECRET),
+            "text/plain",
+            good.to_string(),
+            415,
+            "application/json",
+        ),
+        (
+            bearer(WEBHOOK_SECRET),
+            "application/json",
+            "{\"type\": \"INSERT\", ".into(),
+            400,
+            "malformed",
+        ),
+        (
+            bearer(WEBHOOK_SECRET),
+            "application/json",
+            "x".repeat(70_000),
+            413,
+            "too large",
+        ),
+        (
+            bearer(WEBHOOK_SECRET),
+            "application/json",
+            hook("INSERT", "patients", Some(json!({"person_id": 1})), None).to_string(),
+            422,
+            "not reverse-synced",
+        ),
+        (
+            bearer(WEBHOOK_SECRET),
+            "application/json",
+            hook("INSERT", "secrets", Some(json!({"id": 1})), None).to_string(),
+            422,
+            "not reverse-synced",
+        ),
+    ];
+    for (auth, ct, body, status, reason) in cases {
+        let r = post(auth, ct, body).await.expect("request");
+        assert_eq!(
+            r.status().as_u16(),
+            status,
+            "expected {status} for {reason}"
+        );
+        let json: serde_json::Value = r.json().await.expect("JSON error body");
+        assert!(
+            json["reason"].as_str().unwrap_or("").contains(reason),
+            "{json}"
+        );
+    }
+    let mut bad_col = note_record(NOTE_A, "x", "2026-11-25T10:00:00+00:00");
+    bad_col["mystery"] = json!(1);
+    let mut bad_type = note_record(NOTE_A, "x", "2026-11-25T10:00:00+00:00");
+    bad_type["aligner_set_id"] = json!("one");
+    for record in [bad_col, bad_type] {
+        let (status, body) = h
+            .webhook(&hook("INSERT", "aligner_notes", Some(record), None), None)
+            .await;
+        assert_eq!(status, 422, "{body}");
+    }
+    let status = h.status().await;
+    assert_eq!(status["reverse"]["inbox"]["depth"], json!(0));
+    // The 413 is refused by the body-size filter before the handler counts anything.
+    assert_eq!(status["reverse"]["state"]["webhooks_rejected"], json!(9));
+    assert_eq!(h.store.apply_counts(), (0, 0), "nothing reached SQL Server");
+    // The secret also works in X-Webhook-Secret.
+    let r = post(
+        Some(("x-webhook-secret", WEBHOOK_SECRET.into())),
+        "application/json",
+        good.to_string(),
+    )
+    .await
+    .expect("request");
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_wait_out_a_sql_server_outage_in_order() {
+    let h = Harness::start().await;
+    seed_parents(&h.store);
+    h.store.set_down(true);
+    let versions = [
+        "2026-11-25T10:00:00+00:00",
+        "2026-11-25T10:00:01+00:00",
+        "2026-11-25T10:00:02+00:00",
+    ];
+    let (ins, v1, v2) = (
+        note_record(NOTE_A, "v0", versions[0]),
+        note_record(NOTE_A, "v1", versions[1]),
+        note_record(NOTE_A, "v2", versions[2]),
+    );
+    for body in [
+        hook("INSERT", "aligner_notes", Some(ins.clone()), None),
+        hook("UPDATE", "aligner_notes", Some(v1.clone()), Some(ins)),
+        hook("UPDATE", "aligner_notes", Some(v2), Some(v1)),
+        hook(
+            "INSERT",
+            "aligner_notes",
+            Some(note_record(NOTE_B, "other", versions[0])),
+            None,
+        ),
+    ] {
+        assert_eq!(
+            h.webhook(&body, None).await.0,
+            200,
+            "accepted while SQL Server is down"
+        );
+    }
+    let store = h.store.clone();
+    wait_for("applier tried and backed off", || {
+        let store = store.clone();
+        async move { store.calls("apply") >= 1 }
+    })
+    .await;
+    assert_eq!(h.status().await["reverse"]["inbox"]["depth"], json!(4));
+    h.store.set_down(false);
+    wait_note(&h, NOTE_A, "v2").await;
+    wait_note(&h, NOTE_B, "other").await;
+    let status = h.status().await;
+    assert_eq!(
+        status["reverse"]["inbox"]["depth"],
+        json!(0),
+        "applied events are pruned"
+    );
+    assert_eq!(
+        h.store.apply_counts().1,
+        4,
+        "every event written once, in order"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_in_the_inbox_survive_a_restart() {
+    let mut h = Harness::start().await;
+    seed_parents(&h.store);
+    h.store.set_down(true);
+    let body = hook(
+        "INSERT",
+        "aligner_notes",
+        Some(note_record(
+            NOTE_A,
+            "kept across restart",
+            "2026-11-25T10:00:00+00:00",
+        )),
+        None,
+    );
+    assert_eq!(h.webhook(&body, None).await.0, 200);
+    h.stop().await;
+    h.store.set_down(false);
+    assert!(note_text(&h.store, NOTE_A).is_none());
+    h.launch(&Options::default()).await;
+    wait_note(&h, NOTE_A, "kept across restart").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_and_reordered_deliveries_are_harmless() {
+    let h = Harness::start().await;
+    seed_parents(&h.store);
+    let old = note_record(NOTE_A, "old", "2026-11-25T10:00:00+00:00");
+    let new = note_record(NOTE_A, "new", "2026-11-25T10:00:05+00:00");
+    for body in [
+        hook("INSERT", "aligner_notes", Some(new.clone()), None),
+        hook("INSERT", "aligner_notes", Some(new.clone()), None),
+        hook("INSERT", "aligner_notes", Some(old.clone()), None),
+        hook("UPDATE", "aligner_notes", Some(old), Some(new.clone())),
+    ] {
+        assert_eq!(h.webhook(&body, None).await.0, 200);
+    }
+    let http = h.http.clone();
+    let url = h.url("/api/sync/status");
+    wait_for("inbox empty", || {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let s: serde_json::Value = http
+                .get(url)
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .expect("s")
+                .json()
+                .await
+                .expect("j");
+            s["reverse"]["inbox"]["depth"] == json!(0)
+        }
+    })
+    .await;
+    assert_eq!(
+        note_text(&h.store, NOTE_A).as_deref(),
+        Some("new"),
+        "an older event never overwrites newer data"
+    );
+    assert_eq!(h.store.apply_counts().1, 1, "one write");
+    assert_eq!(
+        h.status().await["reverse"]["state"]["events_stale"],
+        json!(3)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standard_webhooks_signatures_are_accepted_when_configured() {
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let h = Harness::start_with(Options {
+        signing_secret: Some(SECRET),
+        ..Options::default()
+    })
+    .await;
+    seed_parents(&h.store);
+    let key = syncbridge::http::signature::decode_signing_secret(SECRET).expect("key");
+    let body = hook(
+        "INSERT",
+        "aligner_notes",
+        Some(note_record(NOTE_A, "signed", "2026-11-25T10:00:00+00:00")),
+        None,
+    )
+    .to_string();
+    let send = |ts: i64, body: String, sig_body: &str| {
+        let sig = syncbridge::http::signature::sign(&key, "msg_1", ts, sig_body.as_bytes());
+        h.http
+            .post(h.url("/api/sync/webhook"))
+            .header("content-type", "application/json")
+            .header("webhook-id", "msg_1")
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", sig)
+            .body(body)
+            .send()
+    };
+    let now = chrono::Utc::now().timestamp();
+    assert_eq!(
+        send(now, body.clone(), "tampered")
+            .await
+            .expect("r")
+            .status(),
+        401
+    );
+    assert_eq!(
+        send(now - 600, body.clone(), &body)
+            .await
+            .expect("r")
+            .status(),
+        401,
+        "replayed"
+    );
+    assert_eq!(
+        send(now, body.clone(), &body).await.expect("r").status(),
+        200
+    );
+    wait_note(&h, NOTE_A, "signed").await;
+}
