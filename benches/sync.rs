@@ -43,7 +43,7 @@ async fn start(batch_size: usize) -> Running {
         .await
         .expect("fake PostgREST");
     let dir = tempfile::tempdir().expect("tempdir");
-    let pairs = vec![
+    let pairs = [
         (
             "MSSQL_CONNECTION_STRING",
             "Server=127.0.0.1,1;Database=Bench;User Id=sa;Password=unused".to_owned(),

@@ -10,7 +10,7 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 url=${SYNCBRIDGE_URL:-http://127.0.0.1:3000}/api/sync/webhook
-secret=${SUPABASE_WEBHOOK_SECRET:?set SUPABASE_WEBHOOK_SECRET to the agent's webhook secret}
+secret=${SUPABASE_WEBHOOK_SECRET:?set SUPABASE_WEBHOOK_SECRET to the webhook secret of the agent}
 
 post() {
     local name=$1 auth=$2 file=$3

@@ -148,8 +148,13 @@ fn ranged<T: std::str::FromStr + PartialOrd + fmt::Display>(
 impl Config {
     /// Reads `.env` (if present) into the environment, then the environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        // A missing .env is normal (service managers set the environment themselves).
-        let _ = dotenvy::dotenv();
+        // A missing .env is normal (service managers set the environment themselves); a
+        // malformed one is not, and must not be half-read silently.
+        match dotenvy::dotenv() {
+            Ok(_) => {}
+            Err(e) if e.not_found() => {}
+            Err(e) => return Err(ConfigError(vec![env_file_problem(&e)])),
+        }
         Self::from_lookup(&|key| std::env::var(key).ok())
     }
 
@@ -297,6 +302,43 @@ impl Config {
                 message: "is not a valid ADO connection string".to_owned(),
             }])
         })
+    }
+}
+
+/// Describes a `.env` parse error by line number and setting name only: the text dotenvy
+/// reports is part of the line, which may hold a secret.
+fn env_file_problem(e: &dotenvy::Error) -> Problem {
+    let message = match e {
+        dotenvy::Error::LineParse(fragment, _) => {
+            let text = std::fs::read_to_string(".env").unwrap_or_default();
+            match text
+                .lines()
+                .enumerate()
+                .find(|(_, line)| line.contains(fragment.as_str()))
+            {
+                Some((n, line)) => {
+                    let key: String = line
+                        .split('=')
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .chars()
+                        .take(64)
+                        .collect();
+                    format!("line {} ({key}) cannot be parsed; quote values that contain spaces, # or backslashes", n + 1)
+                }
+                None => {
+                    "a line cannot be parsed; quote values that contain spaces, # or backslashes"
+                        .to_owned()
+                }
+            }
+        }
+        dotenvy::Error::Io(io) => format!("cannot be read: {io}"),
+        _ => "cannot be read".to_owned(),
+    };
+    Problem {
+        key: ".env",
+        message,
     }
 }
 

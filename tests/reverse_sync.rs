@@ -174,7 +174,15 @@ async fn strangers_and_bad_input_are_refused_and_change_nothing() {
         r.send()
     };
     let bearer = |s: &str| Some(("authorization", format!("Bearer {s}")));
-    let cases: Vec<(Option<(&str, String)>, &str, String, u16, &str)> = vec![
+    // (auth header, content type, body, expected status, expected words in the reason)
+    type Case = (
+        Option<(&'static str, String)>,
+        &'static str,
+        String,
+        u16,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
         (None, "application/json", good.to_string(), 401, "missing"),
         (
             bearer("wrong-secret-wrong-secret-wrong"),

@@ -290,7 +290,9 @@ impl Batch<'_> {
         rows: Vec<(RecordKey, JsonRow)>,
     ) -> Isolated {
         let mut results = Vec::new();
-        let mut stack = vec![0..rows.len()];
+        // Ranges of `rows` still to send; a refused range is split in two.
+        let mut stack: Vec<std::ops::Range<usize>> = Vec::new();
+        stack.push(0..rows.len());
         let mut fault = None;
         while let Some(range) = stack.pop() {
             let chunk = &rows[range.clone()];

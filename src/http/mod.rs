@@ -77,17 +77,16 @@ pub fn routes(
     let notify_probe = warp::path!("api" / "sync" / "queue-notify")
         .and(warp::get())
         .map(admin::notify_probe);
+    // The notification's body is never read, so it needs no length (curl -X POST sends none).
     let notify = warp::path!("api" / "sync" / "queue-notify")
         .and(warp::post())
-        .and(warp::body::content_length_limit(4096))
         .and(warp::header::optional::<String>("authorization"))
         .and(with_state(state.clone()))
         .then(admin::queue_notify);
     let trigger = warp::path!("api" / "sync" / "trigger")
         .and(warp::post())
-        .and(warp::body::content_length_limit(4096))
         .and(warp::header::optional::<String>("authorization"))
-        .and(warp::body::bytes())
+        .and(small_body(4096))
         .and(with_state(state.clone()))
         .then(admin::trigger);
     let status = warp::path!("api" / "sync" / "status")
@@ -118,11 +117,38 @@ pub fn routes(
         .with(warp::trace::request())
 }
 
+/// A body of at most `limit` bytes; a request without `Content-Length` counts as empty (its
+/// body is not read), so `curl -X POST` works and nothing unbounded is buffered.
+fn small_body(limit: u64) -> impl Filter<Extract = (bytes::Bytes,), Error = Rejection> + Clone {
+    warp::header::optional::<u64>("content-length")
+        .and_then(move |length: Option<u64>| async move {
+            match length {
+                None | Some(0) => Ok(None),
+                Some(n) if n <= limit => Ok(Some(())),
+                Some(_) => Err(warp::reject::custom(TooLarge)),
+            }
+        })
+        .and(warp::body::bytes())
+        .map(|read: Option<()>, body: bytes::Bytes| {
+            if read.is_some() {
+                body
+            } else {
+                bytes::Bytes::new()
+            }
+        })
+}
+
+#[derive(Debug)]
+struct TooLarge;
+impl warp::reject::Reject for TooLarge {}
+
 /// warp's rejections (no route, wrong method, body too large, ...) as JSON.
 async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     let (status, reason) = if rejection.is_not_found() {
         (StatusCode::NOT_FOUND, "no such endpoint".to_owned())
-    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some()
+        || rejection.find::<TooLarge>().is_some()
+    {
         (
             StatusCode::PAYLOAD_TOO_LARGE,
             "request body is too large".to_owned(),

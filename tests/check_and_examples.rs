@@ -1,0 +1,123 @@
+//! `syncbridge check` against both schemas, and the example scripts against a running agent.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use syncbridge::config::KeyKind;
+use syncbridge::mapping::TableMap;
+use syncbridge::sqlserver::memory::MemoryStore;
+use syncbridge::supabase::PostgrestClient;
+use syncbridge_testkit::{ApiKeys, FakePostgrest, TestDb};
+
+async fn check(
+    setup_sql: &str,
+    store: &MemoryStore,
+    key: Option<String>,
+) -> syncbridge::check::CheckReport {
+    let db = TestDb::create().await.expect("db");
+    if !setup_sql.is_empty() {
+        db.client().batch_execute(setup_sql).await.expect("setup");
+    }
+    let keys = ApiKeys::generate();
+    let rest = FakePostgrest::start(db.url(), keys.clone())
+        .await
+        .expect("rest");
+    let url = url::Url::parse(&rest.url()).expect("url");
+    let key = secrecy::SecretString::from(key.unwrap_or_else(|| keys.secret_key().to_owned()));
+    let client =
+        PostgrestClient::new(&url, &key, KeyKind::Secret, Duration::from_secs(5)).expect("client");
+    syncbridge::check::run_checks(store, &client, &TableMap::sample_clinic()).await
+}
+
+fn installed_store() -> MemoryStore {
+    let store = MemoryStore::sample_clinic();
+    store.create_table("SyncQueue", vec![]);
+    store.create_table("SyncConfig", vec![]);
+    store
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_passes_on_matching_schemas() {
+    let report = check("", &installed_store(), None).await;
+    assert_eq!(report.problems, 0, "{}", report.render());
+    assert!(report
+        .render()
+        .contains("ok    Supabase aligner_notes matches"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_names_every_mismatch() {
+    let setup = "ALTER TABLE aligner_batches DROP COLUMN label_code;
+                 ALTER TABLE work ALTER COLUMN total_required TYPE double precision;
+                 ALTER TABLE aligner_notes DROP COLUMN updated_at CASCADE;";
+    let report = check(setup, &MemoryStore::sample_clinic(), None).await;
+    let text = report.render();
+    assert_eq!(report.problems, 5, "{text}");
+    for expected in [
+        "SyncQueue is missing",
+        "SyncConfig is missing",
+        "aligner_batches.label_code does not exist",
+        "work.total_required is double precision",
+        "aligner_notes.updated_at (the version column) does not exist",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reports_a_wrong_key_and_an_unreachable_sql_server() {
+    let store = installed_store();
+    store.set_down(true);
+    let report = check("", &store, Some("sb_secret_not-the-key".into())).await;
+    let text = report.render();
+    assert_eq!(report.problems, 2, "{text}");
+    assert!(
+        text.contains("FAIL  SQL Server: SQL Server is unavailable"),
+        "{text}"
+    );
+    assert!(
+        text.contains("FAIL  Supabase: PostgREST answered HTTP 401"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_example_script_prints_each_answer() {
+    let h = Harness::start().await;
+    seed_parents(&h.store);
+    h.store.clinic_write(
+        "tblAlignerBatches",
+        &key("AlignerBatchID", 1),
+        Some(batch(1, 1, 10)),
+    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/post-webhooks.sh");
+    let (url, secret) = (h.url(""), WEBHOOK_SECRET);
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("bash")
+            .arg(script)
+            .env("SYNCBRIDGE_URL", url)
+            .env("SUPABASE_WEBHOOK_SECRET", secret)
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("run script");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let codes: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.rsplit("HTTP ").next())
+        .collect();
+    assert_eq!(codes, ["200", "200", "200", "401", "400"], "{stdout}");
+    let store = h.store.clone();
+    wait_for("examples applied", || {
+        let store = store.clone();
+        async move {
+            note_text(&store, NOTE_A).as_deref() == Some("Fit is fine; continue with batch 2")
+                && days(&store, 1) == Some(syncbridge::mapping::value::SqlValue::Int(14))
+        }
+    })
+    .await;
+}

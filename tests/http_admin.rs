@@ -1,0 +1,149 @@
+//! The HTTP surface outside the sync paths: who may call what, and the shape of refusals.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_probes_answer_and_admin_endpoints_need_the_token() {
+    let h = Harness::start().await;
+    let get = |path: &str| h.http.get(h.url(path)).send();
+    let r = get("/health").await.expect("health");
+    assert_eq!(r.status(), 200);
+    let r = get("/api/sync/queue-notify").await.expect("probe");
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.expect("json")["success"],
+        json!(true)
+    );
+
+    for (method, path) in [
+        ("POST", "/api/sync/queue-notify"),
+        ("POST", "/api/sync/trigger"),
+        ("GET", "/api/sync/status"),
+    ] {
+        for token in [
+            None,
+            Some("wrong-token-wrong-token-wrong"),
+            Some(WEBHOOK_SECRET),
+        ] {
+            let mut req = h
+                .http
+                .request(method.parse().expect("method"), h.url(path))
+                .json(&json!({}));
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let r = req.send().await.expect("request");
+            assert_eq!(r.status(), 401, "{method} {path} with {token:?}");
+            let body: serde_json::Value = r.json().await.expect("json");
+            assert!(
+                body["reason"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("admin token"),
+                "{body}"
+            );
+        }
+    }
+    assert_eq!(
+        h.status().await["forward"]["state"]["notifications"],
+        json!(0),
+        "refused notifications did nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trigger_validates_its_body_and_reports_what_it_did() {
+    let h = Harness::start().await;
+    h.store
+        .clinic_write("tblPatients", &key("PersonID", 1), Some(patient(1, "A")));
+    let post = |body: &str| {
+        h.http
+            .post(h.url("/api/sync/trigger"))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+    };
+    for bad in [
+        r#"{"direction":"sideways"}"#,
+        "not json",
+        r#"{"direction":"both","extra":1}"#,
+    ] {
+        let r = post(bad).await.expect("trigger");
+        assert_eq!(r.status(), 400, "{bad}");
+    }
+    assert_eq!(
+        h.store.queue()[0].status,
+        "Pending",
+        "refused triggers drained nothing"
+    );
+    let report = h.trigger("both").await;
+    assert_eq!(
+        report["result"]["sql_to_postgres"]["items_synced"],
+        json!(1),
+        "{report}"
+    );
+    assert_eq!(
+        report["result"]["sql_to_postgres"]["rows_upserted"],
+        json!(1)
+    );
+    assert!(
+        report["result"]["postgres_to_sql"]["tables"].as_u64() == Some(2),
+        "{report}"
+    );
+    // An empty body means the old default, sql-to-postgres.
+    let r = post("").await.expect("trigger");
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_routes_and_methods_get_json_errors() {
+    let h = Harness::start().await;
+    let r = h
+        .http
+        .get(h.url("/api/sync/nothing-here"))
+        .send()
+        .await
+        .expect("404");
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.expect("json")["reason"],
+        json!("no such endpoint")
+    );
+    let r = h
+        .http
+        .delete(h.url("/api/sync/webhook"))
+        .send()
+        .await
+        .expect("405");
+    assert_eq!(r.status(), 405);
+    assert!(r.json::<serde_json::Value>().await.expect("json")["reason"].is_string());
+    let r = h
+        .http
+        .post(h.url("/api/sync/trigger"))
+        .bearer_auth(ADMIN_TOKEN)
+        .body("x".repeat(5000))
+        .send()
+        .await
+        .expect("413");
+    assert_eq!(r.status(), 413);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_reports_queue_inbox_and_watermarks() {
+    let h = Harness::start().await;
+    h.store.enqueue_raw("tblNope", r#"{"X":1}"#, "INSERT");
+    h.notify().await;
+    h.wait_synced().await;
+    let s = h.status().await;
+    assert_eq!(s["forward"]["queue"]["failed"], json!(1), "{s}");
+    assert_eq!(s["forward"]["queue"]["pending"], json!(0));
+    assert_eq!(s["forward"]["state"]["notifications"], json!(1));
+    assert_eq!(s["reverse"]["inbox"]["depth"], json!(0));
+    assert!(s["reverse"]["inbox"]["oldest_unapplied_age_secs"].is_null());
+    assert!(s["reverse"]["catchup_watermarks"].is_object());
+    assert!(s["agent"]["version"].is_string());
+}
