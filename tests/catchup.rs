@@ -30,14 +30,12 @@ async fn edits_made_while_the_agent_was_down_arrive_at_startup_in_pages() {
         ..Options::default()
     };
     let h = Harness::start_with(o).await;
-    wait_for("1,500 notes caught up", || {
-        let store = store.clone();
-        async move { store.rows("tblAlignerNotes").len() == 1500 }
+    h.wait_store("1,500 notes caught up", |store| {
+        store.rows("tblAlignerNotes").len() == 1500
     })
     .await;
-    wait_for("portal-owned days caught up", || {
-        let store = store.clone();
-        async move { days(&store, 1) == Some(SqlValue::Int(30)) }
+    h.wait_store("portal-owned days caught up", |store| {
+        days(store, 1) == Some(SqlValue::Int(30))
     })
     .await;
     h.wait_synced().await;
@@ -73,9 +71,8 @@ async fn edits_made_while_the_agent_was_down_arrive_at_startup_in_pages() {
         .await
         .expect("insert");
     h.trigger("postgres-to-sql").await;
-    wait_for("late note applied", || {
-        let store = store.clone();
-        async move { store.rows("tblAlignerNotes").len() == 1501 }
+    h.wait_store("late note applied", |store| {
+        store.rows("tblAlignerNotes").len() == 1501
     })
     .await;
     assert_eq!(
@@ -107,10 +104,8 @@ async fn webhooks_dropped_by_pg_net_are_recovered_by_a_triggered_catch_up() {
         .expect("the webhook fired and was dropped");
     assert!(note_text(&h.store, NOTE_A).is_none());
     h.trigger("postgres-to-sql").await;
-    let store = h.store.clone();
-    wait_for("dropped note recovered", || {
-        let store = store.clone();
-        async move { note_text(&store, NOTE_A).as_deref() == Some("lost webhook") }
+    h.wait_store("dropped note recovered", |store| {
+        note_text(&store, NOTE_A).as_deref() == Some("lost webhook")
     })
     .await;
 }

@@ -111,13 +111,9 @@ async fn the_webhook_example_script_prints_each_answer() {
         .filter_map(|l| l.rsplit("HTTP ").next())
         .collect();
     assert_eq!(codes, ["200", "200", "200", "401", "400"], "{stdout}");
-    let store = h.store.clone();
-    wait_for("examples applied", || {
-        let store = store.clone();
-        async move {
-            note_text(&store, NOTE_A).as_deref() == Some("Fit is fine; continue with batch 2")
-                && days(&store, 1) == Some(syncbridge::mapping::value::SqlValue::Int(14))
-        }
+    h.wait_store("examples applied", |store| {
+        note_text(store, NOTE_A).as_deref() == Some("Fit is fine; continue with batch 2")
+            && days(store, 1) == Some(syncbridge::mapping::value::SqlValue::Int(14))
     })
     .await;
 }

@@ -48,12 +48,8 @@ async fn a_reverse_write_is_not_queued_back_to_supabase() {
         .await
         .expect("delivered");
     assert_eq!(delivered[0].status(), Some(200));
-    let store = h.store.clone();
-    wait_for("note applied", || {
-        let store = store.clone();
-        async move { note_text(&store, NOTE_A).is_some() }
-    })
-    .await;
+    h.wait_store("note applied", |store| note_text(&store, NOTE_A).is_some())
+        .await;
     assert_eq!(
         h.store.queue().len(),
         queued,
@@ -128,22 +124,8 @@ async fn a_forward_upsert_that_comes_back_as_a_webhook_writes_nothing() {
         delivered.iter().all(|d| d.status() == Some(200)),
         "{delivered:?}"
     );
-    let http = h.http.clone();
-    let url = h.url("/api/sync/status");
-    wait_for("echoes processed", || {
-        let (http, url) = (http.clone(), url.clone());
-        async move {
-            let s: serde_json::Value = http
-                .get(url)
-                .bearer_auth(ADMIN_TOKEN)
-                .send()
-                .await
-                .expect("s")
-                .json()
-                .await
-                .expect("j");
-            s["reverse"]["inbox"]["depth"] == json!(0)
-        }
+    h.wait_status("echoes processed", |s| {
+        s["reverse"]["inbox"]["depth"] == json!(0)
     })
     .await;
     assert_eq!(
@@ -190,10 +172,8 @@ async fn the_supabase_filter_drops_agent_writes_at_the_source() {
         .expect("portal webhook");
     assert_eq!(delivered.len(), 1, "{delivered:?}");
     assert_eq!(delivered[0].payload["type"], json!("UPDATE"));
-    let store = h.store.clone();
-    wait_for("doctor reply applied", || {
-        let store = store.clone();
-        async move { note_text(&store, NOTE_B).as_deref() == Some("doctor reply") }
+    h.wait_store("doctor reply applied", |store| {
+        note_text(&store, NOTE_B).as_deref() == Some("doctor reply")
     })
     .await;
 }
@@ -227,10 +207,8 @@ async fn a_portal_edit_racing_a_clinic_edit_of_the_same_batch_keeps_both() {
         .wait_for_deliveries(1, DEADLINE)
         .await
         .expect("portal webhook");
-    let store = h.store.clone();
-    wait_for("days applied to SQL Server", || {
-        let store = store.clone();
-        async move { days(&store, 1) == Some(SqlValue::Int(21)) }
+    h.wait_store("days applied to SQL Server", |store| {
+        days(&store, 1) == Some(SqlValue::Int(21))
     })
     .await;
     h.wait_synced().await;

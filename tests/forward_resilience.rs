@@ -113,22 +113,8 @@ async fn a_wrong_key_pauses_work_without_burning_attempts() {
     h.store
         .clinic_write("tblPatients", &key("PersonID", 1), Some(patient(1, "A")));
     h.notify().await;
-    let http = h.http.clone();
-    let url = h.url("/api/sync/status");
-    wait_for("config fault reported", || {
-        let (http, url) = (http.clone(), url.clone());
-        async move {
-            let s: serde_json::Value = http
-                .get(url)
-                .bearer_auth(ADMIN_TOKEN)
-                .send()
-                .await
-                .expect("status")
-                .json()
-                .await
-                .expect("json");
-            s["forward"]["config_fault"].is_string()
-        }
+    h.wait_status("config fault reported", |s| {
+        s["forward"]["config_fault"].is_string()
     })
     .await;
     let status = h.status().await;
@@ -177,10 +163,8 @@ async fn a_notification_before_the_writer_commits_is_not_lost() {
     );
     // sp_NotifyAppOfSync runs inside the writer's transaction: the agent hears before commit.
     assert_eq!(h.notify().await, 202);
-    let store = h.store.clone();
-    wait_for("agent waiting on the writer", || {
-        let store = store.clone();
-        async move { store.calls("wait_for_writers") >= 1 && store.queue()[0].open_tx.is_some() }
+    h.wait_store("agent waiting on the writer", |store| {
+        store.calls("wait_for_writers") >= 1 && store.queue()[0].open_tx.is_some()
     })
     .await;
     tx.commit();
@@ -228,10 +212,8 @@ async fn a_notification_during_a_drain_is_not_skipped() {
         Some(patient(1, "first")),
     );
     h.notify().await;
-    let store = h.store.clone();
-    wait_for("first batch in flight", || {
-        let store = store.clone();
-        async move { store.queue()[0].claim.is_some() }
+    h.wait_store("first batch in flight", |store| {
+        store.queue()[0].claim.is_some()
     })
     .await;
     h.store.clinic_write(

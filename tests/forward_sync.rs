@@ -223,10 +223,8 @@ async fn a_poison_row_is_isolated_and_fails_after_max_attempts() {
         );
     }
     h.notify().await;
-    let store = h.store.clone();
-    wait_for("poison row failed", || {
-        let store = store.clone();
-        async move { store.queue().iter().all(|q| q.status != "Pending") }
+    h.wait_store("poison row failed", |store| {
+        store.queue().iter().all(|q| q.status != "Pending")
     })
     .await;
     assert_eq!(

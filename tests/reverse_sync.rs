@@ -8,12 +8,8 @@ use serde_json::json;
 use syncbridge::mapping::value::SqlValue;
 
 async fn wait_note(h: &Harness, uid: &str, body: &str) {
-    let store = h.store.clone();
-    let (uid, body) = (uid.to_owned(), body.to_owned());
-    wait_for("note applied", || {
-        let store = store.clone();
-        let (uid, body) = (uid.clone(), body.clone());
-        async move { note_text(&store, &uid).as_deref() == Some(body.as_str()) }
+    h.wait_store("note applied", |store| {
+        note_text(store, uid).as_deref() == Some(body)
     })
     .await;
 }
@@ -102,10 +98,8 @@ async fn batch_days_sync_only_when_days_changed() {
         .0,
         200
     );
-    let store = h.store.clone();
-    wait_for("days applied", || {
-        let store = store.clone();
-        async move { days(&store, 4) == Some(SqlValue::Int(14)) }
+    h.wait_store("days applied", |store| {
+        days(&store, 4) == Some(SqlValue::Int(14))
     })
     .await;
     let row = h
@@ -305,10 +299,8 @@ async fn events_wait_out_a_sql_server_outage_in_order() {
             "accepted while SQL Server is down"
         );
     }
-    let store = h.store.clone();
-    wait_for("applier tried and backed off", || {
-        let store = store.clone();
-        async move { store.calls("apply") >= 1 }
+    h.wait_store("applier tried and backed off", |store| {
+        store.calls("apply") >= 1
     })
     .await;
     assert_eq!(h.status().await["reverse"]["inbox"]["depth"], json!(4));
@@ -365,22 +357,8 @@ async fn duplicate_and_reordered_deliveries_are_harmless() {
     ] {
         assert_eq!(h.webhook(&body, None).await.0, 200);
     }
-    let http = h.http.clone();
-    let url = h.url("/api/sync/status");
-    wait_for("inbox empty", || {
-        let (http, url) = (http.clone(), url.clone());
-        async move {
-            let s: serde_json::Value = http
-                .get(url)
-                .bearer_auth(ADMIN_TOKEN)
-                .send()
-                .await
-                .expect("s")
-                .json()
-                .await
-                .expect("j");
-            s["reverse"]["inbox"]["depth"] == json!(0)
-        }
+    h.wait_status("inbox empty", |s| {
+        s["reverse"]["inbox"]["depth"] == json!(0)
     })
     .await;
     assert_eq!(

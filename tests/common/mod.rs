@@ -266,6 +266,42 @@ impl Harness {
         self.db.query_json(sql).await.expect("query")
     }
 
+    /// Waits until `GET /api/sync/status` satisfies `condition`; returns that status.
+    pub async fn wait_status(&self, what: &str, condition: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        let mut recheck = tokio::time::interval(Duration::from_millis(10));
+        loop {
+            let status = self.status().await;
+            if condition(&status) {
+                return status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for: {what}; last status {status}"
+            );
+            recheck.tick().await;
+        }
+    }
+
+    /// Waits until the SQL Server double satisfies `condition`.
+    pub async fn wait_store(&self, what: &str, condition: impl Fn(&MemoryStore) -> bool) {
+        let store = self.store.clone();
+        let condition = &condition;
+        wait_for(what, || {
+            let store = store.clone();
+            async move { condition(&store) }
+        })
+        .await;
+    }
+
+    /// Waits until the reverse inbox is empty (every accepted event applied or skipped).
+    pub async fn wait_inbox_empty(&self) {
+        self.wait_status("inbox empty", |s| {
+            s["reverse"]["inbox"]["depth"] == json!(0)
+        })
+        .await;
+    }
+
     /// Waits until the forward queue has no Pending item and the last drain finished.
     pub async fn wait_synced(&self) {
         let store = self.store.clone();
