@@ -207,8 +207,8 @@ impl SqlDb {
     }
 
     /// Waits until the queue holds `total` items and none is Pending, then checks that every
-    /// one was synced at the first attempt.
-    async fn wait_all_synced(&self, total: i64) {
+    /// one is Synced.
+    async fn wait_settled(&self, total: i64) -> Vec<Vec<Option<String>>> {
         wait_for("every SyncQueue item settled", move || async move {
             self.int("SELECT COUNT(*) FROM dbo.SyncQueue;").await == total
                 && self
@@ -218,6 +218,16 @@ impl SqlDb {
         })
         .await;
         let queue = self.queue().await;
+        assert!(
+            queue.iter().all(|q| q[3].as_deref() == Some("Synced")),
+            "{queue:#?}"
+        );
+        queue
+    }
+
+    /// As [`Self::wait_settled`], and every item was synced at its first attempt.
+    async fn wait_all_synced(&self, total: i64) {
+        let queue = self.wait_settled(total).await;
         assert!(
             queue.iter().all(|q| q[3].as_deref() == Some("Synced")
                 && q[4].as_deref() == Some("0")
@@ -450,7 +460,7 @@ impl E2e {
     }
 
     /// Rows of a query on the Supabase side.
-    async fn pg(&self, sql: &str) -> Vec<Value> {
+    async fn pg_rows(&self, sql: &str) -> Vec<Value> {
         self.pg.query_json(sql).await.expect("PostgreSQL query")
     }
 
@@ -466,4 +476,426 @@ impl E2e {
         task.await.expect("agent task").expect("agent ran cleanly");
         sql.drop_db().await;
     }
+}
+
+/// `SELECT @@SPID` on `c`.
+async fn spid(c: &mut Conn) -> i64 {
+    let row = c
+        .simple_query("SELECT @@SPID;")
+        .await
+        .expect("@@SPID")
+        .into_row()
+        .await
+        .expect("@@SPID")
+        .expect("a row");
+    match row.get_column_data(0).expect("column 0") {
+        tiberius::ColumnData::I16(Some(v)) => i64::from(*v),
+        tiberius::ColumnData::I32(Some(v)) => i64::from(*v),
+        other => panic!("@@SPID is not an integer: {other:?}"),
+    }
+}
+
+fn owned(values: &[Option<&str>]) -> Vec<Option<String>> {
+    values.iter().map(|v| v.map(str::to_owned)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MSSQL_TEST_URL (a real SQL Server); run scripts/test.sh with it set"]
+async fn clinic_inserts_updates_and_deletes_reach_supabase_exactly() {
+    let e = E2e::start(SqlDb::create().await).await;
+
+    // A clinic application saves a new case: four rows, parents first, each statement
+    // committed on its own. The fresh database's identities start at 1.
+    e.sql
+        .sql(&format!(
+            "INSERT INTO dbo.tblPatients (PatientName, Phone, DateOfBirth, IsActive, PatientGUID, Notes, DateAdded)
+                 VALUES (N'{KURDISH}', N'0750 123 4567', '1990-02-28', 1,
+                         '6F9619FF-8B86-D011-B42D-00C04FC964FF', N'{ARABIC}', '2026-11-25T09:15:30.123');
+             INSERT INTO dbo.tblWork (PersonID, TypeOfWork, TotalRequired, Currency, StartDate, Finished, AdditionTime)
+                 VALUES (1, N'Aligners', 922337203685477.5807, 'IQD', '2026-12-01', 0, '2026-11-25T09:20:00.456');
+             INSERT INTO dbo.tblAlignerSets (WorkID, SetSequence, UpperAlignersCount, LowerAlignersCount, SetCost, IsActive, CreationDate)
+                 VALUES (1, 1, 20, 18, 1250.50, 1, '2026-11-25T09:30:00.250+03:00');
+             INSERT INTO dbo.tblAlignerBatches (AlignerSetID, BatchSequence, UpperAlignerCount, LowerAlignerCount, Days, ManufactureDate, Notes, LabelCode)
+                 VALUES (1, 1, 5, 5, 14, '2026-11-26', N'دەستەی یەکەم', 0xDEADBEEF00FF);"
+        ))
+        .await;
+    assert_eq!(
+        e.sql
+            .int("SELECT COUNT(*) FROM dbo.SyncQueue WHERE Status = 'Pending';")
+            .await,
+        4,
+        "one queue item per row"
+    );
+    e.notify().await;
+    e.sql.wait_all_synced(4).await;
+
+    assert_eq!(
+        e.pg_rows(
+            "SELECT person_id, patient_name, phone, date_of_birth, is_active, patient_guid, notes, date_added
+             FROM patients"
+        )
+        .await,
+        [json!({
+            "person_id": 1, "patient_name": KURDISH, "phone": "0750 123 4567",
+            "date_of_birth": "1990-02-28", "is_active": true,
+            "patient_guid": "6f9619ff-8b86-d011-b42d-00c04fc964ff", "notes": ARABIC,
+            "date_added": "2026-11-25T09:15:30.123"
+        })]
+    );
+    assert_eq!(
+        e.pg_rows(
+            "SELECT work_id, person_id, type_of_work, total_required::text AS total_required, currency,
+                    start_date, finished, addition_time
+             FROM work"
+        )
+        .await,
+        [json!({
+            "work_id": 1, "person_id": 1, "type_of_work": "Aligners",
+            "total_required": "922337203685477.5807", "currency": "IQD",
+            "start_date": "2026-12-01", "finished": false,
+            "addition_time": "2026-11-25T09:20:00.456"
+        })],
+        "money arrives as an exact decimal"
+    );
+    assert_eq!(
+        e.pg_rows(
+            "SELECT aligner_set_id, work_id, set_sequence, upper_aligners_count, lower_aligners_count,
+                    set_cost::text AS set_cost, is_active,
+                    creation_date = '2026-11-25T06:30:00.25Z'::timestamptz AS same_instant
+             FROM aligner_sets"
+        )
+        .await,
+        [json!({
+            "aligner_set_id": 1, "work_id": 1, "set_sequence": 1, "upper_aligners_count": 20,
+            "lower_aligners_count": 18, "set_cost": "1250.50", "is_active": true,
+            "same_instant": true
+        })],
+        "datetimeoffset keeps its instant"
+    );
+    let batches = "SELECT aligner_batch_id, aligner_set_id, batch_sequence, upper_aligner_count,
+                          lower_aligner_count, days, manufacture_date, delivered_to_patient_date, notes,
+                          encode(label_code, 'hex') AS label_code
+                   FROM aligner_batches";
+    assert_eq!(
+        e.pg_rows(batches).await,
+        [json!({
+            "aligner_batch_id": 1, "aligner_set_id": 1, "batch_sequence": 1,
+            "upper_aligner_count": 5, "lower_aligner_count": 5, "days": 14,
+            "manufacture_date": "2026-11-26", "delivered_to_patient_date": null,
+            "notes": "دەستەی یەکەم", "label_code": "deadbeef00ff"
+        })]
+    );
+
+    // Updates, including money's other extreme. Days belongs to the portal once the batch
+    // exists there: the clinic's 99 is not sent, its Notes are.
+    e.sql
+        .sql(
+            "UPDATE dbo.tblPatients SET Phone = N'0770 000 0000', Notes = NULL WHERE PersonID = 1;
+             UPDATE dbo.tblWork SET TotalRequired = -922337203685477.5808, Finished = 1 WHERE WorkID = 1;
+             UPDATE dbo.tblAlignerBatches SET Days = 99, Notes = N'نوێکراوە' WHERE AlignerBatchID = 1;",
+        )
+        .await;
+    e.notify().await;
+    e.sql.wait_all_synced(7).await;
+    assert_eq!(
+        e.pg_rows("SELECT phone, notes FROM patients").await,
+        [json!({"phone": "0770 000 0000", "notes": null})]
+    );
+    assert_eq!(
+        e.pg_rows("SELECT total_required::text AS total_required, finished FROM work")
+            .await,
+        [json!({"total_required": "-922337203685477.5808", "finished": true})]
+    );
+    assert_eq!(
+        e.pg_rows("SELECT days, notes FROM aligner_batches").await,
+        [json!({"days": 14, "notes": "نوێکراوە"})],
+        "only clinic-owned columns are updated"
+    );
+
+    e.sql
+        .sql("DELETE FROM dbo.tblAlignerBatches WHERE AlignerBatchID = 1;")
+        .await;
+    e.notify().await;
+    e.sql.wait_all_synced(8).await;
+    assert!(e.pg_rows("SELECT 1 FROM aligner_batches").await.is_empty());
+    assert_eq!(
+        e.pg_rows("SELECT count(*) AS n FROM aligner_sets").await,
+        [json!({"n": 1})],
+        "the parent stays"
+    );
+    e.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MSSQL_TEST_URL (a real SQL Server); run scripts/test.sh with it set"]
+async fn a_notification_sent_before_the_writer_commits_is_not_lost() {
+    let e = E2e::start(SqlDb::create().await).await;
+
+    // sp_NotifyAppOfSync runs inside the writer's transaction: the agent hears of the row
+    // before it is committed.
+    let mut writer = e.sql.connect().await;
+    let writer_spid = spid(&mut writer).await;
+    exec(
+        &mut writer,
+        &format!(
+            "BEGIN TRANSACTION; INSERT INTO dbo.tblPatients (PatientName) VALUES (N'{KURDISH}');"
+        ),
+    )
+    .await;
+    e.notify().await;
+
+    // The agent's claim skips the locked row, then it waits on the writer's lock.
+    let db = &e.sql;
+    let blocked = format!(
+        "SELECT COUNT(*) FROM sys.dm_exec_requests
+         WHERE blocking_session_id = {writer_spid} AND wait_type LIKE 'LCK%'
+           AND database_id = DB_ID(N'{}') AND session_id <> @@SPID;",
+        db.name
+    );
+    let blocked = blocked.as_str();
+    wait_for(
+        "the agent waiting on the writer's lock",
+        move || async move { db.int(blocked).await > 0 },
+    )
+    .await;
+    assert!(
+        e.pg_rows("SELECT 1 FROM patients").await.is_empty(),
+        "nothing uncommitted is sent"
+    );
+
+    // No second notification: the commit alone releases the agent.
+    exec(&mut writer, "COMMIT TRANSACTION;").await;
+    let this = &e;
+    wait_for("the committed patient in Supabase", move || async move {
+        this.pg_rows("SELECT patient_name FROM patients").await
+            == [json!({"patient_name": KURDISH})]
+    })
+    .await;
+    e.sql.wait_all_synced(1).await;
+    drop(writer);
+    e.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MSSQL_TEST_URL (a real SQL Server); run scripts/test.sh with it set"]
+async fn portal_writes_reach_sql_server_and_do_not_echo() {
+    let sql = SqlDb::create().await;
+    seed_parents(&sql).await;
+    let e = E2e::start(sql).await;
+
+    let inserted = note_record(NOTE_UID, ARABIC, "2026-11-25T10:00:00+00:00");
+    let (status, body) = e
+        .webhook(&hook(
+            "INSERT",
+            "aligner_notes",
+            Some(inserted.clone()),
+            None,
+        ))
+        .await;
+    assert_eq!((status, body["status"].clone()), (200, json!("accepted")));
+    let old_batch = batch_record(1, 14, "first batch", "2026-11-25T10:00:00+00:00");
+    let new_batch = batch_record(
+        1,
+        21,
+        "portal text is not the clinic's",
+        "2026-11-25T10:01:00+00:00",
+    );
+    let (status, body) = e
+        .webhook(&hook(
+            "UPDATE",
+            "aligner_batches",
+            Some(new_batch),
+            Some(old_batch),
+        ))
+        .await;
+    assert_eq!((status, body["status"].clone()), (200, json!("accepted")));
+
+    let db = &e.sql;
+    let note_count =
+        format!("SELECT COUNT(*) FROM dbo.tblAlignerNotes WHERE NoteUID = '{NOTE_UID}';");
+    let note_count = note_count.as_str();
+    wait_for("the note and the days in SQL Server", move || async move {
+        db.int(note_count).await == 1
+            && db
+                .int("SELECT ISNULL(Days, 0) FROM dbo.tblAlignerBatches WHERE AlignerBatchID = 1;")
+                .await
+                == 21
+    })
+    .await;
+    let note = format!(
+        "SELECT NoteType, NoteText, CONVERT(nvarchar(12), AlignerSetID),
+                CONVERT(nvarchar(40), CreatedAt, 121), CONVERT(nvarchar(1), IsEdited),
+                CONVERT(nvarchar(40), EditedAt, 121), CONVERT(nvarchar(1), IsRead)
+         FROM dbo.tblAlignerNotes WHERE NoteUID = '{NOTE_UID}';"
+    );
+    assert_eq!(
+        e.sql.one(&note).await,
+        owned(&[
+            Some("Doctor"),
+            Some(ARABIC),
+            Some("1"),
+            Some("2026-11-25 10:00:00.000"),
+            Some("0"),
+            None,
+            Some("0"),
+        ])
+    );
+    assert_eq!(
+        e.sql
+            .one("SELECT CONVERT(nvarchar(12), Days), Notes FROM dbo.tblAlignerBatches WHERE AlignerBatchID = 1;")
+            .await,
+        owned(&[Some("21"), Some("first batch")]),
+        "only Days is written"
+    );
+    // A queue row would have been committed with the write that caused it: none now means none.
+    assert!(
+        e.sql.queue().await.is_empty(),
+        "the agent's writes were queued: {:#?}",
+        e.sql.queue().await
+    );
+
+    // The doctor edits the note: the portal-owned columns change, still without an echo.
+    let mut edited = note_record(NOTE_UID, "تم التعديل", "2026-11-25T10:05:00+00:00");
+    edited["is_edited"] = json!(true);
+    edited["edited_at"] = json!("2026-11-25T10:05:00");
+    let (status, body) = e
+        .webhook(&hook(
+            "UPDATE",
+            "aligner_notes",
+            Some(edited),
+            Some(inserted),
+        ))
+        .await;
+    assert_eq!((status, body["status"].clone()), (200, json!("accepted")));
+    let edited_text = format!(
+        "SELECT COUNT(*) FROM dbo.tblAlignerNotes WHERE NoteUID = '{NOTE_UID}' AND NoteText = N'تم التعديل';"
+    );
+    let edited_text = edited_text.as_str();
+    wait_for("the edit in SQL Server", move || async move {
+        db.int(edited_text).await == 1
+    })
+    .await;
+    assert_eq!(
+        e.sql.one(&note).await,
+        owned(&[
+            Some("Doctor"),
+            Some("تم التعديل"),
+            Some("1"),
+            Some("2026-11-25 10:00:00.000"),
+            Some("1"),
+            Some("2026-11-25 10:05:00.000"),
+            Some("0"),
+        ])
+    );
+    assert!(
+        e.sql.queue().await.is_empty(),
+        "the agent's writes were queued: {:#?}",
+        e.sql.queue().await
+    );
+
+    // The triggers are live for everyone else: a clinic write to the same note is queued.
+    e.sql
+        .sql(&format!(
+            "UPDATE dbo.tblAlignerNotes SET IsRead = 1 WHERE NoteUID = '{NOTE_UID}';"
+        ))
+        .await;
+    let queue = e.sql.queue().await;
+    assert_eq!(queue.len(), 1, "{queue:#?}");
+    assert_eq!(
+        queue[0][..4].to_vec(),
+        owned(&[
+            Some("tblAlignerNotes"),
+            Some("{\"NoteUID\":\"6F9619FF-8B86-D011-B42D-00C04FC964FF\"}"),
+            Some("UPDATE"),
+            Some("Pending"),
+        ])
+    );
+    e.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MSSQL_TEST_URL (a real SQL Server); run scripts/test.sh with it set"]
+async fn work_that_arrives_while_the_database_is_offline_is_done_when_it_returns() {
+    let sql = SqlDb::create().await;
+    seed_parents(&sql).await;
+    let e = E2e::start(sql).await;
+
+    // A clinic save the agent has not been told about yet (patient 2).
+    e.sql
+        .sql(&format!(
+            "INSERT INTO dbo.tblPatients (PatientName) VALUES (N'{KURDISH}');"
+        ))
+        .await;
+    let name = e.sql.name.clone();
+    // Kills every session in the database, the agent's pooled ones included.
+    e.sql
+        .on_master(&format!(
+            "ALTER DATABASE [{name}] SET OFFLINE WITH ROLLBACK IMMEDIATE;"
+        ))
+        .await;
+
+    // Both directions arrive during the outage: the notification, and a portal note, which
+    // is accepted (stored in the inbox) although it cannot be written yet.
+    e.notify().await;
+    let (status, body) = e
+        .webhook(&hook(
+            "INSERT",
+            "aligner_notes",
+            Some(note_record(NOTE_UID, ARABIC, "2026-11-25T10:00:00+00:00")),
+            None,
+        ))
+        .await;
+    assert_eq!((status, body["status"].clone()), (200, json!("accepted")));
+    let this = &e;
+    wait_for(
+        "both directions failed against the offline database",
+        move || async move {
+            let s = this.status().await;
+            s["forward"]["state"]["last_error"].is_string()
+                && s["reverse"]["state"]["last_error"].is_string()
+        },
+    )
+    .await;
+    let s = e.status().await;
+    assert_eq!(s["reverse"]["inbox"]["depth"], json!(1), "{s}");
+    assert_eq!(
+        s["reverse"]["dead_events"],
+        json!([]),
+        "an outage kills no event: {s}"
+    );
+
+    e.sql
+        .on_master(&format!("ALTER DATABASE [{name}] SET ONLINE;"))
+        .await;
+    e.sql.reconnect_observer().await;
+
+    // Nobody notifies again or re-sends: the agent's own backoff brings both through.
+    let db = &e.sql;
+    let note_text = format!(
+        "SELECT COUNT(*) FROM dbo.tblAlignerNotes WHERE NoteUID = '{NOTE_UID}' AND NoteText = N'{ARABIC}';"
+    );
+    let note_text = note_text.as_str();
+    wait_for("the note in SQL Server", move || async move {
+        db.int(note_text).await == 1
+    })
+    .await;
+    wait_for("the patient in Supabase", move || async move {
+        this.pg_rows("SELECT person_id, patient_name FROM patients")
+            .await
+            == [json!({"person_id": 2, "patient_name": KURDISH})]
+    })
+    .await;
+    e.sql.wait_settled(1).await;
+    wait_for("the inbox emptied", move || async move {
+        this.status().await["reverse"]["inbox"]["depth"] == json!(0)
+    })
+    .await;
+    assert_eq!(
+        e.sql
+            .int("SELECT COUNT(*) FROM dbo.SyncQueue WHERE TableName = N'tblAlignerNotes';")
+            .await,
+        0,
+        "the late write did not echo either"
+    );
+    e.finish().await;
 }

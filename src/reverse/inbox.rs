@@ -78,6 +78,13 @@ const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 ";
 
+/// `synchronous=FULL` fsyncs the log at commit; `NORMAL` leaves that to the next checkpoint or
+/// durable commit. Completions need no fsync: if a crash loses one, the event is applied again,
+/// which is harmless (writes compare before they change anything).
+fn durable(conn: &Connection, yes: bool) -> Result<(), rusqlite::Error> {
+    conn.pragma_update(None, "synchronous", if yes { "FULL" } else { "NORMAL" })
+}
+
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -98,10 +105,9 @@ impl Inbox {
             source,
         })?;
         let conn = Connection::open(dir.join("inbox.sqlite3"))?;
-        // WAL + FULL: every commit is fsync'd before it returns, which is what lets the
-        // webhook answer 2xx only once the event survives a power cut.
+        // WAL, so a commit is one append to the log; whether it is fsync'd is chosen per
+        // transaction (see `durable`).
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         Ok(Self {
@@ -124,13 +130,16 @@ impl Inbox {
             .map_err(|e| InboxError::Join(e.to_string()))?
     }
 
-    /// Stores `events` (and the catch-up watermark, in the same transaction). Returns their ids.
+    /// Stores `events` (and the catch-up watermark, in the same transaction), fsync'd before it
+    /// returns: this is what lets the webhook answer 2xx only once the event survives a power
+    /// cut. Returns their ids.
     pub async fn append(
         &self,
         events: Vec<NewEvent>,
         watermark: Option<(String, Watermark)>,
     ) -> Result<Vec<i64>, InboxError> {
         self.with(move |conn| {
+            durable(conn, true)?;
             let tx = conn.transaction()?;
             let mut ids = Vec::with_capacity(events.len());
             {
@@ -223,6 +232,7 @@ impl Inbox {
             event.event.version,
         );
         self.with(move |conn| {
+            durable(conn, false)?;
             let tx = conn.transaction()?;
             tx.execute("DELETE FROM events WHERE id = ?1", params![id])?;
             if let Some(v) = version {
