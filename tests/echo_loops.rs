@@ -48,7 +48,7 @@ async fn a_reverse_write_is_not_queued_back_to_supabase() {
         .await
         .expect("delivered");
     assert_eq!(delivered[0].status(), Some(200));
-    h.wait_store("note applied", |store| note_text(&store, NOTE_A).is_some())
+    h.wait_store("note applied", |store| note_text(store, NOTE_A).is_some())
         .await;
     assert_eq!(
         h.store.queue().len(),
@@ -173,7 +173,7 @@ async fn the_supabase_filter_drops_agent_writes_at_the_source() {
     assert_eq!(delivered.len(), 1, "{delivered:?}");
     assert_eq!(delivered[0].payload["type"], json!("UPDATE"));
     h.wait_store("doctor reply applied", |store| {
-        note_text(&store, NOTE_B).as_deref() == Some("doctor reply")
+        note_text(store, NOTE_B).as_deref() == Some("doctor reply")
     })
     .await;
 }
@@ -208,7 +208,7 @@ async fn a_portal_edit_racing_a_clinic_edit_of_the_same_batch_keeps_both() {
         .await
         .expect("portal webhook");
     h.wait_store("days applied to SQL Server", |store| {
-        days(&store, 1) == Some(SqlValue::Int(21))
+        days(store, 1) == Some(SqlValue::Int(21))
     })
     .await;
     h.wait_synced().await;

@@ -398,6 +398,8 @@ impl E2e {
         let this = &e;
         wait_for("agent ready and caught up", move || async move {
             let e = this;
+            // A fatal start (e.g. the map does not match the schema) should fail at once.
+            assert!(!e.task.is_finished(), "the agent stopped during start-up");
             let r = e
                 .http
                 .get(e.url("/api/sync/status"))

@@ -141,13 +141,20 @@ async fn appends_are_fsynced_and_completions_are_not() {
     let dir = tempfile::tempdir().expect("tempdir");
     let inbox = Inbox::open(dir.path()).expect("open");
     let mode = |inbox: &Inbox| -> i64 {
-        Inbox::lock(&inbox.conn).query_row("PRAGMA synchronous", [], |r| r.get(0)).expect("pragma")
+        Inbox::lock(&inbox.conn)
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .expect("pragma")
     };
-    inbox.append(vec![ev("a", Some(1))], None).await.expect("append");
+    inbox
+        .append(vec![ev("a", Some(1))], None)
+        .await
+        .expect("append");
     assert_eq!(mode(&inbox), 2, "FULL while appending");
     let e = inbox.due(1).await.expect("due").remove(0);
     inbox.complete(&e).await.expect("complete");
     assert_eq!(mode(&inbox), 1, "NORMAL for completions");
-    let journal: String = Inbox::lock(&inbox.conn).query_row("PRAGMA journal_mode", [], |r| r.get(0)).expect("pragma");
+    let journal: String = Inbox::lock(&inbox.conn)
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .expect("pragma");
     assert_eq!(journal, "wal");
 }
