@@ -105,7 +105,7 @@ async fn webhooks_dropped_by_pg_net_are_recovered_by_a_triggered_catch_up() {
     assert!(note_text(&h.store, NOTE_A).is_none());
     h.trigger("postgres-to-sql").await;
     h.wait_store("dropped note recovered", |store| {
-        note_text(&store, NOTE_A).as_deref() == Some("lost webhook")
+        note_text(store, NOTE_A).as_deref() == Some("lost webhook")
     })
     .await;
 }

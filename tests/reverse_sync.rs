@@ -99,7 +99,7 @@ async fn batch_days_sync_only_when_days_changed() {
         200
     );
     h.wait_store("days applied", |store| {
-        days(&store, 4) == Some(SqlValue::Int(14))
+        days(store, 4) == Some(SqlValue::Int(14))
     })
     .await;
     let row = h
