@@ -131,6 +131,7 @@ pub async fn run(
     let ready = Arc::new(OnceLock::new());
     let state = Arc::new(AppState {
         admin_token: config.admin_token.clone(),
+        notify_token: config.notify_token.clone(),
         webhook_secret: config.webhook_secret.clone(),
         signing_key,
         max_body_bytes: config.max_body_bytes,
@@ -155,7 +156,12 @@ pub async fn run(
                 status.set_startup_problem(Some(problems.clone()));
                 shutdown.cancel();
                 let _ = server.await;
-                anyhow::bail!("the table map does not match SQL Server:\n{problems}");
+                // A configuration problem (exit code 78), unlike an I/O failure of the agent.
+                return Err(crate::config::ConfigError(vec![crate::config::Problem {
+                    key: "SYNC_TABLE_MAP",
+                    message: format!("the table map does not match SQL Server:\n{problems}"),
+                }])
+                .into());
             }
             Err(e @ ResolveFailure::Unavailable(_)) => {
                 failures += 1;

@@ -22,6 +22,7 @@ pub const KEYS: &[&str] = &[
     "SUPABASE_WEBHOOK_SIGNING_SECRET",
     "SUPABASE_TIMEOUT",
     "SYNC_ADMIN_TOKEN",
+    "SYNC_NOTIFY_TOKEN",
     "SYNC_LISTEN_ADDR",
     "SYNC_BATCH_SIZE",
     "SYNC_MAX_ATTEMPTS",
@@ -55,6 +56,9 @@ pub struct Config {
     pub webhook_secret: SecretString,
     pub webhook_signing_secret: Option<SecretString>,
     pub admin_token: SecretString,
+    /// Accepted by `queue-notify` only; the token stored in SQL Server's `SyncConfig`, which
+    /// database readers can see, so it must not unlock `trigger` or `status`.
+    pub notify_token: Option<SecretString>,
     pub listen_addr: SocketAddr,
     pub batch_size: usize,
     pub max_attempts: u32,
@@ -212,6 +216,16 @@ impl Config {
                 "must be at least 24 characters (use a random string)",
             );
         }
+        let notify_token = r.raw("SYNC_NOTIFY_TOKEN");
+        if notify_token.as_ref().is_some_and(|s| s.len() < 24) {
+            r.fail(
+                "SYNC_NOTIFY_TOKEN",
+                "must be at least 24 characters (use a random string)",
+            );
+        }
+        if notify_token.is_some() && notify_token == admin_token {
+            r.fail("SYNC_NOTIFY_TOKEN", "must differ from SYNC_ADMIN_TOKEN");
+        }
         let listen_addr = r.parsed(
             "SYNC_LISTEN_ADDR",
             SocketAddr::from(([127, 0, 0, 1], 3000)),
@@ -278,6 +292,7 @@ impl Config {
                     webhook_secret: SecretString::from(secret),
                     webhook_signing_secret: webhook_signing_secret.map(SecretString::from),
                     admin_token: SecretString::from(token),
+                    notify_token: notify_token.map(SecretString::from),
                     listen_addr,
                     batch_size,
                     max_attempts,

@@ -74,9 +74,16 @@ async fn run(config: Config) -> ExitCode {
     tokio::spawn(stop_on_signal(shutdown.clone()));
     match syncbridge::run(agent, listener, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        Err(e)
+            if e.downcast_ref::<syncbridge::config::ConfigError>()
+                .is_some() =>
+        {
             tracing::error!("{e:#}");
             ExitCode::from(EXIT_CONFIG)
+        }
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
         }
     }
 }

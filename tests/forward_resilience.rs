@@ -269,3 +269,41 @@ async fn the_agent_drains_at_startup_what_it_was_never_told_about() {
         "no notification was sent"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_mismatch_in_supabase_pauses_work_without_burning_attempts() {
+    let o = Options {
+        setup_sql: "ALTER TABLE patients DROP COLUMN phone",
+        ..Options::default()
+    };
+    let h = Harness::start_with(o).await;
+    for id in 1..=4 {
+        h.store
+            .clinic_write("tblPatients", &key("PersonID", id), Some(patient(id, "A")));
+    }
+    h.notify().await;
+    let status = h
+        .wait_status("schema fault reported", |s| {
+            s["forward"]["config_fault"].is_string()
+        })
+        .await;
+    assert!(
+        status["forward"]["config_fault"]
+            .as_str()
+            .unwrap_or("")
+            .contains("PGRST204"),
+        "{status}"
+    );
+    assert!(h
+        .store
+        .queue()
+        .iter()
+        .all(|q| q.status == "Pending" && q.attempts == 0));
+    let posts = h
+        .rest
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST")
+        .count();
+    assert_eq!(posts, 1, "no bisection for a fault every row shares");
+}

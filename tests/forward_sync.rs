@@ -387,3 +387,99 @@ async fn composite_keys_upsert_and_delete() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guid_keys_coalesce_whatever_their_case() {
+    let h = Harness::start().await;
+    seed_parents(&h.store);
+    h.store.clinic_write(
+        "tblAlignerNotes",
+        &note_key(NOTE_A),
+        Some(note(NOTE_A, 1, "Lab", "lab note")),
+    );
+    // The same record queued again with the GUID in lower case (e.g. by a hand-written trigger).
+    h.store.enqueue_raw(
+        "tblAlignerNotes",
+        &format!(r#"{{"NoteUID":"{NOTE_A}"}}"#),
+        "UPDATE",
+    );
+    h.notify().await;
+    h.wait_synced().await;
+    assert!(
+        h.store.queue().iter().all(|q| q.status == "Synced"),
+        "{:?}",
+        h.store.queue()
+    );
+    assert_eq!(
+        h.rows("SELECT note_text FROM aligner_notes").await,
+        vec![json!({"note_text": "lab note"})]
+    );
+    assert!(
+        h.rest.requests().iter().all(|r| r.method != "DELETE"),
+        "a case difference never reads as a delete"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_keys_with_reserved_characters_update_portal_owned_tables() {
+    use syncbridge::mapping::value::SqlType;
+    let store = MemoryStore::new();
+    let col = |name: &str, sql_type| SourceColumn {
+        name: name.into(),
+        sql_type,
+        nullable: false,
+        identity: false,
+        computed: false,
+    };
+    let text_type = SqlType::Text {
+        unicode: true,
+        max_chars: Some(50),
+    };
+    store.create_table(
+        "tblLabels",
+        vec![
+            col("Code", text_type.clone()),
+            col("Label", text_type.clone()),
+            col("Shelf", text_type),
+        ],
+    );
+    let map: TableMap = toml::from_str(
+        "[[table]]\nsource = \"tblLabels\"\nkeys = [\"Code\"]\nportal_owned = [\"Shelf\"]",
+    )
+    .expect("map");
+    let o = Options {
+        map,
+        store: Some(store.clone()),
+        setup_sql:
+            "CREATE TABLE labels (code text PRIMARY KEY, label text NOT NULL, shelf text NOT NULL)",
+        ..Options::default()
+    };
+    let h = Harness::start_with(o).await;
+    let code = r#"A 1, (b) "c""#;
+    let k = RecordKey(
+        [("Code".to_owned(), KeyPart::Text(code.to_owned()))]
+            .into_iter()
+            .collect(),
+    );
+    let r = |label: &str| {
+        row(&[
+            ("Code", text(code)),
+            ("Label", text(label)),
+            ("Shelf", text("clinic shelf")),
+        ])
+    };
+    store.clinic_write("tblLabels", &k, Some(r("old")));
+    h.notify().await;
+    h.wait_synced().await;
+    h.db.client()
+        .execute("UPDATE labels SET shelf = 'portal shelf'", &[])
+        .await
+        .expect("portal edit");
+    store.clinic_write("tblLabels", &k, Some(r("new")));
+    h.notify().await;
+    h.wait_synced().await;
+    assert_eq!(
+        h.rows("SELECT code, label, shelf FROM labels").await,
+        vec![json!({"code": code, "label": "new", "shelf": "portal shelf"})]
+    );
+}

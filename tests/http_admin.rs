@@ -23,10 +23,13 @@ async fn public_probes_answer_and_admin_endpoints_need_the_token() {
         ("POST", "/api/sync/trigger"),
         ("GET", "/api/sync/status"),
     ] {
+        // The notify token (readable in SQL Server's SyncConfig) opens queue-notify only.
+        let notify_only = (path != "/api/sync/queue-notify").then_some(NOTIFY_TOKEN);
         for token in [
             None,
             Some("wrong-token-wrong-token-wrong"),
             Some(WEBHOOK_SECRET),
+            notify_only,
         ] {
             let mut req = h
                 .http
@@ -52,6 +55,7 @@ async fn public_probes_answer_and_admin_endpoints_need_the_token() {
         json!(0),
         "refused notifications did nothing"
     );
+    assert_eq!(h.notify().await, 202, "the notify token opens queue-notify");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,7 +19,10 @@
 -- not come back to it as a webhook: the agent sends "x-syncbridge-origin: clinic" and the triggers
 -- carry WHEN (NOT public.syncbridge_request_is_agent()).
 
--- True when the current statement came through PostgREST from the syncbridge agent.
+-- True when the current statement came through PostgREST from the syncbridge agent: the
+-- agent's origin header AND the service role. The header alone could be set by any portal
+-- client to hide its own write from the webhook; the service role cannot be claimed without
+-- the service key.
 -- It runs in the WHEN clause of triggers on tables the portal writes, so it must never raise:
 -- a missing, empty or malformed request.headers setting (SQL editor, psql, pg_cron, another
 -- client) simply means "not the agent".
@@ -31,9 +34,12 @@ SET search_path = ''
 AS $$
 DECLARE
     headers jsonb;
+    claims jsonb;
 BEGIN
     headers := nullif(current_setting('request.headers', true), '')::jsonb;
-    RETURN coalesce(headers ->> 'x-syncbridge-origin' = 'clinic', false);
+    claims := nullif(current_setting('request.jwt.claims', true), '')::jsonb;
+    RETURN coalesce(headers ->> 'x-syncbridge-origin' = 'clinic', false)
+       AND coalesce(claims ->> 'role' = 'service_role', false);
 EXCEPTION
     WHEN OTHERS THEN
         RETURN false;

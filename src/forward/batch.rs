@@ -73,6 +73,7 @@ impl Batch<'_> {
 
         let mut upserts = Vec::new();
         let mut deletes = Vec::new();
+        let mut unloadable = Vec::new();
         for (&order, records) in &by_table {
             let table = &self.map.tables[order];
             let keys: Vec<RecordKey> = records.keys().cloned().collect();
@@ -92,11 +93,14 @@ impl Batch<'_> {
                         .values()
                         .flatten()
                         .for_each(|i| out.settlements.push(self.settle_error(i, &error)));
+                    unloadable.push(order);
                     continue;
                 }
             };
             let mut present: BTreeMap<RecordKey, JsonRow> = BTreeMap::new();
             for row in &rows {
+                // Key types are limited to int, text and GUID at startup, so every loaded row
+                // has a key; text keys may differ in case under a case-insensitive collation.
                 if let Some(key) = table.key_of_row(row).and_then(|k| find_key(records, &k)) {
                     present.insert(key, table.row_to_json(row));
                 }
@@ -143,7 +147,10 @@ impl Batch<'_> {
             results.extend(outcome.results.into_iter().map(|(k, r)| ((order, k), r)));
         }
 
-        for (order, records) in by_table {
+        for (order, records) in by_table
+            .into_iter()
+            .filter(|(order, _)| !unloadable.contains(order))
+        {
             for (key, items) in records {
                 for item in items {
                     let settlement = match (results.get(&(order, key.clone())), &out.config_fault) {
@@ -161,7 +168,7 @@ impl Batch<'_> {
                                 error: Some(fault.clone()),
                             },
                         },
-                        // Settled above (load failure) or not reached: already accounted for.
+                        // Every loaded record was sent or faulted; nothing else is left.
                         (None, None) => continue,
                     };
                     out.settlements.push(settlement);
@@ -190,7 +197,7 @@ impl Batch<'_> {
                 item.record_id
             ));
         }
-        Ok((self.map.order_of(&item.table), key))
+        Ok((self.map.order_of(&item.table), table.canonical_key(&key)))
     }
 
     fn settle_failed(&self, item: &QueueItem, error: String) -> SettleItem {

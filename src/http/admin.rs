@@ -1,6 +1,7 @@
 //! The admin endpoints: `queue-notify` (from `sp_NotifyAppOfSync`), `trigger` (manual drains
 //! and catch-up) and `status`. All but the `GET` probe require `Authorization: Bearer
-//! <SYNC_ADMIN_TOKEN>`: the tunnel makes this port reachable from the internet.
+//! <SYNC_ADMIN_TOKEN>` (`queue-notify` also takes `SYNC_NOTIFY_TOKEN`): the tunnel makes this
+//! port reachable from the internet.
 
 use std::sync::Arc;
 
@@ -47,7 +48,10 @@ pub fn notify_probe() -> Response {
 
 /// `POST /api/sync/queue-notify`: wakes the forward worker and answers at once.
 pub async fn queue_notify(auth: Option<String>, state: Arc<AppState>) -> Response {
-    if !authorized(auth.as_deref(), &state) {
+    let notify_token = bearer(auth.as_deref())
+        .zip(state.notify_token.as_ref())
+        .is_some_and(|(t, secret)| token_matches(t, secret));
+    if !notify_token && !authorized(auth.as_deref(), &state) {
         return unauthorized("queue-notify");
     }
     state.status.forward().notifications += 1;

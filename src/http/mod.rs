@@ -37,6 +37,7 @@ pub struct Ready {
 
 pub struct AppState {
     pub admin_token: SecretString,
+    pub notify_token: Option<SecretString>,
     pub webhook_secret: SecretString,
     pub signing_key: Option<SecretSlice<u8>>,
     pub max_body_bytes: u64,
@@ -117,38 +118,31 @@ pub fn routes(
         .with(warp::trace::request())
 }
 
-/// A body of at most `limit` bytes; a request without `Content-Length` counts as empty (its
-/// body is not read), so `curl -X POST` works and nothing unbounded is buffered.
+/// A body of at most `limit` bytes. A request without `Content-Length` (no body, or a chunked
+/// one) counts as empty and its body is never read, so `curl -X POST` works and nothing
+/// unbounded is buffered before the token is checked.
 fn small_body(limit: u64) -> impl Filter<Extract = (bytes::Bytes,), Error = Rejection> + Clone {
-    warp::header::optional::<u64>("content-length")
-        .and_then(move |length: Option<u64>| async move {
-            match length {
-                None | Some(0) => Ok(None),
-                Some(n) if n <= limit => Ok(Some(())),
-                Some(_) => Err(warp::reject::custom(TooLarge)),
-            }
-        })
+    let sized = warp::header::<u64>("content-length")
+        .and(warp::body::content_length_limit(limit))
         .and(warp::body::bytes())
-        .map(|read: Option<()>, body: bytes::Bytes| {
-            if read.is_some() {
-                body
-            } else {
-                bytes::Bytes::new()
+        .map(|_: u64, body: bytes::Bytes| body);
+    let no_length = warp::header::optional::<u64>("content-length").and_then(
+        |length: Option<u64>| async move {
+            match length {
+                None => Ok(bytes::Bytes::new()),
+                // Not this branch's request; the sized branch's rejection is the one reported.
+                Some(_) => Err(warp::reject::not_found()),
             }
-        })
+        },
+    );
+    sized.or(no_length).unify()
 }
-
-#[derive(Debug)]
-struct TooLarge;
-impl warp::reject::Reject for TooLarge {}
 
 /// warp's rejections (no route, wrong method, body too large, ...) as JSON.
 async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     let (status, reason) = if rejection.is_not_found() {
         (StatusCode::NOT_FOUND, "no such endpoint".to_owned())
-    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some()
-        || rejection.find::<TooLarge>().is_some()
-    {
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
         (
             StatusCode::PAYLOAD_TOO_LARGE,
             "request body is too large".to_owned(),

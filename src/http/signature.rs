@@ -68,7 +68,8 @@ pub fn verify_signature(
         .trim()
         .parse()
         .map_err(|_| SignatureError::BadTimestamp)?;
-    if (now - ts).abs() > TOLERANCE_SECS {
+    // Saturating: a hostile timestamp near i64::MIN must not overflow.
+    if now.saturating_sub(ts).saturating_abs() > TOLERANCE_SECS {
         return Err(SignatureError::Expired);
     }
     let mut mac = Hmac::<Sha256>::new_from_slice(key).map_err(|_| SignatureError::Mismatch)?;

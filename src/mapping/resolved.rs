@@ -103,6 +103,21 @@ impl ResolvedTable {
             .map(RecordKey)
     }
 
+    /// `key` with GUID parts in SQL Server's spelling (upper case, as `FOR JSON` writes them),
+    /// so that two queue items of one record always coalesce and match the loaded row.
+    pub fn canonical_key(&self, key: &RecordKey) -> RecordKey {
+        let mut key = key.clone();
+        for col in self
+            .key_columns()
+            .filter(|c| c.source.sql_type == SqlType::Guid)
+        {
+            if let Some(KeyPart::Text(t)) = key.0.get_mut(&col.source.name) {
+                *t = t.to_uppercase();
+            }
+        }
+        key
+    }
+
     /// `(target column, JSON value)` pairs identifying a record in Supabase, if the key names
     /// exactly this table's key columns.
     pub fn key_filter(&self, key: &RecordKey) -> Option<Vec<(String, Value)>> {
@@ -206,6 +221,19 @@ impl ResolvedMap {
                 if is(&spec.exclude) || col.computed && !is(&spec.keys) {
                     continue;
                 }
+                let key_type_ok = matches!(
+                    col.sql_type,
+                    SqlType::Int { .. } | SqlType::Text { .. } | SqlType::Guid
+                );
+                if is(&spec.keys) && !key_type_ok {
+                    // The queue identifies rows by integer, text or GUID keys; any other key
+                    // type could not be matched back to its row (and a miss reads as a delete).
+                    problems.push(format!(
+                        "{}.{} is a key of type {:?}; keys must be integer, (n)char/(n)varchar or uniqueidentifier",
+                        spec.source, col.name, col.sql_type
+                    ));
+                    continue;
+                }
                 if let SqlType::Unsupported(ty) = &col.sql_type {
                     problems.push(format!(
                         "{}.{} has type {ty}, which syncbridge does not convert; exclude it",
@@ -249,5 +277,77 @@ impl ResolvedMap {
             .iter()
             .position(|t| t.spec.source.eq_ignore_ascii_case(source))
             .unwrap_or(usize::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapping::TableMap;
+
+    fn col(name: &str, sql_type: SqlType) -> SourceColumn {
+        SourceColumn {
+            name: name.to_owned(),
+            sql_type,
+            nullable: false,
+            identity: false,
+            computed: false,
+        }
+    }
+
+    fn map(keys: &[&str]) -> TableMap {
+        let keys = keys
+            .iter()
+            .map(|k| format!("{k:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        toml::from_str(&format!("[[table]]\nsource = \"tblX\"\nkeys = [{keys}]")).expect("map")
+    }
+
+    #[test]
+    fn keys_must_be_integer_text_or_guid() {
+        let decimal = vec![(
+            "tblX".to_owned(),
+            Some(vec![col(
+                "ID",
+                SqlType::Decimal {
+                    precision: 18,
+                    scale: 0,
+                },
+            )]),
+        )];
+        let err = ResolvedMap::resolve(&map(&["ID"]), &decimal).expect_err("decimal key refused");
+        assert!(err.contains("tblX.ID is a key"), "{err}");
+        let guid = vec![(
+            "tblX".to_owned(),
+            Some(vec![col("ID", SqlType::Guid), col("V", SqlType::Bit)]),
+        )];
+        let resolved = ResolvedMap::resolve(&map(&["ID"]), &guid).expect("guid key");
+        let table = resolved.by_source("tblx").expect("case-insensitive lookup");
+        let lower =
+            RecordKey::parse(r#"{"ID":"6f9619ff-8b86-d011-b42d-00c04fc964ff"}"#).expect("key");
+        assert_eq!(
+            table.canonical_key(&lower).to_json(),
+            r#"{"ID":"6F9619FF-8B86-D011-B42D-00C04FC964FF"}"#
+        );
+    }
+
+    #[test]
+    fn missing_tables_and_columns_are_all_reported() {
+        let described = vec![(
+            "tblX".to_owned(),
+            Some(vec![col("ID", SqlType::Int { bits: 32 })]),
+        )];
+        let mut m = map(&["ID", "Nope"]);
+        m.tables[0].exclude = vec!["Gone".to_owned()];
+        let err = ResolvedMap::resolve(&m, &described).expect_err("bad map");
+        assert!(
+            err.contains("column Nope does not exist")
+                && err.contains("column Gone does not exist"),
+            "{err}"
+        );
+        let err = ResolvedMap::resolve(&map(&["ID"]), &[("tblX".to_owned(), None)])
+            .expect_err("no table");
+        assert!(err.contains("tblX does not exist"), "{err}");
     }
 }

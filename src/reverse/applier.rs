@@ -133,11 +133,15 @@ impl Applier {
             return Ok(true);
         };
         if let Some(version) = event.version {
-            if self
+            // A DELETE carries the version of the row it removes (its old_record), which is the
+            // version already applied: only a strictly newer version makes it stale.
+            let is_delete = event.op == "DELETE";
+            let applied = self
                 .inbox
                 .version_of(&event.table, &event.record_key)
-                .await?
-                .is_some_and(|applied| applied >= version)
+                .await?;
+            if applied
+                .is_some_and(|applied| applied > version || (applied == version && !is_delete))
             {
                 // Duplicate or out-of-order delivery: SQL Server already has this or newer data.
                 tracing::debug!(table = %event.table, key = %event.record_key, "stale event skipped");

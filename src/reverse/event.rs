@@ -71,9 +71,12 @@ pub fn record_key(table: &ResolvedTable, record: &Map<String, Value>) -> Option<
         .key_columns()
         .map(|c| {
             let v = record.get(&c.target)?;
-            // Supabase renders uuids in lower case; normalise so that case never splits a record.
+            // Supabase renders uuids in lower case; normalise them so that case never splits a
+            // record. Other text keys are kept as they are.
             let v = match v {
-                Value::String(s) => Value::String(s.to_lowercase()),
+                Value::String(s) if uuid::Uuid::parse_str(s).is_ok() => {
+                    Value::String(s.to_lowercase())
+                }
                 Value::Null => return None,
                 other => other.clone(),
             };

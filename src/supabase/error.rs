@@ -74,6 +74,15 @@ impl PostgrestError {
                 409 if body.code.as_deref() == Some("23503") => ErrorClass::Retryable,
                 // 42501 is PostgreSQL's "insufficient privilege": the key's role is wrong.
                 _ if body.code.as_deref() == Some("42501") => ErrorClass::ConfigFault,
+                // A missing table or column is the schema's fault, not the row's: every row
+                // would fail the same way, so stop instead of burning attempts.
+                _ if matches!(
+                    body.code.as_deref(),
+                    Some("PGRST204" | "PGRST205" | "42P01" | "42703")
+                ) =>
+                {
+                    ErrorClass::ConfigFault
+                }
                 408 | 429 => ErrorClass::Retryable,
                 500..=599 => ErrorClass::Retryable,
                 _ => ErrorClass::Rejected,
@@ -115,8 +124,16 @@ mod tests {
         assert_eq!(status(409, Some("23503")).class(), ErrorClass::Retryable);
         assert_eq!(status(409, Some("23505")).class(), ErrorClass::Rejected);
         assert_eq!(status(400, Some("22P02")).class(), ErrorClass::Rejected);
-        assert_eq!(status(400, Some("PGRST204")).class(), ErrorClass::Rejected);
-        assert_eq!(status(404, Some("PGRST205")).class(), ErrorClass::Rejected);
+        assert_eq!(
+            status(400, Some("PGRST204")).class(),
+            ErrorClass::ConfigFault
+        );
+        assert_eq!(
+            status(404, Some("PGRST205")).class(),
+            ErrorClass::ConfigFault
+        );
+        assert_eq!(status(400, Some("42703")).class(), ErrorClass::ConfigFault);
+        assert_eq!(status(400, Some("23514")).class(), ErrorClass::Rejected);
         assert_eq!(status(429, None).class(), ErrorClass::Retryable);
         assert_eq!(status(503, None).class(), ErrorClass::Retryable);
         assert_eq!(status(500, Some("XX000")).class(), ErrorClass::Retryable);

@@ -20,6 +20,15 @@ pub fn quote(value: &Value) -> String {
     }
 }
 
+/// A value as PostgREST reads it after a top-level operator (`col=eq.<value>`): literally.
+pub fn raw(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => "null".to_owned(),
+        other => other.to_string(),
+    }
+}
+
 /// Query pairs selecting exactly `keys` (each a list of `(column, value)` in key order).
 /// One key column: `col=in.(a,b)`; composite: `or=(and(a.eq.1,b.eq.2),...)`.
 pub fn keys_filter(keys: &[Vec<(String, Value)>]) -> Vec<(String, String)> {

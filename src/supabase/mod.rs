@@ -177,9 +177,11 @@ impl PostgrestClient {
         values: &JsonRow,
     ) -> Result<(), PostgrestError> {
         let url = self.table_url(table)?;
+        // A top-level `eq.` takes the rest of the value literally (only `in.()` and `or=()`
+        // lists unquote), so the raw value goes here, not the quoted form.
         let query: Vec<(String, String)> = key
             .iter()
-            .map(|(c, v)| (c.clone(), format!("eq.{}", filter::quote(v))))
+            .map(|(c, v)| (c.clone(), format!("eq.{}", filter::raw(v))))
             .collect();
         let body = serde_json::to_vec(values).map_err(|e| PostgrestError::Decode(e.to_string()))?;
         self.send(|| {

@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
+pub const NOTIFY_TOKEN: &str = "test-notify-token-0123456789abcdef";
 pub const WEBHOOK_SECRET: &str = "test-webhook-secret-0123456789abcdef";
 /// Generous: CI machines are small and shared; every wait returns as soon as its condition holds.
 pub const DEADLINE: Duration = Duration::from_secs(20);
@@ -89,6 +90,7 @@ fn config(rest_url: &str, key: String, data_dir: &TempDir, o: &Options) -> Confi
         ("SUPABASE_SERVICE_ROLE_KEY", key),
         ("SUPABASE_WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned()),
         ("SYNC_ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
+        ("SYNC_NOTIFY_TOKEN", NOTIFY_TOKEN.to_owned()),
         ("SYNC_BATCH_SIZE", o.batch_size.to_string()),
         ("SYNC_MAX_ATTEMPTS", o.max_attempts.to_string()),
         ("SYNC_BACKOFF_BASE", o.backoff_base.to_owned()),
@@ -211,7 +213,7 @@ impl Harness {
     pub async fn notify(&self) -> reqwest::StatusCode {
         self.http
             .post(self.url("/api/sync/queue-notify"))
-            .bearer_auth(ADMIN_TOKEN)
+            .bearer_auth(NOTIFY_TOKEN)
             .json(&json!({"source": "sqlserver"}))
             .send()
             .await
