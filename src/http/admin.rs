@@ -122,16 +122,22 @@ pub async fn trigger(auth: Option<String>, body: Bytes, state: Arc<AppState>) ->
         );
     }
     if reverse {
-        result.insert("postgres_to_sql".into(), catchup_now(ready).await);
+        result.insert("postgres_to_sql".into(), catchup_now(&state, ready).await);
     }
     json_reply(StatusCode::OK, json!({ "success": true, "result": result }))
 }
 
-async fn catchup_now(ready: &Ready) -> serde_json::Value {
+async fn catchup_now(state: &AppState, ready: &Ready) -> serde_json::Value {
+    let revived = match state.inbox.revive_dead().await {
+        Ok(n) => n,
+        Err(e) => return json!({ "error": e.to_string() }),
+    };
     match ready.catchup.run_now().await {
         Some(Ok(report)) => {
             ready.applier.wake();
-            json!(report)
+            let mut report = json!(report);
+            report["dead_events_revived"] = json!(revived);
+            report
         }
         Some(Err(e)) => json!({ "error": e }),
         None => json!({ "error": "catch-up task stopped" }),

@@ -232,17 +232,19 @@ impl SqlValue {
                 let s = value
                     .as_str()
                     .ok_or_else(|| mismatch("a timestamp", value))?;
-                parse_naive(s)
-                    .map(Self::DateTime)
-                    .ok_or_else(|| mismatch("a timestamp without time zone", value))
+                let t = parse_naive(s)
+                    .ok_or_else(|| mismatch("a timestamp without time zone", value))?;
+                fits_scale(t.and_utc().timestamp_subsec_nanos(), ty, value)?;
+                Ok(Self::DateTime(t))
             }
             SqlType::DateTimeOffset { .. } => {
                 let s = value
                     .as_str()
                     .ok_or_else(|| mismatch("a timestamp", value))?;
-                DateTime::parse_from_rfc3339(s)
-                    .map(Self::DateTimeOffset)
-                    .map_err(|_| mismatch("a timestamp with time zone", value))
+                let t = DateTime::parse_from_rfc3339(s)
+                    .map_err(|_| mismatch("a timestamp with time zone", value))?;
+                fits_scale(t.timestamp_subsec_nanos(), ty, value)?;
+                Ok(Self::DateTimeOffset(t))
             }
             SqlType::Guid => {
                 let s = value.as_str().ok_or_else(|| mismatch("a uuid", value))?;
@@ -299,6 +301,26 @@ fn decimal_from_json(value: &Value, precision: u8, scale: u8) -> Result<Decimal,
         return Err(mismatch(expected(), value));
     }
     Ok(exact)
+}
+
+/// Refuses sub-second digits the column would round away: datetime2(n)/datetimeoffset(n) keep
+/// n digits. Legacy `datetime` keeps 1/300 s and always rounds; it accepts milliseconds.
+fn fits_scale(nanos: u32, ty: &SqlType, value: &Value) -> Result<(), ConversionError> {
+    let scale = match ty {
+        SqlType::DateTime2 { scale } | SqlType::DateTimeOffset { scale } => {
+            u32::from((*scale).min(9))
+        }
+        _ => 3,
+    };
+    let step = 10u32.pow(9 - scale);
+    if nanos % step == 0 {
+        Ok(())
+    } else {
+        Err(mismatch(
+            format!("a timestamp with at most {scale} fractional digits"),
+            value,
+        ))
+    }
 }
 
 fn parse_naive(s: &str) -> Option<NaiveDateTime> {
@@ -420,6 +442,24 @@ mod tests {
         assert!(SqlValue::from_json(
             &json!("2026-11-25T08:30:00+03:00"),
             &SqlType::DateTime2 { scale: 3 }
+        )
+        .is_err());
+        assert!(
+            SqlValue::from_json(
+                &json!("2026-11-25T08:30:00.1234"),
+                &SqlType::DateTime2 { scale: 3 }
+            )
+            .is_err(),
+            "a fourth digit would be rounded away by datetime2(3)"
+        );
+        assert!(SqlValue::from_json(
+            &json!("2026-11-25T08:30:00.123456"),
+            &SqlType::DateTime2 { scale: 7 }
+        )
+        .is_ok());
+        assert!(SqlValue::from_json(
+            &json!("2026-11-25T08:30:00.5+03:00"),
+            &SqlType::DateTimeOffset { scale: 0 }
         )
         .is_err());
         let date = SqlValue::from_json(&json!("2026-02-28"), &SqlType::Date).expect("date");

@@ -326,6 +326,18 @@ impl Inbox {
         .await
     }
 
+    /// Gives every dead event another full set of attempts (a manual `postgres-to-sql` trigger
+    /// does this: catch-up cannot bring them back, its watermark has moved past them).
+    pub async fn revive_dead(&self) -> Result<usize, InboxError> {
+        self.with(|conn| {
+            conn.execute(
+                "UPDATE events SET dead = 0, attempts = 0, next_attempt_at = ?1 WHERE dead = 1",
+                params![now_ms()],
+            )
+        })
+        .await
+    }
+
     /// Deletes dead events older than `days`, so the inbox never grows without bound.
     pub async fn prune_dead(&self, days: i64) -> Result<usize, InboxError> {
         self.with(move |conn| {

@@ -84,6 +84,15 @@ async fn retries_wait_and_dead_events_stop_blocking() {
     let stats = inbox.stats().await.expect("stats");
     assert_eq!((stats.depth, stats.dead), (1, 1));
     assert_eq!(inbox.dead_events(5).await.expect("dead")[0].3, "refused");
+    assert_eq!(inbox.revive_dead().await.expect("revive"), 1);
+    assert_eq!(inbox.stats().await.expect("stats").dead, 0);
+    let first = inbox.due(10).await.expect("due").remove(0);
+    assert_eq!(
+        (first.event.version, first.attempts),
+        (Some(1), 0),
+        "revived ahead of its record's later event"
+    );
+    inbox.kill(first.id, "refused".into()).await.expect("kill");
     assert_eq!(
         inbox.prune_dead(1).await.expect("prune"),
         0,
