@@ -542,3 +542,17 @@ pub async fn seed_supabase_parents(db: &TestDb) {
         .await
         .expect("seed Supabase parents");
 }
+
+/// A NOT NULL, non-identity column of a test table in the double.
+pub fn column(
+    name: &str,
+    sql_type: syncbridge::mapping::value::SqlType,
+) -> syncbridge::sqlserver::SourceColumn {
+    syncbridge::sqlserver::SourceColumn {
+        name: name.to_owned(),
+        sql_type,
+        nullable: false,
+        identity: false,
+        computed: false,
+    }
+}

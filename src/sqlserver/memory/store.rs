@@ -1,0 +1,275 @@
+//! The double's [`SqlStore`] implementation: the queue semantics of `sql/sqlserver/02` and the
+//! writes of the tiberius store, in memory.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::{MemQueueRow, MemoryStore};
+use crate::mapping::value::SqlValue;
+use crate::sqlserver::*;
+
+fn due(q: &MemQueueRow, now: Instant) -> bool {
+    q.status == "Pending" && q.open_tx.is_none() && q.next_attempt_at <= now
+}
+
+fn differs(row: &Row, values: &[(String, SqlValue)]) -> bool {
+    values
+        .iter()
+        .any(|(c, v)| row.get(c).unwrap_or(&SqlValue::Null) != v)
+}
+
+#[async_trait]
+impl SqlStore for MemoryStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.guard("ping").map(drop)
+    }
+
+    async fn describe_table(&self, table: &str) -> Result<Option<Vec<SourceColumn>>, StoreError> {
+        let s = self.guard("describe_table")?;
+        let name = table.strip_prefix("dbo.").unwrap_or(table);
+        Ok(s.tables
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, t)| t.columns.clone()))
+    }
+
+    async fn claim(&self, limit: usize, lease: Duration) -> Result<Vec<QueueItem>, StoreError> {
+        let mut s = self.guard("claim")?;
+        let now = Instant::now();
+        let token = Uuid::new_v4();
+        let first: Vec<i64> = s
+            .queue
+            .values()
+            .filter(|q| due(q, now))
+            .take(limit)
+            .map(|q| q.id)
+            .collect();
+        let records: BTreeSet<(String, String)> = first
+            .iter()
+            .filter_map(|id| s.queue.get(id))
+            .map(|q| (q.table.clone(), q.record_id.clone()))
+            .collect();
+        let agent = self.agent_id.clone();
+        let mut items = Vec::new();
+        for q in s.queue.values_mut() {
+            let same_record = records.contains(&(q.table.clone(), q.record_id.clone()));
+            if due(q, now) && (first.contains(&q.id) || same_record) {
+                q.claim = Some(token);
+                q.claimed_by = Some(agent.clone());
+                q.next_attempt_at = now + lease;
+                items.push(QueueItem {
+                    id: QueueId(q.id),
+                    table: q.table.clone(),
+                    record_id: q.record_id.clone(),
+                    operation: q.operation.clone(),
+                    attempts: q.attempts,
+                    claim: ClaimToken(token),
+                });
+            }
+        }
+        Ok(items)
+    }
+
+    async fn settle(&self, items: &[SettleItem]) -> Result<(), StoreError> {
+        let mut s = self.guard("settle")?;
+        let now = Instant::now();
+        for item in items {
+            let Some(q) = s.queue.get_mut(&item.id.0) else {
+                continue;
+            };
+            if q.claim != Some(item.claim.0) {
+                continue;
+            }
+            q.claim = None;
+            match &item.outcome {
+                Settlement::Synced => {
+                    q.status = "Synced".to_owned();
+                    q.last_error = None;
+                }
+                Settlement::Retry { delay, error } => {
+                    q.attempts += 1;
+                    q.last_error = Some(error.clone());
+                    q.next_attempt_at = now + *delay;
+                }
+                Settlement::Failed { error } => {
+                    q.attempts += 1;
+                    q.status = "Failed".to_owned();
+                    q.last_error = Some(error.clone());
+                }
+                Settlement::Release { delay, error } => {
+                    q.next_attempt_at = now + *delay;
+                    if let Some(e) = error {
+                        q.last_error = Some(e.clone());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn next_due_in(&self) -> Result<Option<Duration>, StoreError> {
+        let s = self.guard("next_due_in")?;
+        let now = Instant::now();
+        Ok(s.queue
+            .values()
+            .filter(|q| q.status == "Pending" && q.open_tx.is_none())
+            .map(|q| q.next_attempt_at.saturating_duration_since(now))
+            .min())
+    }
+
+    async fn wait_for_writers(&self, max_wait: Duration) -> Result<WriterWait, StoreError> {
+        let waiting = {
+            let s = self.guard("wait_for_writers")?;
+            let now = Instant::now();
+            let locked = s
+                .queue
+                .values()
+                .any(|q| q.status == "Pending" && q.open_tx.is_some() && q.next_attempt_at <= now);
+            // Register interest before releasing the lock so a commit in between is not missed.
+            locked.then(|| self.tx_ended.notified())
+        };
+        match waiting {
+            None => Ok(WriterWait::Idle),
+            Some(ended) => {
+                let _ = tokio::time::timeout(max_wait, ended).await;
+                Ok(WriterWait::Waited)
+            }
+        }
+    }
+
+    async fn release_own_claims(&self) -> Result<u64, StoreError> {
+        let mut s = self.guard("release_own_claims")?;
+        let now = Instant::now();
+        let agent = self.agent_id.clone();
+        let mut n = 0;
+        for q in s.queue.values_mut() {
+            if q.status == "Pending" && q.claim.is_some() && q.claimed_by.as_deref() == Some(&agent)
+            {
+                q.claim = None;
+                q.next_attempt_at = now;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
+        let s = self.guard("queue_stats")?;
+        let count = |status: &str| {
+            s.queue
+                .values()
+                .filter(|q| q.status == status && q.open_tx.is_none())
+                .count() as u64
+        };
+        Ok(QueueStats {
+            pending: count("Pending"),
+            synced: count("Synced"),
+            failed: count("Failed"),
+            oldest_pending_age_secs: s
+                .queue
+                .values()
+                .find(|q| q.status == "Pending" && q.open_tx.is_none())
+                .map(|_| 0),
+        })
+    }
+
+    async fn load_rows(
+        &self,
+        table: &str,
+        columns: &[SourceColumn],
+        keys: &[RecordKey],
+    ) -> Result<Vec<Row>, StoreError> {
+        let s = self.guard("load_rows")?;
+        let t = s
+            .tables
+            .get(table)
+            .ok_or_else(|| StoreError::Invalid(format!("Invalid object name '{table}'.")))?;
+        Ok(keys
+            .iter()
+            .filter_map(|k| t.rows.get(k))
+            .map(|row| {
+                columns
+                    .iter()
+                    .map(|c| {
+                        (
+                            c.name.clone(),
+                            row.get(&c.name).cloned().unwrap_or(SqlValue::Null),
+                        )
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+
+    async fn apply(&self, write: &ReverseWrite) -> Result<WriteOutcome, StoreError> {
+        let mut s = self.guard("apply")?;
+        s.applies += 1;
+        if s.reject_applies > 0 {
+            s.reject_applies -= 1;
+            return Err(StoreError::Rejected(
+                "The INSERT statement conflicted with a constraint (memory double).".to_owned(),
+            ));
+        }
+        let table = s.tables.get_mut(&write.table).ok_or_else(|| {
+            StoreError::Invalid(format!("Invalid object name '{}'.", write.table))
+        })?;
+        let key = RecordKey(
+            write
+                .key
+                .iter()
+                .map(|(c, v)| {
+                    let part = match v {
+                        SqlValue::Int(i) => KeyPart::Int(*i),
+                        SqlValue::Guid(g) => {
+                            KeyPart::Text(g.hyphenated().to_string().to_uppercase())
+                        }
+                        SqlValue::Text(t) => KeyPart::Text(t.clone()),
+                        other => KeyPart::Text(format!("{other:?}")),
+                    };
+                    (c.clone(), part)
+                })
+                .collect(),
+        );
+        // The agent's session is marked with SESSION_CONTEXT, so the trigger emulation is
+        // skipped here: nothing is queued for these writes.
+        let outcome = match (&write.action, table.rows.get_mut(&key)) {
+            (WriteAction::Delete, Some(_)) => {
+                table.rows.remove(&key);
+                WriteOutcome::Deleted
+            }
+            (WriteAction::Delete, None) => WriteOutcome::Missing,
+            (
+                WriteAction::Upsert { update, .. } | WriteAction::UpdateOnly { update },
+                Some(row),
+            ) => {
+                if differs(row, update) {
+                    for (c, v) in update {
+                        row.insert(c.clone(), v.clone());
+                    }
+                    WriteOutcome::Updated
+                } else {
+                    WriteOutcome::Unchanged
+                }
+            }
+            (WriteAction::UpdateOnly { .. }, None) => WriteOutcome::Missing,
+            (WriteAction::Upsert { insert, .. }, None) => {
+                let mut row: Row = table
+                    .columns
+                    .iter()
+                    .map(|c| (c.name.clone(), SqlValue::Null))
+                    .collect();
+                row.extend(insert.iter().cloned());
+                table.rows.insert(key, row);
+                WriteOutcome::Inserted
+            }
+        };
+        if !matches!(outcome, WriteOutcome::Unchanged | WriteOutcome::Missing) {
+            s.writes += 1;
+        }
+        Ok(outcome)
+    }
+}
