@@ -4,12 +4,14 @@
 //! - `queue`: claim, settle, next due time, waiting on writers, counts;
 //! - `catalog` + `rows`: table descriptions, and loading rows by key, exactly typed;
 //! - `write`: reverse-sync upserts and deletes;
+//! - `exec`: sending a statement and collecting its result sets;
 //! - `error`: tiberius errors as [`StoreError`]s.
 //!
 //! Owns no sync logic: what to claim, load or write is decided above the trait.
 
 mod catalog;
 mod error;
+mod exec;
 mod pool;
 mod queue;
 mod rows;
@@ -22,7 +24,7 @@ use async_trait::async_trait;
 
 use self::catalog::{TableCache, TableInfo};
 use self::error::SqlResult;
-use self::pool::Pool;
+use self::pool::{Pool, TdsClient};
 use crate::sqlserver::{
     QueueItem, QueueStats, RecordKey, ReverseWrite, Row, SettleItem, SourceColumn, SqlStore,
     StoreError, WriteOutcome, WriterWait,
@@ -51,14 +53,27 @@ impl TdsStore {
         }
     }
 
+    /// Runs `op` on a pooled connection. The connection goes back to the pool only when `op`
+    /// succeeds; after an error, or if this future is dropped mid-statement, it is discarded, so
+    /// no half-read response or open transaction reaches the next caller.
+    async fn with_conn<T>(
+        &self,
+        op: impl AsyncFnOnce(&mut TdsClient) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.pool.get().await?;
+        let out = op(conn.client()).await?;
+        conn.done();
+        Ok(out)
+    }
+
     /// The table's description, from the cache or the catalog; unknown tables are `Invalid`.
     async fn table(&self, table: &str) -> Result<Arc<TableInfo>, StoreError> {
         if let Some(info) = self.tables.get(table) {
             return Ok(info);
         }
-        let mut conn = self.pool.get().await?;
-        let info = catalog::describe(conn.client(), table).await?;
-        conn.done();
+        let info = self
+            .with_conn(async |c| catalog::describe(c, table).await)
+            .await?;
         match info {
             Some(info) => Ok(self.tables.put(table, info)),
             None => Err(StoreError::Invalid(format!(
@@ -93,54 +108,47 @@ impl std::fmt::Debug for TdsStore {
 #[async_trait]
 impl SqlStore for TdsStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        let mut conn = self.pool.get().await?;
-        conn.client()
-            .simple_query("SELECT 1;")
-            .await
-            .sql()?
-            .into_results()
-            .await
-            .sql()?;
-        conn.done();
-        Ok(())
+        self.with_conn(async |c| {
+            c.simple_query("SELECT 1;")
+                .await
+                .sql()?
+                .into_results()
+                .await
+                .sql()?;
+            Ok(())
+        })
+        .await
     }
 
     async fn describe_table(&self, table: &str) -> Result<Option<Vec<SourceColumn>>, StoreError> {
-        let mut conn = self.pool.get().await?;
-        let info = catalog::describe(conn.client(), table).await?;
-        conn.done();
+        let info = self
+            .with_conn(async |c| catalog::describe(c, table).await)
+            .await?;
         Ok(info.map(|info| self.tables.put(table, info).source_columns()))
     }
 
     async fn claim(&self, limit: usize, lease: Duration) -> Result<Vec<QueueItem>, StoreError> {
-        let mut conn = self.pool.get().await?;
-        let items = queue::claim(conn.client(), limit, lease, &self.agent_id).await?;
-        conn.done();
-        Ok(items)
+        self.with_conn(async |c| queue::claim(c, limit, lease, &self.agent_id).await)
+            .await
     }
 
     async fn settle(&self, items: &[SettleItem]) -> Result<(), StoreError> {
         if items.is_empty() {
             return Ok(());
         }
-        let mut conn = self.pool.get().await?;
-        queue::settle(conn.client(), items).await?;
-        conn.done();
-        Ok(())
+        self.with_conn(async |c| queue::settle(c, items).await)
+            .await
     }
 
     async fn next_due_in(&self) -> Result<Option<Duration>, StoreError> {
-        let mut conn = self.pool.get().await?;
-        let due = queue::next_due_in(conn.client()).await?;
-        conn.done();
-        Ok(due)
+        self.with_conn(async |c| queue::next_due_in(c).await).await
     }
 
     async fn wait_for_writers(&self, max_wait: Duration) -> Result<WriterWait, StoreError> {
         let max_wait = max_wait.min(self.pool.max_lock_wait());
-        let mut conn = self.pool.get().await?;
-        let waited = queue::wait_for_writers(conn.client(), max_wait).await?;
-        conn.done();
+        let waited = self
+            .with_conn(async |c| queue::wait_for_writers(c, max_wait).await)
+            .await?;
         Ok(if waited {
             WriterWait::Waited
         } else {
@@ -149,17 +157,12 @@ impl SqlStore for TdsStore {
     }
 
     async fn release_own_claims(&self) -> Result<u64, StoreError> {
-        let mut conn = self.pool.get().await?;
-        let released = queue::release_own_claims(conn.client(), &self.agent_id).await?;
-        conn.done();
-        Ok(released)
+        self.with_conn(async |c| queue::release_own_claims(c, &self.agent_id).await)
+            .await
     }
 
     async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
-        let mut conn = self.pool.get().await?;
-        let stats = queue::stats(conn.client()).await?;
-        conn.done();
-        Ok(stats)
+        self.with_conn(async |c| queue::stats(c).await).await
     }
 
     async fn load_rows(
@@ -172,21 +175,17 @@ impl SqlStore for TdsStore {
             return Ok(Vec::new());
         }
         let info = self.table(table).await?;
-        let mut conn = self.pool.get().await?;
-        let rows =
-            self.forget_on_rejection(table, rows::load(conn.client(), &info, columns, keys).await)?;
-        conn.done();
-        Ok(rows)
+        let loaded = self
+            .with_conn(async |c| rows::load(c, &info, columns, keys).await)
+            .await;
+        self.forget_on_rejection(table, loaded)
     }
 
     async fn apply(&self, write: &ReverseWrite) -> Result<WriteOutcome, StoreError> {
         let info = self.table(&write.table).await?;
-        let mut conn = self.pool.get().await?;
-        let outcome = self.forget_on_rejection(
-            &write.table,
-            write::apply(conn.client(), &info, write).await,
-        )?;
-        conn.done();
-        Ok(outcome)
+        let applied = self
+            .with_conn(async |c| write::apply(c, &info, write).await)
+            .await;
+        self.forget_on_rejection(&write.table, applied)
     }
 }

@@ -14,6 +14,7 @@ use tiberius::{FromSql, Query, Row};
 use uuid::Uuid;
 
 use super::error::SqlResult;
+use super::exec::{all_results, first_result, optional_row};
 use super::pool::TdsClient;
 use super::rows::bucket;
 use crate::sqlserver::{
@@ -101,13 +102,7 @@ pub(super) async fn claim(
     query.bind(token);
     query.bind(agent.to_owned());
     query.bind(millis(lease));
-    let rows = query
-        .query(client)
-        .await
-        .sql()?
-        .into_first_result()
-        .await
-        .sql()?;
+    let rows = first_result(query, client).await?;
     rows.iter()
         .map(|row| {
             Ok(QueueItem {
@@ -203,13 +198,7 @@ pub(super) async fn next_due_in(client: &mut TdsClient) -> Result<Option<Duratio
 SELECT DATEDIFF_BIG(MILLISECOND, SYSUTCDATETIME(), MIN(q.NextAttemptAt)) AS DueInMs
 FROM dbo.SyncQueue AS q WITH (READCOMMITTEDLOCK, READPAST, ROWLOCK)
 WHERE q.Status = 'Pending';";
-    let row = Query::new(SQL)
-        .query(client)
-        .await
-        .sql()?
-        .into_row()
-        .await
-        .sql()?;
+    let row = optional_row(Query::new(SQL), client).await?;
     let ms = match row {
         Some(row) => row.try_get::<i64, _>(0).sql()?,
         None => None,
@@ -232,13 +221,7 @@ SELECT TOP (1) q.QueueID
 FROM dbo.SyncQueue AS q WITH (READUNCOMMITTED)
 WHERE q.Status = 'Pending' AND q.NextAttemptAt <= SYSUTCDATETIME()
 ORDER BY q.QueueID;";
-    let found = Query::new(FIND)
-        .query(client)
-        .await
-        .sql()?
-        .into_row()
-        .await
-        .sql()?;
+    let found = optional_row(Query::new(FIND), client).await?;
     let Some(id) = found.map(|row| get::<i64>(&row, 0)).transpose()? else {
         return Ok(false);
     };
@@ -263,13 +246,7 @@ SELECT @seen AS Seen;"
     );
     let mut query = Query::new(sql);
     query.bind(id);
-    query
-        .query(client)
-        .await
-        .sql()?
-        .into_results()
-        .await
-        .sql()?;
+    all_results(query, client).await?;
     Ok(true)
 }
 
@@ -288,7 +265,7 @@ WHERE q.Status = 'Pending' AND q.ClaimedBy = @P1 AND q.ClaimToken IS NOT NULL;
 SELECT @@ROWCOUNT AS Released;";
     let mut query = Query::new(SQL);
     query.bind(agent.to_owned());
-    let row = query.query(client).await.sql()?.into_row().await.sql()?;
+    let row = optional_row(query, client).await?;
     let released = row.map(|r| get::<i32>(&r, 0)).transpose()?.unwrap_or(0);
     Ok(u64::try_from(released).unwrap_or(0))
 }
@@ -305,13 +282,7 @@ SELECT TOP (1) DATEDIFF_BIG(SECOND, q.CreatedAt, SYSUTCDATETIME()) AS AgeSeconds
 FROM dbo.SyncQueue AS q WITH (READCOMMITTEDLOCK, READPAST, ROWLOCK)
 WHERE q.Status = 'Pending'
 ORDER BY q.QueueID;";
-    let results = Query::new(SQL)
-        .query(client)
-        .await
-        .sql()?
-        .into_results()
-        .await
-        .sql()?;
+    let results = all_results(Query::new(SQL), client).await?;
     let mut stats = QueueStats::default();
     let mut sets = results.into_iter();
     for row in sets.next().unwrap_or_default() {

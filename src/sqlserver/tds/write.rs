@@ -15,6 +15,7 @@ use tiberius::{ColumnData, IntoSql, Query};
 
 use super::catalog::{quote, ColumnInfo, TableInfo};
 use super::error::SqlResult;
+use super::exec::all_results;
 use super::pool::TdsClient;
 use crate::mapping::value::{SqlType, SqlValue};
 use crate::sqlserver::{ReverseWrite, StoreError, WriteAction, WriteOutcome};
@@ -34,13 +35,7 @@ pub(super) async fn apply(
         query.bind(p);
     }
     // The outcome is the batch's last result set (a clinic trigger might return its own).
-    let results = query
-        .query(client)
-        .await
-        .sql()?
-        .into_results()
-        .await
-        .sql()?;
+    let results = all_results(query, client).await?;
     let code = results
         .last()
         .and_then(|rows| rows.first())
