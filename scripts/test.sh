@@ -15,11 +15,11 @@ banner() {
 }
 
 if [ -n "${MSSQL_TEST_URL:-}" ]; then
-    banner "MSSQL_TEST_URL is set: the SQL Server integration tests (tests/mssql.rs) will run."
+    banner "MSSQL_TEST_URL is set: the SQL Server integration tests (tests/mssql_*.rs) will run."
     cargo test --workspace -- --include-ignored
 else
-    banner "SKIPPED: SQL Server integration tests (tests/mssql.rs): MSSQL_TEST_URL is not set." \
+    banner "SKIPPED: SQL Server integration tests (tests/mssql_*.rs): MSSQL_TEST_URL is not set." \
         "They appear below as 'ignored'. Set MSSQL_TEST_URL to an ADO connection string to run them."
     cargo test --workspace
-    banner "SKIPPED: SQL Server integration tests (tests/mssql.rs) did not run: no MSSQL_TEST_URL."
+    banner "SKIPPED: SQL Server integration tests (tests/mssql_*.rs) did not run: no MSSQL_TEST_URL."
 fi

@@ -19,6 +19,8 @@ use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub mod mssql;
+
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
 pub const NOTIFY_TOKEN: &str = "test-notify-token-0123456789abcdef";
 pub const WEBHOOK_SECRET: &str = "test-webhook-secret-0123456789abcdef";
@@ -80,12 +82,18 @@ pub struct Harness {
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
-fn config(rest_url: &str, key: String, data_dir: &TempDir, o: &Options) -> Config {
+/// The agent's configuration: `mssql` is its MSSQL_CONNECTION_STRING and `agent_id` its
+/// SYNC_AGENT_ID; the rest comes from the test server, the data directory and `o`.
+pub fn config(
+    mssql: &str,
+    agent_id: &str,
+    rest_url: &str,
+    key: String,
+    data_dir: &TempDir,
+    o: &Options,
+) -> Config {
     let pairs = vec![
-        (
-            "MSSQL_CONNECTION_STRING",
-            "Server=127.0.0.1,1;Database=Clinic;User Id=sa;Password=unused-in-tests".to_owned(),
-        ),
+        ("MSSQL_CONNECTION_STRING", mssql.to_owned()),
         ("SUPABASE_URL", rest_url.to_owned()),
         ("SUPABASE_SERVICE_ROLE_KEY", key),
         ("SUPABASE_WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned()),
@@ -97,7 +105,7 @@ fn config(rest_url: &str, key: String, data_dir: &TempDir, o: &Options) -> Confi
         ("SYNC_BACKOFF_CAP", o.backoff_cap.to_owned()),
         ("SUPABASE_TIMEOUT", o.timeout.to_owned()),
         ("SYNC_DATA_DIR", data_dir.path().display().to_string()),
-        ("SYNC_AGENT_ID", "memory-agent".to_owned()),
+        ("SYNC_AGENT_ID", agent_id.to_owned()),
         (
             "SUPABASE_WEBHOOK_SIGNING_SECRET",
             o.signing_secret.unwrap_or("").to_owned(),
@@ -157,7 +165,14 @@ impl Harness {
 
     /// Starts (or restarts) the agent over the same database, double and data directory.
     pub async fn launch(&mut self, o: &Options) {
-        let config = config(&self.rest.url(), self.key(o), &self.data_dir, o);
+        let config = config(
+            "Server=127.0.0.1,1;Database=Clinic;User Id=sa;Password=unused-in-tests",
+            "memory-agent",
+            &self.rest.url(),
+            self.key(o),
+            &self.data_dir,
+            o,
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

@@ -1,0 +1,216 @@
+//! `TdsStore`'s SyncQueue side against a real SQL Server (2017+): claims, settlements, leases and
+//! next-due times, concurrent claims, and waiting for the clinic's open transactions. Needs
+//! MSSQL_TEST_URL: see tests/common/mssql.rs.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::mssql::{exec, SqlDb};
+use syncbridge::sqlserver::tds::TdsStore;
+use syncbridge::sqlserver::{QueueItem, SettleItem, Settlement, SqlStore, WriterWait};
+use uuid::Uuid;
+
+/// `store.claim(limit, lease)`, which must succeed.
+async fn claim(store: &TdsStore, limit: usize, lease: Duration) -> Vec<QueueItem> {
+    store.claim(limit, lease).await.unwrap()
+}
+
+/// `store.wait_for_writers(max_wait)`, which must succeed.
+async fn wait_for_writers(store: &TdsStore, max_wait: Duration) -> WriterWait {
+    store.wait_for_writers(max_wait).await.unwrap()
+}
+
+#[tokio::test]
+#[ignore = "needs MSSQL_TEST_URL (a real SQL Server); run scripts/test.sh with it set"]
+async fn claim_settle_next_due_and_lease() {
+    let db = SqlDb::create().await;
+    let store = db.store();
+    assert_eq!(store.next_due_in().await.unwrap(), None);
+    db.sql("INSERT INTO dbo.tblPatients (PatientName) VALUES (N'A'), (N'B');")
+        .await;
+    db.sql("UPDATE dbo.tblPatients SET Phone = N'1' WHERE PersonID = 1;")
+        .await;
+    // Due now (SyncQueue keeps milliseconds, so "now" may round up by one).
+    let due_now = |d: Option<Duration>| d.is_some_and(|d| d <= Duration::from_millis(5));
+    assert!(due_now(store.next_due_in().await.unwrap()));
+
+    // Limit 1 takes the oldest item and its sibling (same record), not the other record.
+    let items = claim(&store, 1, Duration::from_secs(600)).await;
+    assert_eq!(items.len(), 2, "{items:?}");
+    assert!(items.iter().all(|i| i.record_id == "{\"PersonID\":1}"));
+    assert!(
+        due_now(store.next_due_in().await.unwrap()),
+        "PersonID 2 is still due"
+    );
+    let rest = claim(&store, 10, Duration::from_secs(600)).await;
+    assert_eq!(rest.len(), 1);
+    assert!(
+        claim(&store, 10, Duration::from_secs(600)).await.is_empty(),
+        "leased items are not due"
+    );
+    let lease = store.next_due_in().await.unwrap().unwrap();
+    assert!(
+        lease > Duration::from_secs(590) && lease <= Duration::from_secs(600),
+        "{lease:?}"
+    );
+
+    let stale = SettleItem {
+        id: rest[0].id,
+        claim: syncbridge::sqlserver::ClaimToken(Uuid::new_v4()),
+        outcome: Settlement::Synced,
+    };
+    let mut settle: Vec<_> = items
+        .iter()
+        .map(|i| SettleItem {
+            id: i.id,
+            claim: i.claim,
+            outcome: Settlement::Synced,
+        })
+        .collect();
+    settle.push(stale);
+    store.settle(&settle).await.unwrap();
+    let stats = store.queue_stats().await.unwrap();
+    assert_eq!(
+        (stats.synced, stats.pending),
+        (2, 1),
+        "a stale token settles nothing"
+    );
+
+    let retry = SettleItem {
+        id: rest[0].id,
+        claim: rest[0].claim,
+        outcome: Settlement::Retry {
+            delay: Duration::from_secs(3600),
+            error: "e".repeat(3000),
+        },
+    };
+    store.settle(&[retry]).await.unwrap();
+    let due = store.next_due_in().await.unwrap().unwrap();
+    assert!(due > Duration::from_secs(3590), "{due:?}");
+    assert_eq!(
+        db.int("SELECT Attempts FROM dbo.SyncQueue WHERE Status = 'Pending';")
+            .await,
+        1
+    );
+    assert_eq!(
+        db.int("SELECT LEN(LastError) FROM dbo.SyncQueue WHERE Status = 'Pending';")
+            .await,
+        2000
+    );
+
+    // A crashed agent's claims: release_own_claims makes them due at once.
+    db.sql("UPDATE dbo.SyncQueue SET NextAttemptAt = SYSUTCDATETIME() WHERE Status = 'Pending';")
+        .await;
+    let again = claim(&store, 10, Duration::from_secs(600)).await;
+    assert_eq!(again[0].attempts, 1);
+    assert_eq!(store.release_own_claims().await.unwrap(), 1);
+    assert!(due_now(store.next_due_in().await.unwrap()));
+    let failed = claim(&store, 10, Duration::from_secs(600)).await;
+    store
+        .settle(&[SettleItem {
+            id: failed[0].id,
+            claim: failed[0].claim,
+            outcome: Settlement::Failed {
+                error: "gave up".into(),
+            },
+        }])
+        .await
+        .unwrap();
+    assert_eq!(store.queue_stats().await.unwrap().failed, 1);
+    assert_eq!(store.next_due_in().await.unwrap(), None);
+    db.sql("EXEC dbo.sp_SyncQueueRetryFailed;").await;
+    assert_eq!(store.queue_stats().await.unwrap().pending, 1);
+    db.sql("UPDATE dbo.SyncQueue SET CreatedAt = DATEADD(DAY, -40, CreatedAt) WHERE Status = 'Synced'; EXEC dbo.sp_SyncQueuePurgeSynced @olderThanDays = 30, @batchSize = 1;").await;
+    assert_eq!(store.queue_stats().await.unwrap().synced, 0);
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs MSSQL_TEST_URL (a real SQL Server); run scripts/test.sh with it set"]
+async fn concurrent_claims_never_share_an_item() {
+    let db = SqlDb::create().await;
+    db.sql("INSERT INTO dbo.tblPatients (PatientName) SELECT TOP (200) N'p' FROM sys.all_objects;")
+        .await;
+    let store = std::sync::Arc::new(db.store());
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            loop {
+                let items = claim(&store, 7, Duration::from_secs(600)).await;
+                if items.is_empty() {
+                    return ids;
+                }
+                ids.extend(items.into_iter().map(|i| i.id));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let unique: BTreeSet<_> = all.iter().collect();
+    assert_eq!(all.len(), 200);
+    assert_eq!(unique.len(), 200, "an item was claimed twice");
+    drop(store);
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MSSQL_TEST_URL (a real SQL Server); run scripts/test.sh with it set"]
+async fn wait_for_writers_waits_for_an_open_transaction() {
+    let db = SqlDb::create().await;
+    let store = db.store();
+    assert_eq!(
+        wait_for_writers(&store, Duration::from_secs(5)).await,
+        WriterWait::Idle
+    );
+
+    let mut writer = db.connect().await;
+    exec(
+        &mut writer,
+        "BEGIN TRANSACTION; INSERT INTO dbo.tblPatients (PatientName) VALUES (N'uncommitted');",
+    )
+    .await;
+    assert!(
+        claim(&store, 10, Duration::from_secs(60)).await.is_empty(),
+        "uncommitted rows are skipped"
+    );
+    let started = Instant::now();
+    let commit = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        exec(&mut writer, "COMMIT TRANSACTION;").await;
+    };
+    let (waited, ()) = tokio::join!(store.wait_for_writers(Duration::from_secs(20)), commit);
+    assert_eq!(waited.unwrap(), WriterWait::Waited);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(claim(&store, 10, Duration::from_secs(60)).await.len(), 1);
+
+    // A writer that stays open: the wait ends at max_wait, still as Waited.
+    exec(
+        &mut writer,
+        "BEGIN TRANSACTION; INSERT INTO dbo.tblPatients (PatientName) VALUES (N'slow');",
+    )
+    .await;
+    let started = Instant::now();
+    assert_eq!(
+        wait_for_writers(&store, Duration::from_millis(300)).await,
+        WriterWait::Waited
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    exec(&mut writer, "ROLLBACK TRANSACTION;").await;
+    assert_eq!(
+        wait_for_writers(&store, Duration::from_secs(5)).await,
+        WriterWait::Idle
+    );
+    drop(writer);
+    drop(store);
+    db.drop_db().await;
+}
