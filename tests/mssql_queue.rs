@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::mssql::{exec, SqlDb};
+use common::mssql::{exec, query_int, SqlDb};
 use syncbridge::sqlserver::tds::TdsStore;
 use syncbridge::sqlserver::{QueueItem, SettleItem, Settlement, SqlStore, WriterWait};
 use uuid::Uuid;
@@ -170,6 +170,7 @@ async fn wait_for_writers_waits_for_an_open_transaction() {
     );
 
     let mut writer = db.connect().await;
+    let writer_spid = query_int(&mut writer, "SELECT @@SPID;").await;
     exec(
         &mut writer,
         "BEGIN TRANSACTION; INSERT INTO dbo.tblPatients (PatientName) VALUES (N'uncommitted');",
@@ -180,8 +181,16 @@ async fn wait_for_writers_waits_for_an_open_transaction() {
         "uncommitted rows are skipped"
     );
     let started = Instant::now();
+    // Commit only once the store is really blocked on the writer's lock.
+    let blocked = format!(
+        "SELECT COUNT(*) FROM sys.dm_exec_requests
+         WHERE blocking_session_id = {writer_spid} AND wait_type LIKE 'LCK%' AND session_id <> @@SPID;"
+    );
     let commit = async {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        db.wait_int("the store waiting on the writer's lock", &blocked, |n| {
+            n > 0
+        })
+        .await;
         exec(&mut writer, "COMMIT TRANSACTION;").await;
     };
     let (waited, ()) = tokio::join!(store.wait_for_writers(Duration::from_secs(20)), commit);
