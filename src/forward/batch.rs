@@ -52,9 +52,30 @@ pub struct Batch<'a> {
     pub policy: BatchPolicy,
 }
 
+/// What one table of a batch needs in Supabase: rows to upsert and keys to delete.
+struct TablePlan {
+    order: usize,
+    present: Vec<(RecordKey, JsonRow)>,
+    gone: Vec<RecordKey>,
+}
+
+/// Per record (table position, key): whether its write succeeded.
+type Results = BTreeMap<(usize, RecordKey), Result<(), RowError>>;
+
 impl Batch<'_> {
+    /// claim's items → grouped by record → current rows → upserts and deletes → settlements.
     pub async fn run(&self, items: Vec<QueueItem>) -> Result<BatchOutcome, StoreError> {
         let mut out = BatchOutcome::default();
+        let mut by_table = self.group(items, &mut out);
+        let plans = self.load(&mut by_table, &mut out).await?;
+        let results = self.send(plans, &mut out).await;
+        self.settle_records(by_table, &results, &mut out);
+        Ok(out)
+    }
+
+    /// Groups items by table (in parent-first order) and record; items that can never sync
+    /// are settled `Failed` at once.
+    fn group(&self, items: Vec<QueueItem>, out: &mut BatchOutcome) -> BTreeMap<usize, RecordItems> {
         let mut by_table: BTreeMap<usize, RecordItems> = BTreeMap::new();
         for item in items {
             match self.classify(&item) {
@@ -70,11 +91,19 @@ impl Batch<'_> {
                 }
             }
         }
+        by_table
+    }
 
-        let mut upserts = Vec::new();
-        let mut deletes = Vec::new();
+    /// Loads the current rows of every record. A table whose rows cannot be read (but whose
+    /// server answers) has its items settled for retry and leaves `by_table`.
+    async fn load(
+        &self,
+        by_table: &mut BTreeMap<usize, RecordItems>,
+        out: &mut BatchOutcome,
+    ) -> Result<Vec<TablePlan>, StoreError> {
+        let mut plans = Vec::new();
         let mut unloadable = Vec::new();
-        for (&order, records) in &by_table {
+        for (&order, records) in by_table.iter() {
             let table = &self.map.tables[order];
             let keys: Vec<RecordKey> = records.keys().cloned().collect();
             let rows = match self
@@ -105,77 +134,98 @@ impl Batch<'_> {
                     present.insert(key, table.row_to_json(row));
                 }
             }
-            let gone: Vec<RecordKey> = keys
-                .iter()
-                .filter(|k| !present.contains_key(*k))
-                .cloned()
+            let gone = keys
+                .into_iter()
+                .filter(|k| !present.contains_key(k))
                 .collect();
-            upserts.push((order, present.into_iter().collect::<Vec<_>>()));
-            deletes.push((order, gone));
+            plans.push(TablePlan {
+                order,
+                present: present.into_iter().collect(),
+                gone,
+            });
         }
+        by_table.retain(|order, _| !unloadable.contains(order));
+        Ok(plans)
+    }
 
-        let mut results: BTreeMap<(usize, RecordKey), Result<(), RowError>> = BTreeMap::new();
-        // Parents before children for upserts; children before parents for deletes.
-        for (order, rows) in upserts {
-            let table = &self.map.tables[order];
-            if out.config_fault.is_some() || rows.is_empty() {
-                continue;
+    /// Upserts parents before children, then deletes children before parents; stops at a
+    /// configuration fault.
+    async fn send(&self, plans: Vec<TablePlan>, out: &mut BatchOutcome) -> Results {
+        let mut results = Results::new();
+        let mut deletes = Vec::new();
+        for plan in plans {
+            deletes.push((plan.order, plan.gone));
+            if out.config_fault.is_none() && !plan.present.is_empty() {
+                out.rows_upserted += self
+                    .send_table(plan.order, Write::Upsert, plan.present, out, &mut results)
+                    .await;
             }
-            let started = Instant::now();
-            let n = rows.len();
-            let outcome = self.isolate(table, Write::Upsert, rows).await;
-            out.config_fault = outcome.fault;
-            let ok = outcome.results.iter().filter(|(_, r)| r.is_ok()).count();
-            out.rows_upserted += ok as u64;
-            tracing::info!(table = %table.target, rows = n, ok, ms = started.elapsed().as_millis() as u64, "upserted table batch");
-            results.extend(outcome.results.into_iter().map(|(k, r)| ((order, k), r)));
         }
-        for (order, keys) in deletes.into_iter().rev() {
-            let table = &self.map.tables[order];
-            if out.config_fault.is_some() || keys.is_empty() {
-                continue;
+        for (order, gone) in deletes.into_iter().rev() {
+            if out.config_fault.is_none() && !gone.is_empty() {
+                let rows = gone.into_iter().map(|k| (k, JsonRow::new())).collect();
+                out.rows_deleted += self
+                    .send_table(order, Write::Delete, rows, out, &mut results)
+                    .await;
             }
-            let started = Instant::now();
-            let rows: Vec<(RecordKey, JsonRow)> =
-                keys.into_iter().map(|k| (k, JsonRow::new())).collect();
-            let n = rows.len();
-            let outcome = self.isolate(table, Write::Delete, rows).await;
-            out.config_fault = outcome.fault;
-            let ok = outcome.results.iter().filter(|(_, r)| r.is_ok()).count();
-            out.rows_deleted += ok as u64;
-            tracing::info!(table = %table.target, rows = n, ok, ms = started.elapsed().as_millis() as u64, "deleted table batch");
-            results.extend(outcome.results.into_iter().map(|(k, r)| ((order, k), r)));
         }
+        results
+    }
 
-        for (order, records) in by_table
-            .into_iter()
-            .filter(|(order, _)| !unloadable.contains(order))
-        {
+    /// One table's upsert or delete, isolated; returns how many rows succeeded.
+    async fn send_table(
+        &self,
+        order: usize,
+        write: Write,
+        rows: Vec<(RecordKey, JsonRow)>,
+        out: &mut BatchOutcome,
+        results: &mut Results,
+    ) -> u64 {
+        let table = &self.map.tables[order];
+        let started = Instant::now();
+        let n = rows.len();
+        let outcome = self.isolate(table, write, rows).await;
+        out.config_fault = outcome.fault;
+        let ok = outcome.results.iter().filter(|(_, r)| r.is_ok()).count();
+        let ms = started.elapsed().as_millis() as u64;
+        tracing::info!(table = %table.target, ?write, rows = n, ok, ms, "table batch synced");
+        results.extend(outcome.results.into_iter().map(|(k, r)| ((order, k), r)));
+        ok as u64
+    }
+
+    /// Turns every grouped item into a settlement: its record's result, or a release when a
+    /// configuration fault stopped the batch before the record was sent.
+    fn settle_records(
+        &self,
+        by_table: BTreeMap<usize, RecordItems>,
+        results: &Results,
+        out: &mut BatchOutcome,
+    ) {
+        for (order, records) in by_table {
             for (key, items) in records {
+                let result = results.get(&(order, key));
                 for item in items {
-                    let settlement = match (results.get(&(order, key.clone())), &out.config_fault) {
-                        (Some(Ok(())), _) => SettleItem {
-                            id: item.id,
-                            claim: item.claim,
-                            outcome: Settlement::Synced,
-                        },
-                        (Some(Err(e)), _) => self.settle_error(&item, e),
-                        (None, Some(fault)) => SettleItem {
-                            id: item.id,
-                            claim: item.claim,
-                            outcome: Settlement::Release {
-                                delay: self.policy.fault_delay,
-                                error: Some(fault.clone()),
-                            },
+                    let outcome = match (result, &out.config_fault) {
+                        (Some(Ok(())), _) => Settlement::Synced,
+                        (Some(Err(e)), _) => {
+                            out.settlements.push(self.settle_error(&item, e));
+                            continue;
+                        }
+                        (None, Some(fault)) => Settlement::Release {
+                            delay: self.policy.fault_delay,
+                            error: Some(fault.clone()),
                         },
                         // Every loaded record was sent or faulted; nothing else is left.
                         (None, None) => continue,
                     };
-                    out.settlements.push(settlement);
+                    out.settlements.push(SettleItem {
+                        id: item.id,
+                        claim: item.claim,
+                        outcome,
+                    });
                 }
             }
         }
-        Ok(out)
     }
 
     /// Table position and parsed key, or why the item can never sync as it is.
