@@ -85,8 +85,9 @@ END;
 GO
 
 -- Defaults, inserted only when absent so that a re-run never overwrites a configured value.
--- NotifyToken must be set to the agent's SYNC_ADMIN_TOKEN:
---   UPDATE dbo.SyncConfig SET Value = N'<SYNC_ADMIN_TOKEN>' WHERE Name = N'NotifyToken';
+-- NotifyToken must be set to the agent's SYNC_NOTIFY_TOKEN (a token that opens queue-notify only;
+-- database readers can see this table), or to SYNC_ADMIN_TOKEN when no notify token is set:
+--   UPDATE dbo.SyncConfig SET Value = N'<SYNC_NOTIFY_TOKEN>' WHERE Name = N'NotifyToken';
 -- An empty NotifyUrl turns the notification off.
 IF NOT EXISTS (SELECT 1 FROM dbo.SyncConfig WHERE Name = N'NotifyUrl')
     INSERT INTO dbo.SyncConfig (Name, Value)

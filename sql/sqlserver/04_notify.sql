@@ -70,7 +70,7 @@ GO
 /*
     Returns, for someone running it by hand (EXEC @rc = dbo.sp_NotifyAppOfSync; SELECT @rc):
       the HTTP status when the agent answered (202/200; 401 means NotifyToken is not the
-      agent's SYNC_ADMIN_TOKEN), a negative HRESULT when the call failed (e.g. the agent is
+      agent's SYNC_NOTIFY_TOKEN or SYNC_ADMIN_TOKEN), a negative HRESULT when the call failed (e.g. the agent is
       stopped: connection refused), or 0 when notifying is off (empty NotifyUrl) or impossible
       (OLE Automation off, no permission, Linux).
     Timeouts (milliseconds) resolve/connect/send/receive = 250 each: the agent answers on the
