@@ -151,3 +151,22 @@ async fn status_reports_queue_inbox_and_watermarks() {
     assert!(s["reverse"]["catchup_watermarks"].is_object());
     assert!(s["agent"]["version"].is_string());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_body_is_not_buffered_before_the_token_is_checked() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = Harness::start().await;
+    let mut tcp = tokio::net::TcpStream::connect(h.addr)
+        .await
+        .expect("connect");
+    // A chunked body that never ends: the answer must not wait for it.
+    let head = "POST /api/sync/trigger HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n10\r\n0123456789abcdef\r\n";
+    tcp.write_all(head.as_bytes()).await.expect("write");
+    let mut answer = vec![0u8; 1024];
+    let n = tokio::time::timeout(DEADLINE, tcp.read(&mut answer))
+        .await
+        .expect("answered without the body")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+}
