@@ -214,59 +214,53 @@ impl ForwardWorker {
         Ok(())
     }
 
+    /// Adds one batch to the drain's report and to the agent's status.
     fn record(&self, report: &mut DrainReport, outcome: &super::batch::BatchOutcome) {
         use crate::sqlserver::Settlement::*;
-        report.batches += 1;
-        report.rows_upserted += outcome.rows_upserted;
-        report.rows_deleted += outcome.rows_deleted;
+        let mut batch = DrainReport {
+            batches: 1,
+            rows_upserted: outcome.rows_upserted,
+            rows_deleted: outcome.rows_deleted,
+            ..DrainReport::default()
+        };
+        let mut last_error = None;
         for s in &outcome.settlements {
-            match s.outcome {
-                Synced => report.items_synced += 1,
-                Retry { .. } => report.items_retried += 1,
-                Failed { .. } => report.items_failed += 1,
-                Release { .. } => report.items_released += 1,
+            match &s.outcome {
+                Synced => batch.items_synced += 1,
+                Retry { error, .. } => {
+                    batch.items_retried += 1;
+                    last_error = Some(error);
+                }
+                Failed { error } => {
+                    batch.items_failed += 1;
+                    last_error = Some(error);
+                }
+                Release { .. } => batch.items_released += 1,
             }
         }
+        report.batches += 1;
+        report.rows_upserted += batch.rows_upserted;
+        report.rows_deleted += batch.rows_deleted;
+        report.items_synced += batch.items_synced;
+        report.items_retried += batch.items_retried;
+        report.items_failed += batch.items_failed;
+        report.items_released += batch.items_released;
+
         let mut f = self.status.forward();
-        f.rows_upserted += outcome.rows_upserted;
-        f.rows_deleted += outcome.rows_deleted;
-        f.items_synced = f
-            .items_synced
-            .saturating_add(report_count(outcome, |s| matches!(s, Synced)));
-        f.items_retried += report_count(outcome, |s| matches!(s, Retry { .. }));
-        f.items_failed += report_count(outcome, |s| matches!(s, Failed { .. }));
+        f.rows_upserted += batch.rows_upserted;
+        f.rows_deleted += batch.rows_deleted;
+        f.items_synced += batch.items_synced;
+        f.items_retried += batch.items_retried;
+        f.items_failed += batch.items_failed;
         f.config_fault = outcome.config_fault.clone();
-        if outcome
-            .settlements
-            .iter()
-            .any(|s| matches!(s.outcome, Synced))
-        {
+        if batch.items_synced > 0 {
             f.last_success_at = Some(Utc::now());
         }
-        if let Some(error) = outcome
-            .settlements
-            .iter()
-            .rev()
-            .find_map(|s| match &s.outcome {
-                Retry { error, .. } | Failed { error } => Some(error.clone()),
-                _ => None,
-            })
-        {
-            f.last_error = Some(error);
+        if let Some(error) = last_error {
+            f.last_error = Some(error.clone());
             f.last_error_at = Some(Utc::now());
         }
     }
-}
-
-fn report_count(
-    outcome: &super::batch::BatchOutcome,
-    pred: impl Fn(&crate::sqlserver::Settlement) -> bool,
-) -> u64 {
-    outcome
-        .settlements
-        .iter()
-        .filter(|s| pred(&s.outcome))
-        .count() as u64
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
