@@ -42,6 +42,15 @@ impl Backoff {
     }
 }
 
+/// Sleeps until `deadline`, or forever when there is none: a worker with nothing scheduled
+/// waits only on its notifications (idle means asleep, not a periodic tick).
+pub async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -137,7 +137,7 @@ impl ForwardWorker {
                 _ = cancel.cancelled() => break,
                 _ = wake.notified() => {}
                 Some(reply) = requests.recv() => waiting.push(reply),
-                _ = sleep_until(next) => {}
+                _ = crate::retry::sleep_until(next) => {}
             }
         }
         tracing::info!("forward worker stopped");
@@ -260,12 +260,5 @@ impl ForwardWorker {
             f.last_error = Some(error.clone());
             f.last_error_at = Some(Utc::now());
         }
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }

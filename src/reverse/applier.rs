@@ -85,7 +85,7 @@ impl Applier {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = handle.wake.notified() => {}
-                _ = sleep_until(next) => {}
+                _ = crate::retry::sleep_until(next) => {}
             }
         }
         tracing::info!("reverse applier stopped");
@@ -201,12 +201,5 @@ impl Applier {
                 Ok(true)
             }
         }
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }

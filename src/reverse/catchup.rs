@@ -210,7 +210,7 @@ impl Catchup {
             let reply = tokio::select! {
                 _ = cancel.cancelled() => break,
                 r = requests.recv() => match r { Some(r) => Some(r), None => break },
-                _ = async { match retry_at { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending().await } } => None,
+                _ = crate::retry::sleep_until(retry_at) => None,
             };
             let result = self.once().await;
             retry_at = match (&result, reply.is_some()) {
