@@ -1,5 +1,6 @@
 //! `syncbridge check`: validates the configuration end to end — SQL Server reachable and every
-//! mapped table and column present with a convertible type, the queue installed, Supabase
+//! mapped table and column present with a convertible type, the queue installed, OLE Automation
+//! on, a notify URL set and a change trigger on every mapped table, Supabase
 //! reachable with this key and every target table and column present with a compatible type —
 //! and prints a readable report.
 
@@ -10,7 +11,7 @@ use serde_json::Value;
 use crate::app::describe_all;
 use crate::mapping::value::SqlType;
 use crate::mapping::{ResolvedMap, TableMap};
-use crate::sqlserver::SqlStore;
+use crate::sqlserver::{SetupReport, SqlStore};
 use crate::supabase::PostgrestClient;
 
 #[derive(Debug, Default)]
@@ -102,6 +103,10 @@ async fn check_sql_server(
             Err(e) => report.fail(format!("SQL Server {table}: {e}")),
         }
     }
+    match store.setup_report().await {
+        Ok(setup) => check_setup(&setup, map, report),
+        Err(e) => report.fail(format!("reading the sync set-up: {e}")),
+    }
     let described = match describe_all(store, map).await {
         Ok(d) => d,
         Err(e) => {
@@ -123,6 +128,39 @@ async fn check_sql_server(
         Err(problems) => {
             problems.lines().for_each(|p| report.fail(p.to_owned()));
             None
+        }
+    }
+}
+
+/// Notifications are the forward path's only wake-up (besides start-up and manual triggers),
+/// so a missing trigger or a disabled OLE Automation means silently late data: say so.
+fn check_setup(setup: &SetupReport, map: &TableMap, report: &mut CheckReport) {
+    if setup.ole_automation {
+        report.ok("OLE Automation Procedures enabled (sp_NotifyAppOfSync can notify)");
+    } else {
+        report.fail("OLE Automation Procedures is off: SQL Server cannot notify the agent (sql/sqlserver/04_notify.sql)");
+    }
+    match &setup.notify_url {
+        Some(url) => report.ok(format!("SyncConfig.NotifyUrl = {url}")),
+        None => report.fail("SyncConfig.NotifyUrl is empty: notifications are off"),
+    }
+    for table in &map.tables {
+        let qualified = if table.source.contains('.') {
+            table.source.clone()
+        } else {
+            format!("dbo.{}", table.source)
+        };
+        if setup
+            .tables_with_trigger
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(&qualified))
+        {
+            report.ok(format!("change trigger on {qualified}"));
+        } else {
+            report.fail(format!(
+                "no change trigger on {qualified}: EXEC dbo.sp_SyncInstallChangeTrigger @Table = N'{qualified}', @KeyColumns = N'{}'",
+                table.keys.join(", ")
+            ));
         }
     }
 }

@@ -68,6 +68,42 @@ async fn check_names_every_mismatch() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reports_when_sql_server_cannot_notify() {
+    let store = installed_store();
+    store.set_setup(syncbridge::sqlserver::SetupReport {
+        ole_automation: false,
+        notify_url: None,
+        tables_with_trigger: [
+            "dbo.tblPatients",
+            "dbo.tblWork",
+            "dbo.tblAlignerSets",
+            "dbo.tblAlignerNotes",
+        ]
+        .map(String::from)
+        .to_vec(),
+    });
+    let report = check("", &store, None).await;
+    let text = report.render();
+    assert_eq!(report.problems, 3, "{text}");
+    assert!(
+        text.contains("FAIL  OLE Automation Procedures is off"),
+        "{text}"
+    );
+    assert!(
+        text.contains("FAIL  SyncConfig.NotifyUrl is empty"),
+        "{text}"
+    );
+    assert!(
+        text.contains("FAIL  no change trigger on dbo.tblAlignerBatches: EXEC dbo.sp_SyncInstallChangeTrigger @Table = N'dbo.tblAlignerBatches', @KeyColumns = N'AlignerBatchID'"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ok    change trigger on dbo.tblPatients"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_reports_a_wrong_key_and_an_unreachable_sql_server() {
     let store = installed_store();
     store.set_down(true);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::key;
 use common::mssql::{exec, SqlDb};
-use syncbridge::sqlserver::{KeyPart, RecordKey};
+use syncbridge::sqlserver::{KeyPart, RecordKey, SqlStore};
 
 #[tokio::test]
 #[ignore = "needs MSSQL_TEST_URL (a real SQL Server); run scripts/test.sh with it set"]
@@ -35,6 +35,34 @@ async fn scripts_apply_twice() {
         );
     }
     assert_eq!(db.int("SELECT COUNT(*) FROM dbo.SyncConfig;").await, 2);
+    // What `syncbridge check` reads: the generated triggers and the notify URL.
+    let setup = db.store().setup_report().await.expect("setup report");
+    for table in [
+        "dbo.tblPatients",
+        "dbo.tblWork",
+        "dbo.tblAlignerSets",
+        "dbo.tblAlignerBatches",
+        "dbo.tblAlignerNotes",
+    ] {
+        assert!(
+            setup
+                .tables_with_trigger
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(table)),
+            "{table}: {setup:?}"
+        );
+    }
+    assert!(
+        !setup
+            .tables_with_trigger
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case("dbo.SyncQueue")),
+        "{setup:?}"
+    );
+    assert_eq!(
+        setup.notify_url.as_deref(),
+        Some("http://127.0.0.1:3000/api/sync/queue-notify")
+    );
     db.drop_db().await;
 }
 

@@ -168,6 +168,17 @@ pub struct QueueStats {
     pub oldest_pending_age_secs: Option<u64>,
 }
 
+/// What the forward path needs installed in SQL Server, for `syncbridge check`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SetupReport {
+    /// `Ole Automation Procedures` is on (`sp_NotifyAppOfSync` can POST).
+    pub ole_automation: bool,
+    /// `SyncConfig.NotifyUrl`, if set.
+    pub notify_url: Option<String>,
+    /// Tables (as `schema.table`) that have an enabled `trg_<table>_SyncQueue` trigger.
+    pub tables_with_trigger: Vec<String>,
+}
+
 /// A reverse-sync write into one row of a clinic table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReverseWrite {
@@ -263,6 +274,9 @@ pub trait SqlStore: Send + Sync + 'static {
     async fn release_own_claims(&self) -> Result<u64, StoreError>;
 
     async fn queue_stats(&self) -> Result<QueueStats, StoreError>;
+
+    /// Whether notifications can be sent and which tables have change triggers.
+    async fn setup_report(&self) -> Result<SetupReport, StoreError>;
 
     /// The current rows of `table` for `keys`, with `columns` selected. Missing rows are absent.
     async fn load_rows(

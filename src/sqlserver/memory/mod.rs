@@ -54,6 +54,8 @@ struct State {
     reject_applies: u32,
     applies: u64,
     writes: u64,
+    /// What `setup_report` answers instead of "all installed", when a test sets it.
+    setup: Option<SetupReport>,
     /// Calls per trait method, to prove an idle agent makes none.
     calls: BTreeMap<&'static str, u64>,
 }
@@ -99,6 +101,11 @@ impl MemoryStore {
                 rows: BTreeMap::new(),
             },
         );
+    }
+
+    /// Makes `setup_report` answer `setup` (e.g. OLE Automation off, triggers missing).
+    pub fn set_setup(&self, setup: SetupReport) {
+        self.lock().setup = Some(setup);
     }
 
     /// Simulates SQL Server being unreachable (every call fails with `Unavailable`).

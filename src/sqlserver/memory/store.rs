@@ -177,6 +177,19 @@ impl SqlStore for MemoryStore {
         })
     }
 
+    async fn setup_report(&self) -> Result<SetupReport, StoreError> {
+        let s = self.guard("setup_report")?;
+        if let Some(setup) = &s.setup {
+            return Ok(setup.clone());
+        }
+        // The double emulates the triggers on every table it has, and a notifier that works.
+        Ok(SetupReport {
+            ole_automation: true,
+            notify_url: Some("http://127.0.0.1:3000/api/sync/queue-notify".to_owned()),
+            tables_with_trigger: s.tables.keys().map(|t| format!("dbo.{t}")).collect(),
+        })
+    }
+
     async fn load_rows(
         &self,
         table: &str,

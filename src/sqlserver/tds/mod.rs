@@ -26,8 +26,8 @@ use self::catalog::{TableCache, TableInfo};
 use self::error::SqlResult;
 use self::pool::{Pool, TdsClient};
 use crate::sqlserver::{
-    QueueItem, QueueStats, RecordKey, ReverseWrite, Row, SettleItem, SourceColumn, SqlStore,
-    StoreError, WriteOutcome, WriterWait,
+    QueueItem, QueueStats, RecordKey, ReverseWrite, Row, SettleItem, SetupReport, SourceColumn,
+    SqlStore, StoreError, WriteOutcome, WriterWait,
 };
 
 /// `SyncQueue.ClaimedBy` is nvarchar(128).
@@ -163,6 +163,10 @@ impl SqlStore for TdsStore {
 
     async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
         self.with_conn(async |c| queue::stats(c).await).await
+    }
+
+    async fn setup_report(&self) -> Result<SetupReport, StoreError> {
+        self.with_conn(async |c| queue::setup_report(c).await).await
     }
 
     async fn load_rows(

@@ -18,7 +18,7 @@ use super::exec::{all_results, first_result, optional_row};
 use super::pool::TdsClient;
 use super::rows::bucket;
 use crate::sqlserver::{
-    ClaimToken, QueueId, QueueItem, QueueStats, SettleItem, Settlement, StoreError,
+    ClaimToken, QueueId, QueueItem, QueueStats, SettleItem, Settlement, SetupReport, StoreError,
 };
 
 /// Items per settle statement: five parameters each, under SQL Server's 2100.
@@ -298,6 +298,38 @@ ORDER BY q.QueueID;";
         stats.oldest_pending_age_secs = Some(u64::try_from(get::<i64>(&row, 0)?).unwrap_or(0));
     }
     Ok(stats)
+}
+
+/// The notification set-up and the installed change triggers (see `sql/sqlserver/03`, `04`).
+pub(super) async fn setup_report(client: &mut TdsClient) -> Result<SetupReport, StoreError> {
+    const SQL: &str = "\
+SET NOCOUNT ON;
+SELECT CONVERT(int, c.value_in_use) AS InUse
+FROM sys.configurations AS c
+WHERE c.name = N'Ole Automation Procedures';
+SELECT s.Value FROM dbo.SyncConfig AS s WHERE s.Name = N'NotifyUrl';
+SELECT OBJECT_SCHEMA_NAME(t.parent_id) + N'.' + OBJECT_NAME(t.parent_id) AS TableName
+FROM sys.triggers AS t
+WHERE t.is_disabled = 0 AND t.parent_class = 1
+  AND t.name = N'trg_' + OBJECT_NAME(t.parent_id) + N'_SyncQueue';";
+    let mut sets = all_results(Query::new(SQL), client).await?.into_iter();
+    let mut report = SetupReport::default();
+    if let Some(row) = sets.next().and_then(|rows| rows.into_iter().next()) {
+        report.ole_automation = get::<i32>(&row, 0)? == 1;
+    }
+    if let Some(row) = sets.next().and_then(|rows| rows.into_iter().next()) {
+        report.notify_url = row
+            .try_get::<&str, _>(0)
+            .sql()?
+            .map(str::to_owned)
+            .filter(|u| !u.trim().is_empty());
+    }
+    for row in sets.next().unwrap_or_default() {
+        report
+            .tables_with_trigger
+            .push(get::<&str>(&row, 0)?.to_owned());
+    }
+    Ok(report)
 }
 
 /// A non-NULL value of the expected type, or a Rejected error naming the column.
