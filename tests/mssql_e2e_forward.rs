@@ -5,7 +5,8 @@
 
 mod common;
 
-use common::mssql::{exec, query_int, E2e, SqlDb, ARABIC, KURDISH};
+use common::mssql::{exec, query_int, SqlDb, ARABIC, KURDISH};
+use common::mssql_e2e::E2e;
 use common::wait_for;
 use serde_json::json;
 

@@ -5,7 +5,8 @@
 
 mod common;
 
-use common::mssql::{owned, E2e, SqlDb, ARABIC, KURDISH};
+use common::mssql::{owned, SqlDb, ARABIC, KURDISH};
+use common::mssql_e2e::E2e;
 use common::{batch_record, hook, note_record, wait_for};
 use serde_json::json;
 
