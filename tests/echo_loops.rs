@@ -11,7 +11,9 @@ use serde_json::json;
 use syncbridge::mapping::value::SqlValue;
 use syncbridge_testkit::WebhookRelay;
 
-async fn install(h: &Harness, skip_agent_writes: bool) {
+/// Installs the Supabase webhook triggers (sql/supabase/02) pointing at the agent, and starts
+/// the relay that delivers them.
+async fn install(h: &Harness, skip_agent_writes: bool) -> WebhookRelay {
     h.db.client()
         .execute(
             "SELECT public.syncbridge_install_webhooks($1, $2, $3)",
@@ -23,6 +25,7 @@ async fn install(h: &Harness, skip_agent_writes: bool) {
         )
         .await
         .expect("install webhooks");
+    WebhookRelay::start(h.db.url()).await.expect("relay")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -32,8 +35,7 @@ async fn a_reverse_write_is_not_queued_back_to_supabase() {
     seed_supabase_parents(&h.db).await;
     h.notify().await;
     h.wait_synced().await;
-    install(&h, true).await;
-    let relay = WebhookRelay::start(h.db.url()).await.expect("relay");
+    let relay = install(&h, true).await;
     h.rest.clear_requests();
     let queued = h.store.queue().len();
     // A doctor writes a note in the portal.
@@ -72,8 +74,7 @@ async fn a_forward_upsert_that_comes_back_as_a_webhook_writes_nothing() {
     let h = Harness::start().await;
     seed_parents(&h.store);
     // Supabase-side filtering off: every agent write really comes back as a webhook.
-    install(&h, false).await;
-    let relay = WebhookRelay::start(h.db.url()).await.expect("relay");
+    let relay = install(&h, false).await;
     h.store.clinic_write(
         "tblAlignerBatches",
         &key("AlignerBatchID", 1),
@@ -149,8 +150,7 @@ async fn a_forward_upsert_that_comes_back_as_a_webhook_writes_nothing() {
 async fn the_supabase_filter_drops_agent_writes_at_the_source() {
     let h = Harness::start().await;
     seed_parents(&h.store);
-    install(&h, true).await;
-    let relay = WebhookRelay::start(h.db.url()).await.expect("relay");
+    let relay = install(&h, true).await;
     h.store.clinic_write(
         "tblAlignerNotes",
         &note_key(NOTE_B),
@@ -189,8 +189,7 @@ async fn a_portal_edit_racing_a_clinic_edit_of_the_same_batch_keeps_both() {
     );
     h.notify().await;
     h.wait_synced().await;
-    install(&h, true).await;
-    let relay = WebhookRelay::start(h.db.url()).await.expect("relay");
+    let relay = install(&h, true).await;
     // The doctor changes days in the portal while the clinic edits the batch's notes; the
     // clinic's copy still says 10 days when its change is synced.
     h.db.client()

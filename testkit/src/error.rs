@@ -85,6 +85,27 @@ pub(crate) fn redact_url(raw: &str) -> String {
     }
 }
 
+/// Waits until the counter behind `count` reaches `n`, for at most `within`; the timeout error
+/// names `what` and how many were seen. Shared by the request log and the webhook relay.
+pub(crate) async fn wait_for_count(
+    mut count: tokio::sync::watch::Receiver<usize>,
+    n: usize,
+    within: Duration,
+    what: impl FnOnce() -> String,
+) -> Result<()> {
+    let reached = tokio::time::timeout(within, count.wait_for(|c| *c >= n))
+        .await
+        .is_ok_and(|seen| seen.is_ok());
+    if reached {
+        return Ok(());
+    }
+    Err(TestkitError::Timeout {
+        what: what(),
+        waited: within,
+        seen: *count.borrow(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -164,18 +164,11 @@ impl WebhookRelay {
     /// Waits until at least `n` webhooks have been handled (sent, failed or dropped), for at
     /// most `within`.
     pub async fn wait_for_deliveries(&self, n: usize, within: Duration) -> Result<Vec<Delivery>> {
-        let mut handled = self.shared.delivered.subscribe();
-        let reached = tokio::time::timeout(within, handled.wait_for(|count| *count >= n))
-            .await
-            .is_ok_and(|seen| seen.is_ok());
-        if reached {
-            return Ok(self.deliveries());
-        }
-        Err(TestkitError::Timeout {
-            what: format!("{n} webhook deliveries"),
-            waited: within,
-            seen: self.shared.log().len(),
+        crate::error::wait_for_count(self.shared.delivered.subscribe(), n, within, || {
+            format!("{n} webhook deliveries")
         })
+        .await?;
+        Ok(self.deliveries())
     }
 
     /// While `true`, queued webhooks are logged as [`DeliveryOutcome::Dropped`] and not sent.

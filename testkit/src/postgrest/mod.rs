@@ -158,18 +158,11 @@ impl FakePostgrest {
         n: usize,
         within: Duration,
     ) -> Result<Vec<LoggedRequest>> {
-        let mut answered = self.state.controls.subscribe();
-        let reached = tokio::time::timeout(within, answered.wait_for(|count| *count >= n))
-            .await
-            .is_ok_and(|seen| seen.is_ok());
-        if reached {
-            return Ok(self.requests());
-        }
-        Err(TestkitError::Timeout {
-            what: format!("{n} PostgREST requests"),
-            waited: within,
-            seen: self.requests().len(),
+        crate::error::wait_for_count(self.state.controls.subscribe(), n, within, || {
+            format!("{n} PostgREST requests")
         })
+        .await?;
+        Ok(self.requests())
     }
 }
 
