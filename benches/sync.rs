@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use syncbridge::mapping::value::SqlValue;
 use syncbridge::mapping::{ResolvedMap, TableMap};
 use syncbridge::sqlserver::memory::MemoryStore;
+use syncbridge::sqlserver::SqlValue;
 use syncbridge::sqlserver::{KeyPart, RecordKey, Row, SqlStore};
 use syncbridge::{Agent, Config};
 use syncbridge_testkit::{ApiKeys, FakePostgrest, TestDb};

@@ -13,11 +13,11 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::forward::{ForwardSettings, ForwardWorker};
 use crate::http::{routes, AppState, Ready};
-use crate::mapping::{ResolvedMap, TableMap};
+use crate::mapping::{ResolveError, ResolvedMap, TableMap};
 use crate::reverse::catchup::Catchup;
 use crate::reverse::{Applier, Inbox};
 use crate::sqlserver::tds::TdsStore;
-use crate::sqlserver::{SourceColumn, SqlStore, StoreError};
+use crate::sqlserver::{DescribedTables, SqlStore, StoreError};
 use crate::status::Status;
 use crate::supabase::PostgrestClient;
 
@@ -47,15 +47,12 @@ impl Agent {
     }
 }
 
-type Described = Vec<(String, Option<Vec<SourceColumn>>)>;
-
 /// Reads the mapped tables from SQL Server's catalog.
-pub async fn describe_all(store: &dyn SqlStore, map: &TableMap) -> Result<Described, StoreError> {
-    let mut out = Vec::with_capacity(map.tables.len());
-    for t in &map.tables {
-        out.push((t.source.clone(), store.describe_table(&t.source).await?));
-    }
-    Ok(out)
+pub async fn describe_all(
+    store: &dyn SqlStore,
+    map: &TableMap,
+) -> Result<DescribedTables, StoreError> {
+    DescribedTables::read(store, map.sources()).await
 }
 
 /// Resolves the map from SQL Server, falling back to the schema cached by an earlier run when
@@ -81,7 +78,7 @@ async fn resolve(
                 .await
                 .ok()
                 .flatten()
-                .and_then(|j| serde_json::from_str::<Described>(&j).ok());
+                .and_then(|j| serde_json::from_str::<DescribedTables>(&j).ok());
             match cached {
                 Some(described) => {
                     tracing::warn!(error = %e, "SQL Server unreachable; starting from the cached schema");
@@ -97,7 +94,7 @@ async fn resolve(
 #[derive(Debug, thiserror::Error)]
 enum ResolveFailure {
     #[error("the table map does not match SQL Server:\n{0}")]
-    Map(String),
+    Map(ResolveError),
     #[error("SQL Server unavailable and no cached schema: {0}")]
     Unavailable(String),
 }
@@ -153,7 +150,7 @@ pub async fn run(
         match resolve(store.as_ref(), &map, &inbox).await {
             Ok(resolved) => break Arc::new(resolved),
             Err(ResolveFailure::Map(problems)) => {
-                status.set_startup_problem(Some(problems.clone()));
+                status.set_startup_problem(Some(problems.to_string()));
                 shutdown.cancel();
                 let _ = server.await;
                 // A configuration problem (exit code 78), unlike an I/O failure of the agent.

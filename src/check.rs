@@ -9,8 +9,8 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use crate::app::describe_all;
-use crate::mapping::value::SqlType;
 use crate::mapping::{ResolvedMap, TableMap};
+use crate::sqlserver::SqlType;
 use crate::sqlserver::{SetupReport, SqlStore};
 use crate::supabase::PostgrestClient;
 
@@ -126,7 +126,7 @@ async fn check_sql_server(
             Some(resolved)
         }
         Err(problems) => {
-            problems.lines().for_each(|p| report.fail(p.to_owned()));
+            problems.0.iter().for_each(|p| report.fail(p.to_string()));
             None
         }
     }

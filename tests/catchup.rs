@@ -5,8 +5,8 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use syncbridge::mapping::value::SqlValue;
 use syncbridge::sqlserver::memory::MemoryStore;
+use syncbridge::sqlserver::SqlValue;
 use syncbridge_testkit::WebhookRelay;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -149,7 +149,7 @@ async fn the_webhook_example_script_prints_each_answer() {
     assert_eq!(codes, ["200", "200", "200", "401", "400"], "{stdout}");
     h.wait_store("examples applied", |store| {
         note_text(store, NOTE_A).as_deref() == Some("Fit is fine; continue with batch 2")
-            && days(store, 1) == Some(syncbridge::mapping::value::SqlValue::Int(14))
+            && days(store, 1) == Some(syncbridge::sqlserver::SqlValue::Int(14))
     })
     .await;
 }

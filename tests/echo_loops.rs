@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use syncbridge::mapping::value::SqlValue;
+use syncbridge::sqlserver::SqlValue;
 use syncbridge_testkit::WebhookRelay;
 
 /// Installs the Supabase webhook triggers (sql/supabase/02) pointing at the agent, and starts

@@ -5,14 +5,14 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use syncbridge::mapping::value::SqlValue;
 use syncbridge::mapping::TableMap;
 use syncbridge::sqlserver::memory::MemoryStore;
+use syncbridge::sqlserver::SqlValue;
 use syncbridge::sqlserver::{KeyPart, RecordKey};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn composite_keys_upsert_and_delete() {
-    use syncbridge::mapping::value::SqlType;
+    use syncbridge::sqlserver::SqlType;
     let store = MemoryStore::new();
     let col = column;
     let int = SqlType::Int { bits: 32 };
@@ -118,7 +118,7 @@ async fn guid_keys_coalesce_whatever_their_case() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn text_keys_with_reserved_characters_update_portal_owned_tables() {
-    use syncbridge::mapping::value::SqlType;
+    use syncbridge::sqlserver::SqlType;
     let store = MemoryStore::new();
     let col = column;
     let text_type = SqlType::Text {

@@ -7,7 +7,7 @@ mod common;
 use chrono::{FixedOffset, NaiveDate, NaiveDateTime, TimeZone};
 use common::key;
 use common::mssql::SqlDb;
-use syncbridge::mapping::value::{Decimal, SqlValue};
+use syncbridge::sqlserver::{Decimal, SqlValue};
 use syncbridge::sqlserver::{ReverseWrite, SqlStore, WriteAction, WriteOutcome};
 use uuid::Uuid;
 

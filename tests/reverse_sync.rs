@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use syncbridge::mapping::value::SqlValue;
+use syncbridge::sqlserver::SqlValue;
 
 async fn wait_note(h: &Harness, uid: &str, body: &str) {
     h.wait_store("note applied", |store| {

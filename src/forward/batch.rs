@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::mapping::{ResolvedMap, ResolvedTable};
 use crate::retry::Backoff;
-use crate::sqlserver::{QueueItem, RecordKey, SettleItem, Settlement, SqlStore, StoreError};
+use crate::sqlserver::{Op, QueueItem, RecordKey, SettleItem, Settlement, SqlStore, StoreError};
 use crate::supabase::{ErrorClass, JsonRow, PostgrestClient, PostgrestError, UpsertMode};
 
 /// Row updates in flight at once for tables with portal-owned columns.
@@ -233,9 +233,9 @@ impl Batch<'_> {
         let Some(table) = self.map.by_source(&item.table) else {
             return Err(format!("table {} is not in the table map", item.table));
         };
-        if !matches!(item.operation.as_str(), "INSERT" | "UPDATE" | "DELETE") {
-            return Err(format!("unknown operation {:?}", item.operation));
-        }
+        // The operation only has to be one the triggers write: the row as it is now, loaded
+        // below, decides between upsert and delete.
+        item.operation.parse::<Op>().map_err(|e| e.to_string())?;
         let key = RecordKey::parse(&item.record_id).map_err(|e| e.to_string())?;
         if table.key_filter(&key).is_none() {
             let expected: Vec<_> = table

@@ -1,10 +1,13 @@
 //! What maps to what: the table map (which SQL Server table and column becomes which Supabase
-//! one, who owns each column, which directions sync) and exact value conversion.
+//! one, who owns each column, which directions sync), the map resolved against SQL Server's
+//! catalog, and exact value conversion between SQL Server values and PostgREST JSON ([`json`]).
 //! No I/O here beyond reading the optional TOML file.
 
+pub mod json;
+pub mod resolve;
 pub mod resolved;
 pub mod table_map;
-pub mod value;
 
+pub use resolve::{MapProblem, ResolveError};
 pub use resolved::{ResolvedMap, ResolvedTable};
 pub use table_map::{ReverseSpec, TableMap, TableSpec};

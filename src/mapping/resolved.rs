@@ -1,11 +1,13 @@
 //! The table map resolved against SQL Server's catalog: concrete columns with types, target
-//! names and ownership. Built once at startup; everything downstream maps through it.
+//! names and ownership, and the conversions every data path maps through (a SQL Server row to
+//! PostgREST JSON, a Supabase record to typed SQL Server values, keys both ways). Built once at
+//! start-up by [`super::resolve`].
 
 use serde_json::{Map, Value};
 
-use super::table_map::{TableMap, TableSpec};
-use super::value::{ConversionError, SqlType, SqlValue};
-use crate::sqlserver::{KeyPart, RecordKey, Row, SourceColumn};
+use super::json::{self, ConversionError};
+use super::table_map::TableSpec;
+use crate::sqlserver::{KeyPart, RecordKey, Row, SourceColumn, SqlType, SqlValue};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct MappedColumn {
@@ -79,9 +81,7 @@ impl ResolvedTable {
         self.columns
             .iter()
             .map(|c| {
-                let value = row
-                    .get(&c.source.name)
-                    .map_or(Value::Null, SqlValue::to_json);
+                let value = row.get(&c.source.name).map_or(Value::Null, json::to_json);
                 (c.target.clone(), value)
             })
             .collect()
@@ -159,7 +159,7 @@ impl ResolvedTable {
             let Some(value) = record.get(&col.target) else {
                 continue;
             };
-            let v = SqlValue::from_json(value, &col.source.sql_type).map_err(|source| {
+            let v = json::from_json(value, &col.source.sql_type).map_err(|source| {
                 DecodeError::BadValue {
                     table: self.target.clone(),
                     column: col.target.clone(),
@@ -188,79 +188,6 @@ pub struct ResolvedMap {
 }
 
 impl ResolvedMap {
-    /// Resolves `map` against described source tables (`describe(source)` as returned by the
-    /// SQL Server catalog). Every problem is reported, one per line.
-    pub fn resolve(
-        map: &TableMap,
-        described: &[(String, Option<Vec<SourceColumn>>)],
-    ) -> Result<Self, String> {
-        let mut problems = Vec::new();
-        let mut tables = Vec::new();
-        for spec in &map.tables {
-            let columns = described
-                .iter()
-                .find(|(name, _)| name.eq_ignore_ascii_case(&spec.source))
-                .and_then(|(_, cols)| cols.as_ref());
-            let Some(columns) = columns else {
-                problems.push(format!("SQL Server table {} does not exist", spec.source));
-                continue;
-            };
-            let has = |name: &str| columns.iter().any(|c| c.name.eq_ignore_ascii_case(name));
-            let named = spec
-                .keys
-                .iter()
-                .chain(&spec.exclude)
-                .chain(&spec.portal_owned)
-                .chain(spec.rename.keys());
-            for name in named.filter(|n| !has(n)) {
-                problems.push(format!("{}: column {name} does not exist", spec.source));
-            }
-            let mut mapped = Vec::new();
-            for col in columns {
-                let is = |list: &[String]| list.iter().any(|n| n.eq_ignore_ascii_case(&col.name));
-                if is(&spec.exclude) || col.computed && !is(&spec.keys) {
-                    continue;
-                }
-                let key_type_ok = matches!(
-                    col.sql_type,
-                    SqlType::Int { .. } | SqlType::Text { .. } | SqlType::Guid
-                );
-                if is(&spec.keys) && !key_type_ok {
-                    // The queue identifies rows by integer, text or GUID keys; any other key
-                    // type could not be matched back to its row (and a miss reads as a delete).
-                    problems.push(format!(
-                        "{}.{} is a key of type {:?}; keys must be integer, (n)char/(n)varchar or uniqueidentifier",
-                        spec.source, col.name, col.sql_type
-                    ));
-                    continue;
-                }
-                if let SqlType::Unsupported(ty) = &col.sql_type {
-                    problems.push(format!(
-                        "{}.{} has type {ty}, which syncbridge does not convert; exclude it",
-                        spec.source, col.name
-                    ));
-                    continue;
-                }
-                mapped.push(MappedColumn {
-                    target: spec.target_column(&col.name),
-                    key: is(&spec.keys),
-                    portal_owned: is(&spec.portal_owned),
-                    source: col.clone(),
-                });
-            }
-            tables.push(ResolvedTable {
-                target: spec.target_table(),
-                spec: spec.clone(),
-                columns: mapped,
-            });
-        }
-        if problems.is_empty() {
-            Ok(Self { tables })
-        } else {
-            Err(problems.join("\n"))
-        }
-    }
-
     pub fn by_source(&self, source: &str) -> Option<&ResolvedTable> {
         self.tables
             .iter()
@@ -277,77 +204,5 @@ impl ResolvedMap {
             .iter()
             .position(|t| t.spec.source.eq_ignore_ascii_case(source))
             .unwrap_or(usize::MAX)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::mapping::TableMap;
-
-    fn col(name: &str, sql_type: SqlType) -> SourceColumn {
-        SourceColumn {
-            name: name.to_owned(),
-            sql_type,
-            nullable: false,
-            identity: false,
-            computed: false,
-        }
-    }
-
-    fn map(keys: &[&str]) -> TableMap {
-        let keys = keys
-            .iter()
-            .map(|k| format!("{k:?}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        toml::from_str(&format!("[[table]]\nsource = \"tblX\"\nkeys = [{keys}]")).expect("map")
-    }
-
-    #[test]
-    fn keys_must_be_integer_text_or_guid() {
-        let decimal = vec![(
-            "tblX".to_owned(),
-            Some(vec![col(
-                "ID",
-                SqlType::Decimal {
-                    precision: 18,
-                    scale: 0,
-                },
-            )]),
-        )];
-        let err = ResolvedMap::resolve(&map(&["ID"]), &decimal).expect_err("decimal key refused");
-        assert!(err.contains("tblX.ID is a key"), "{err}");
-        let guid = vec![(
-            "tblX".to_owned(),
-            Some(vec![col("ID", SqlType::Guid), col("V", SqlType::Bit)]),
-        )];
-        let resolved = ResolvedMap::resolve(&map(&["ID"]), &guid).expect("guid key");
-        let table = resolved.by_source("tblx").expect("case-insensitive lookup");
-        let lower =
-            RecordKey::parse(r#"{"ID":"6f9619ff-8b86-d011-b42d-00c04fc964ff"}"#).expect("key");
-        assert_eq!(
-            table.canonical_key(&lower).to_json(),
-            r#"{"ID":"6F9619FF-8B86-D011-B42D-00C04FC964FF"}"#
-        );
-    }
-
-    #[test]
-    fn missing_tables_and_columns_are_all_reported() {
-        let described = vec![(
-            "tblX".to_owned(),
-            Some(vec![col("ID", SqlType::Int { bits: 32 })]),
-        )];
-        let mut m = map(&["ID", "Nope"]);
-        m.tables[0].exclude = vec!["Gone".to_owned()];
-        let err = ResolvedMap::resolve(&m, &described).expect_err("bad map");
-        assert!(
-            err.contains("column Nope does not exist")
-                && err.contains("column Gone does not exist"),
-            "{err}"
-        );
-        let err = ResolvedMap::resolve(&map(&["ID"]), &[("tblX".to_owned(), None)])
-            .expect_err("no table");
-        assert!(err.contains("tblX does not exist"), "{err}");
     }
 }

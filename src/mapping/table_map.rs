@@ -120,6 +120,11 @@ impl TableSpec {
 }
 
 impl TableMap {
+    /// The SQL Server tables of the map, parents first.
+    pub fn sources(&self) -> impl Iterator<Item = &str> {
+        self.tables.iter().map(|t| t.source.as_str())
+    }
+
     pub fn load(path: &Path) -> Result<Self, TableMapError> {
         let text = std::fs::read_to_string(path).map_err(|source| TableMapError::Read {
             path: path.display().to_string(),

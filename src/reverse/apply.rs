@@ -9,8 +9,8 @@ use serde_json::{Map, Value};
 
 use super::event::NewEvent;
 use crate::mapping::resolved::DecodeError;
-use crate::mapping::value::SqlValue;
 use crate::mapping::ResolvedTable;
+use crate::sqlserver::SqlValue;
 use crate::sqlserver::{ReverseWrite, WriteAction};
 
 /// What to do with an event.

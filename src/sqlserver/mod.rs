@@ -1,219 +1,29 @@
-//! The SQL Server side of syncbridge, behind one narrow trait ([`SqlStore`]).
+//! The SQL Server side of syncbridge, behind one narrow trait ([`SqlStore`]), with the value
+//! model it speaks: typed values ([`value`]), record keys ([`key`]), the queue's vocabulary
+//! ([`queue`]), the catalog ([`catalog`]) and reverse writes ([`write`]).
 //! `tds` is the real implementation (tiberius; every line of T-SQL lives there and in `sql/`);
 //! `memory` is the in-memory double the test suite and benchmarks drive. Nothing above this
-//! module knows which one it talks to.
+//! module knows which one it talks to, and nothing here knows of JSON or the table map.
 
+pub mod catalog;
+pub mod key;
 pub mod memory;
+pub mod queue;
 pub mod tds;
+pub mod value;
+pub mod write;
 
-use std::collections::BTreeMap;
-use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
-use crate::mapping::value::{SqlType, SqlValue};
-
-/// One row read from SQL Server: source column name → value.
-pub type Row = BTreeMap<String, SqlValue>;
-
-/// `SyncQueue.QueueID`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct QueueId(pub i64);
-
-/// The token a claim stamps on the rows it takes, so a late acknowledgement can never settle a
-/// row that another claim has taken since (after a lease expired).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ClaimToken(pub Uuid);
-
-/// One part of a record's primary key. Clinic keys are integers, GUIDs or short strings.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum KeyPart {
-    Int(i64),
-    Text(String),
-}
-
-impl KeyPart {
-    pub fn to_sql(&self) -> SqlValue {
-        match self {
-            Self::Int(i) => SqlValue::Int(*i),
-            Self::Text(s) => SqlValue::Text(s.clone()),
-        }
-    }
-}
-
-impl fmt::Display for KeyPart {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Int(i) => write!(f, "{i}"),
-            Self::Text(s) => f.write_str(s),
-        }
-    }
-}
-
-/// A record's key: source key column → value. `SyncQueue.RecordID` stores it as a JSON object,
-/// e.g. `{"PersonID":123}` or `{"WorkID":5,"ToothNo":11}`, which is what the triggers in
-/// `sql/sqlserver/` write with `FOR JSON PATH, WITHOUT_ARRAY_WRAPPER`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct RecordKey(pub BTreeMap<String, KeyPart>);
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("RecordID {0:?} is not a JSON object of key columns to integers or strings")]
-pub struct RecordKeyError(pub String);
-
-impl RecordKey {
-    pub fn parse(record_id: &str) -> Result<Self, RecordKeyError> {
-        let bad = || RecordKeyError(record_id.chars().take(200).collect());
-        let map: BTreeMap<String, serde_json::Value> =
-            serde_json::from_str(record_id).map_err(|_| bad())?;
-        if map.is_empty() {
-            return Err(bad());
-        }
-        map.into_iter()
-            .map(|(column, value)| {
-                let part = match value {
-                    serde_json::Value::Number(n) => KeyPart::Int(n.as_i64().ok_or_else(bad)?),
-                    serde_json::Value::String(s) => KeyPart::Text(s),
-                    _ => return Err(bad()),
-                };
-                Ok((column, part))
-            })
-            .collect::<Result<_, _>>()
-            .map(Self)
-    }
-
-    /// The canonical JSON text (columns sorted), as stored in `RecordID`.
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(&self.0).unwrap_or_default()
-    }
-
-    pub fn get(&self, column: &str) -> Option<&KeyPart> {
-        self.0.get(column)
-    }
-}
-
-impl fmt::Display for RecordKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_json())
-    }
-}
-
-/// A `SyncQueue` row taken by [`SqlStore::claim`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct QueueItem {
-    pub id: QueueId,
-    pub table: String,
-    /// Raw `RecordID`; parsed by the worker so a malformed one fails only its own item.
-    pub record_id: String,
-    /// Raw `Operation` (`INSERT`, `UPDATE`, `DELETE`).
-    pub operation: String,
-    /// Attempts made before this claim.
-    pub attempts: u32,
-    pub claim: ClaimToken,
-}
-
-/// What became of a claimed item.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Settlement {
-    /// Done: `Status = 'Synced'`.
-    Synced,
-    /// Failed this time: `Attempts + 1`, `LastError`, due again after `delay`.
-    Retry { delay: Duration, error: String },
-    /// Given up: `Attempts + 1`, `Status = 'Failed'`, `LastError`.
-    Failed { error: String },
-    /// Not attempted (configuration fault, shutdown): due again after `delay`, attempts untouched.
-    Release {
-        delay: Duration,
-        error: Option<String>,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct SettleItem {
-    pub id: QueueId,
-    pub claim: ClaimToken,
-    pub outcome: Settlement,
-}
-
-/// The answer of [`SqlStore::wait_for_writers`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriterWait {
-    /// No due `Pending` row is held by an open transaction: the queue is drained.
-    Idle,
-    /// A writer's uncommitted queue rows were waited on (committed, rolled back, or the wait
-    /// timed out): claim again.
-    Waited,
-}
-
-/// A column of a SQL Server table, from the catalog.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SourceColumn {
-    pub name: String,
-    pub sql_type: SqlType,
-    pub nullable: bool,
-    pub identity: bool,
-    pub computed: bool,
-}
-
-/// Counts for `GET /api/sync/status` and the monitoring views.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct QueueStats {
-    pub pending: u64,
-    pub synced: u64,
-    pub failed: u64,
-    /// Age in seconds of the oldest `Pending` item, if any.
-    pub oldest_pending_age_secs: Option<u64>,
-}
-
-/// What the forward path needs installed in SQL Server, for `syncbridge check`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SetupReport {
-    /// `Ole Automation Procedures` is on (`sp_NotifyAppOfSync` can POST).
-    pub ole_automation: bool,
-    /// `SyncConfig.NotifyUrl`, if set.
-    pub notify_url: Option<String>,
-    /// Tables (as `schema.table`) that have an enabled `trg_<table>_SyncQueue` trigger.
-    pub tables_with_trigger: Vec<String>,
-}
-
-/// A reverse-sync write into one row of a clinic table.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ReverseWrite {
-    pub table: String,
-    /// Key column → value; identifies the row.
-    pub key: Vec<(String, SqlValue)>,
-    pub action: WriteAction,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum WriteAction {
-    /// Update `update` where the row exists and any of them differs; insert `insert` (which
-    /// includes the key) when the row does not exist.
-    Upsert {
-        insert: Vec<(String, SqlValue)>,
-        update: Vec<(String, SqlValue)>,
-    },
-    /// Update `update` where the row exists and any of them differs; never insert.
-    UpdateOnly {
-        update: Vec<(String, SqlValue)>,
-    },
-    Delete,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WriteOutcome {
-    Inserted,
-    Updated,
-    /// The row already held these values: nothing written, no trigger fired.
-    Unchanged,
-    Deleted,
-    /// The row does not exist (update-only or delete): nothing written.
-    Missing,
-}
+pub use catalog::{DescribedTables, SetupReport, SourceColumn};
+pub use key::{KeyPart, RecordKey, RecordKeyError};
+pub use queue::{
+    ClaimToken, Op, QueueId, QueueItem, QueueStats, SettleItem, Settlement, UnknownOp, WriterWait,
+};
+pub use value::{Decimal, Row, SqlType, SqlValue};
+pub use write::{ReverseWrite, WriteAction, WriteOutcome};
 
 /// Errors from the SQL Server layer. The worker decides retries by asking
 /// [`StoreError::is_retryable`], never by inspecting messages.

@@ -3,8 +3,8 @@
 
 use chrono::{NaiveDate, NaiveDateTime};
 use serde_json::{json, Value};
-use syncbridge::mapping::value::{Decimal, SqlValue};
 use syncbridge::sqlserver::memory::MemoryStore;
+use syncbridge::sqlserver::{Decimal, SqlValue};
 use syncbridge::sqlserver::{KeyPart, RecordKey, Row};
 use syncbridge_testkit::TestDb;
 
@@ -209,7 +209,7 @@ pub async fn seed_supabase_parents(db: &TestDb) {
 /// A NOT NULL, non-identity column of a test table in the double.
 pub fn column(
     name: &str,
-    sql_type: syncbridge::mapping::value::SqlType,
+    sql_type: syncbridge::sqlserver::SqlType,
 ) -> syncbridge::sqlserver::SourceColumn {
     syncbridge::sqlserver::SourceColumn {
         name: name.to_owned(),

@@ -1,11 +1,11 @@
 use serde_json::json;
 
 use super::*;
-use crate::mapping::value::SqlValue;
 use crate::mapping::{ResolvedMap, TableMap};
 use crate::reverse::EventSource;
 use crate::sqlserver::memory::MemoryStore;
 use crate::sqlserver::SqlStore;
+use crate::sqlserver::SqlValue;
 
 const NOTE: &str = "6f9619ff-8b86-d011-b42d-00c04fc964ff";
 

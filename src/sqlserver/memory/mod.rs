@@ -183,9 +183,9 @@ impl MemoryStore {
         };
         let existed = t.rows.contains_key(key);
         let operation = match (&row, existed) {
-            (None, _) => "DELETE",
-            (Some(_), true) => "UPDATE",
-            (Some(_), false) => "INSERT",
+            (None, _) => Op::Delete,
+            (Some(_), true) => Op::Update,
+            (Some(_), false) => Op::Insert,
         };
         match tx {
             Some(tx) => s
@@ -195,7 +195,7 @@ impl MemoryStore {
                 .push((table.to_owned(), key.clone(), row)),
             None => Self::put(s, table, key, row),
         }
-        Self::enqueue(s, table, &key.to_json(), operation, tx);
+        Self::enqueue(s, table, &key.to_json(), operation.as_str(), tx);
     }
 
     fn put(s: &mut State, table: &str, key: &RecordKey, row: Option<Row>) {

@@ -1,8 +1,8 @@
 //! The sample clinic schema of `sql/sqlserver/01_sample_schema.sql`, as the double's tables.
 
 use super::MemoryStore;
-use crate::mapping::value::SqlType;
 use crate::sqlserver::SourceColumn;
+use crate::sqlserver::SqlType;
 
 fn col(name: &str, sql_type: SqlType, nullable: bool) -> SourceColumn {
     SourceColumn {

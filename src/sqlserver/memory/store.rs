@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::{MemQueueRow, MemoryStore};
-use crate::mapping::value::SqlValue;
+use crate::sqlserver::SqlValue;
 use crate::sqlserver::*;
 
 fn due(q: &MemQueueRow, now: Instant) -> bool {

@@ -11,7 +11,7 @@ use tiberius::Query;
 use super::error::SqlResult;
 use super::exec::all_results;
 use super::pool::TdsClient;
-use crate::mapping::value::SqlType;
+use crate::sqlserver::SqlType;
 use crate::sqlserver::{SourceColumn, StoreError};
 
 /// A table (or view) as the catalog names and types it.

@@ -11,7 +11,7 @@ use super::catalog::{quote, ColumnInfo, TableInfo};
 use super::error::SqlResult;
 use super::exec::first_result;
 use super::pool::TdsClient;
-use crate::mapping::value::{Decimal, SqlType, SqlValue};
+use crate::sqlserver::{Decimal, SqlType, SqlValue};
 use crate::sqlserver::{RecordKey, Row, SourceColumn, StoreError};
 
 /// Parameters per statement: SQL Server accepts 2100 per request.

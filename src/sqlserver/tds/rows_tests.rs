@@ -8,8 +8,8 @@ use tiberius::time::{self, Date, DateTime2, Time};
 use uuid::Uuid;
 
 use super::*;
-use crate::mapping::value::SqlType;
 use crate::sqlserver::KeyPart;
+use crate::sqlserver::SqlType;
 
 fn days_since_year_1(d: NaiveDate) -> u32 {
     u32::try_from((d - NaiveDate::from_ymd_opt(1, 1, 1).unwrap()).num_days()).unwrap()

@@ -17,8 +17,8 @@ use super::catalog::{quote, ColumnInfo, TableInfo};
 use super::error::SqlResult;
 use super::exec::all_results;
 use super::pool::TdsClient;
-use crate::mapping::value::{SqlType, SqlValue};
 use crate::sqlserver::{ReverseWrite, StoreError, WriteAction, WriteOutcome};
+use crate::sqlserver::{SqlType, SqlValue};
 
 /// Collation for the "did anything change" test: binary, so that a change of case or accents
 /// counts as a change even when the column's collation would call the two values equal.

@@ -4,7 +4,7 @@ use chrono::{FixedOffset, NaiveDate, TimeZone};
 use uuid::Uuid;
 
 use super::*;
-use crate::mapping::value::Decimal;
+use crate::sqlserver::Decimal;
 use crate::sqlserver::SourceColumn;
 
 fn col(name: &str, sql_type: SqlType, type_name: &str, decl: &str, identity: bool) -> ColumnInfo {

@@ -1,0 +1,42 @@
+//! The reverse path's writes into SQL Server: one row, upserted, updated or deleted, and what
+//! became of it.
+
+use serde::Serialize;
+
+use super::value::SqlValue;
+
+/// A reverse-sync write into one row of a clinic table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReverseWrite {
+    pub table: String,
+    /// Key column → value; identifies the row.
+    pub key: Vec<(String, SqlValue)>,
+    pub action: WriteAction,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteAction {
+    /// Update `update` where the row exists and any of them differs; insert `insert` (which
+    /// includes the key) when the row does not exist.
+    Upsert {
+        insert: Vec<(String, SqlValue)>,
+        update: Vec<(String, SqlValue)>,
+    },
+    /// Update `update` where the row exists and any of them differs; never insert.
+    UpdateOnly {
+        update: Vec<(String, SqlValue)>,
+    },
+    Delete,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteOutcome {
+    Inserted,
+    Updated,
+    /// The row already held these values: nothing written, no trigger fired.
+    Unchanged,
+    Deleted,
+    /// The row does not exist (update-only or delete): nothing written.
+    Missing,
+}
