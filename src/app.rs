@@ -6,7 +6,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use secrecy::{ExposeSecret, SecretSlice};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -120,11 +119,7 @@ pub async fn run(
         config.supabase_timeout,
     )
     .context("building the PostgREST client")?;
-    let signing_key = config
-        .webhook_signing_secret
-        .as_ref()
-        .and_then(|s| crate::http::signature::decode_signing_secret(s.expose_secret()))
-        .map(SecretSlice::from);
+    let signing_key = config.webhook_signing_key();
     let ready = Arc::new(OnceLock::new());
     let state = Arc::new(AppState {
         admin_token: config.admin_token.clone(),

@@ -391,7 +391,7 @@ async fn standard_webhooks_signatures_are_accepted_when_configured() {
     })
     .await;
     seed_parents(&h.store);
-    let key = syncbridge::http::signature::decode_signing_secret(SECRET).expect("key");
+    let key = syncbridge::config::decode_signing_secret(SECRET).expect("key");
     let body = hook(
         "INSERT",
         "aligner_notes",

@@ -12,7 +12,7 @@ use serde_json::json;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use super::signature::{bearer, token_matches};
+use super::auth::{bearer, token_matches};
 use super::{error_reply, json_reply, AppState, Ready};
 
 fn authorized(header: Option<&str>, state: &AppState) -> bool {

@@ -7,6 +7,7 @@
 //! `/api/sync/webhook`, the admin token for everything else.
 
 pub mod admin;
+pub mod auth;
 pub mod signature;
 pub mod webhook;
 

@@ -1,42 +1,14 @@
-//! Authentication of inbound requests, over the raw bytes and before any parsing: the shared
-//! secret (`Authorization: Bearer` or `X-Webhook-Secret`, constant-time) and, optionally,
-//! Standard Webhooks HMAC signatures (`webhook-id`, `webhook-timestamp`, `webhook-signature`).
+//! Standard Webhooks HMAC signatures (`webhook-id`, `webhook-timestamp`, `webhook-signature`),
+//! verified over the raw body before any parsing. Bearer tokens are [`super::auth`]'s.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 /// Signatures older or newer than this are replays or clock trouble.
 pub const TOLERANCE_SECS: i64 = 5 * 60;
-
-/// Constant-time equality of a presented token and the configured secret. Both are hashed first
-/// so that neither the comparison's time nor an early length check reveals anything.
-pub fn token_matches(presented: &str, secret: &SecretString) -> bool {
-    use sha2::Digest;
-    let a = Sha256::digest(presented.as_bytes());
-    let b = Sha256::digest(secret.expose_secret().as_bytes());
-    a.ct_eq(&b).into()
-}
-
-/// The token of `Authorization: Bearer <token>`.
-pub fn bearer(header: Option<&str>) -> Option<&str> {
-    let value = header?.trim();
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then_some(token.trim())
-}
-
-/// The key bytes of a `whsec_<base64>` secret.
-pub fn decode_signing_secret(secret: &str) -> Option<Vec<u8>> {
-    STANDARD
-        .decode(secret.strip_prefix("whsec_")?)
-        .ok()
-        .filter(|k| !k.is_empty())
-}
 
 /// The Standard Webhooks headers of a request.
 #[derive(Debug, Clone, Copy)]
@@ -105,18 +77,7 @@ pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bearer_and_token() {
-        let secret = SecretString::from("s3cret-value-of-some-length");
-        assert_eq!(bearer(Some("Bearer abc")), Some("abc"));
-        assert_eq!(bearer(Some("bearer  abc ")), Some("abc"));
-        assert_eq!(bearer(Some("Basic abc")), None);
-        assert_eq!(bearer(None), None);
-        assert!(token_matches("s3cret-value-of-some-length", &secret));
-        assert!(!token_matches("s3cret-value-of-some-lengtH", &secret));
-        assert!(!token_matches("", &secret));
-    }
+    use crate::config::decode_signing_secret;
 
     #[test]
     fn standard_webhooks_roundtrip_and_tolerance() {

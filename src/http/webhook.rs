@@ -11,7 +11,8 @@ use serde_json::{json, Map, Value};
 use warp::http::{HeaderMap, StatusCode};
 use warp::reply::Response;
 
-use super::signature::{bearer, token_matches, verify_signature, SignedHeaders};
+use super::auth::{bearer, token_matches};
+use super::signature::{verify_signature, SignedHeaders};
 use super::{error_reply, json_reply, AppState};
 use crate::reverse::apply::{plan, Plan};
 use crate::reverse::event::{parse_version, record_key};
