@@ -13,12 +13,13 @@ use crate::config::Config;
 use crate::forward::{ForwardSettings, ForwardWorker};
 use crate::http::{routes, AppState, Ready};
 use crate::mapping::{ResolveError, ResolvedMap, TableMap};
+use crate::retry::RetryPolicy;
 use crate::reverse::catchup::Catchup;
 use crate::reverse::{Applier, Inbox};
 use crate::sqlserver::tds::TdsStore;
 use crate::sqlserver::{DescribedTables, SqlStore, StoreError};
 use crate::status::Status;
-use crate::supabase::PostgrestClient;
+use crate::supabase::{PostgrestClient, SupabaseApi};
 
 /// Dead inbox events are kept this long for inspection.
 const DEAD_EVENT_DAYS: i64 = 30;
@@ -112,13 +113,15 @@ pub async fn run(
             tracing::info!(events = n, "pruned old dead inbox events");
         }
     }
-    let supabase = PostgrestClient::new(
-        &config.supabase_url,
-        &config.service_key,
-        config.service_key_kind,
-        config.supabase_timeout,
-    )
-    .context("building the PostgREST client")?;
+    let supabase: Arc<dyn SupabaseApi> = Arc::new(
+        PostgrestClient::new(
+            &config.supabase_url,
+            &config.service_key,
+            config.service_key_kind,
+            config.supabase_timeout,
+        )
+        .context("building the PostgREST client")?,
+    );
     let signing_key = config.webhook_signing_key();
     let ready = Arc::new(OnceLock::new());
     let state = Arc::new(AppState {
@@ -176,8 +179,10 @@ pub async fn run(
         inbox: inbox.clone(),
         map: resolved.clone(),
         status: status.clone(),
-        backoff: config.backoff,
-        max_attempts: config.max_attempts,
+        retry: RetryPolicy {
+            max_attempts: config.max_attempts,
+            backoff: config.backoff,
+        },
     }
     .spawn(shutdown.child_token());
     let (catchup, catchup_task) = Catchup {

@@ -12,7 +12,7 @@ use crate::app::describe_all;
 use crate::mapping::{ResolvedMap, TableMap};
 use crate::sqlserver::SqlType;
 use crate::sqlserver::{SetupReport, SqlStore};
-use crate::supabase::PostgrestClient;
+use crate::supabase::SupabaseApi;
 
 #[derive(Debug, Default)]
 pub struct CheckReport {
@@ -63,7 +63,7 @@ fn compatible(sql: &SqlType, pg: &str) -> bool {
 
 pub async fn run_checks(
     store: &dyn SqlStore,
-    supabase: &PostgrestClient,
+    supabase: &dyn SupabaseApi,
     map: &TableMap,
 ) -> CheckReport {
     let mut report = CheckReport::default();
@@ -77,7 +77,7 @@ pub async fn run_checks(
             check_sql_server(store, map, &mut report).await
         }
     };
-    match supabase.openapi().await {
+    match supabase.schema().await {
         Err(e) => report.fail(format!("Supabase: {e}")),
         Ok(spec) => {
             report.ok("Supabase reachable with the service key");

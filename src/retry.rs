@@ -1,7 +1,75 @@
-//! Backoff arithmetic for the durable retry schedule (queue rows, inbox events).
-//! Pure functions: the callers own the clocks and the randomness source.
+//! Retrying, decided in one place: what an error means ([`ErrorClass`], which the error types
+//! of each side answer through their `class()`), the durable rule shared by the forward queue
+//! and the reverse inbox ([`RetryPolicy`]: retry with backoff, give up after the maximum
+//! attempts), and the backoff arithmetic behind it. Pure: the callers own the clocks and the
+//! randomness source.
 
 use std::time::Duration;
+
+/// What to do about an error. Only the error types answer it (`PostgrestError::class`,
+/// `StoreError::class`); nobody else reads status codes or error numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Any request would fail right now (5xx, 408, 429, timeouts, network, SQL Server down or
+    /// deadlocked): the same request may succeed later.
+    Retryable,
+    /// This row cannot be written yet, but waiting can fix it (its parent row is not in
+    /// Supabase yet): isolate it and retry it on its own schedule.
+    RowRetryable,
+    /// This row's data was refused: isolate it; retrying it burns its attempts.
+    Rejected,
+    /// The key, the permissions or the schema are wrong: stop work without burning attempts.
+    ConfigFault,
+}
+
+impl ErrorClass {
+    /// Whether the same request may succeed later as it is.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, Self::Retryable | Self::RowRetryable)
+    }
+
+    /// Whether the error is caused by some row of the request rather than by the request as a
+    /// whole, so that sending fewer rows can isolate the culprit.
+    pub fn is_row_specific(self) -> bool {
+        matches!(self, Self::RowRetryable | Self::Rejected)
+    }
+}
+
+/// The durable retry rule: an item (queue row, inbox event) that failed for its own reasons is
+/// retried with backoff until `max_attempts` attempts have been made, then given up on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub backoff: Backoff,
+}
+
+/// What [`RetryPolicy`] says about a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Try again after this delay.
+    Retry(Duration),
+    /// The attempts are used up.
+    GiveUp,
+}
+
+impl RetryPolicy {
+    /// After the attempt following `attempts_before` earlier ones failed; `retry_after` is what
+    /// the server asked for, if anything.
+    pub fn after_failure(&self, attempts_before: u32, retry_after: Option<Duration>) -> Decision {
+        let attempt = attempts_before.saturating_add(1);
+        if attempt >= self.max_attempts {
+            Decision::GiveUp
+        } else {
+            Decision::Retry(self.backoff.next(attempt, retry_after))
+        }
+    }
+
+    /// After an attempt failed because the other side is unavailable: not the item's fault, so
+    /// it is retried without ever being given up on.
+    pub fn after_outage(&self, attempts_before: u32) -> Duration {
+        self.backoff.next(attempts_before.saturating_add(1), None)
+    }
+}
 
 /// Exponential backoff with "equal jitter": attempt n waits between half and all of
 /// `base * 2^(n-1)`, capped at `cap`, so retries of many items spread out instead of arriving
@@ -85,6 +153,40 @@ mod tests {
     fn jitter_is_clamped() {
         assert_eq!(B.delay(1, 7.0), B.delay(1, 1.0));
         assert_eq!(B.delay(1, -3.0), B.delay(1, 0.0));
+    }
+
+    #[test]
+    fn the_policy_gives_up_after_the_last_attempt_only() {
+        let policy = RetryPolicy {
+            max_attempts: 3,
+            backoff: B,
+        };
+        assert!(
+            matches!(policy.after_failure(0, None), Decision::Retry(d) if d <= Duration::from_secs(2))
+        );
+        assert!(
+            matches!(policy.after_failure(1, None), Decision::Retry(d) if d >= Duration::from_secs(2))
+        );
+        assert_eq!(policy.after_failure(2, None), Decision::GiveUp);
+        assert_eq!(policy.after_failure(u32::MAX, None), Decision::GiveUp);
+        let asked = Some(Duration::from_secs(30));
+        assert_eq!(
+            policy.after_failure(0, asked),
+            Decision::Retry(Duration::from_secs(30))
+        );
+        assert!(
+            policy.after_outage(u32::MAX) <= B.cap,
+            "outages never give up"
+        );
+    }
+
+    #[test]
+    fn row_specific_classes_are_the_ones_bisection_can_isolate() {
+        use ErrorClass::*;
+        assert!(RowRetryable.is_retryable() && RowRetryable.is_row_specific());
+        assert!(Retryable.is_retryable() && !Retryable.is_row_specific());
+        assert!(!Rejected.is_retryable() && Rejected.is_row_specific());
+        assert!(!ConfigFault.is_retryable() && !ConfigFault.is_row_specific());
     }
 
     #[test]

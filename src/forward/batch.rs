@@ -1,27 +1,23 @@
 //! One claimed batch, start to finish: group items by record (coalescing), load the current
-//! rows, upsert what exists and delete what is gone through PostgREST (parents first for
-//! upserts, children first for deletes), isolate bad rows by bisection, and turn every item into
-//! a settlement. Never talks to the queue itself; the worker settles.
+//! rows, send them ([`super::send`]: upserts of what exists, deletes of what is gone), and turn
+//! every item into a settlement. Never talks to the queue itself; the worker settles.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures_util::{StreamExt, TryStreamExt};
-use serde_json::Value;
-
-use crate::mapping::{ResolvedMap, ResolvedTable};
-use crate::retry::Backoff;
-use crate::sqlserver::{Op, QueueItem, RecordKey, SettleItem, Settlement, SqlStore, StoreError};
-use crate::supabase::{ErrorClass, JsonRow, PostgrestClient, PostgrestError, UpsertMode};
-
-/// Row updates in flight at once for tables with portal-owned columns.
-const PARALLEL_UPDATES: usize = 8;
+use super::send::{RowError, TablePlan};
+use crate::mapping::ResolvedMap;
+use crate::retry::{Decision, RetryPolicy};
+use crate::sqlserver::{
+    Op, QueueItem, RecordKey, RecordKeyError, SettleItem, Settlement, SqlStore, StoreError,
+    UnknownOp,
+};
+use crate::supabase::{JsonRow, SupabaseApi};
 
 /// Settings a batch needs from the configuration.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchPolicy {
-    pub max_attempts: u32,
-    pub backoff: Backoff,
+    pub retry: RetryPolicy,
     /// How long items wait when their batch hit a configuration fault.
     pub fault_delay: Duration,
 }
@@ -36,31 +32,33 @@ pub struct BatchOutcome {
     pub config_fault: Option<String>,
 }
 
-/// Why a record did not sync, cloned onto every item of the record.
-#[derive(Debug, Clone)]
-struct RowError {
-    message: String,
-    retry_after: Option<Duration>,
+/// Why a queue item can never sync as it is.
+#[derive(Debug, thiserror::Error)]
+enum ItemProblem {
+    #[error("table {0} is not in the table map")]
+    UnknownTable(String),
+    #[error(transparent)]
+    Operation(#[from] UnknownOp),
+    #[error(transparent)]
+    RecordId(#[from] RecordKeyError),
+    #[error("RecordID {record_id} does not name the key columns {expected:?}")]
+    WrongKey {
+        record_id: String,
+        expected: Vec<String>,
+    },
 }
 
-type RecordItems = BTreeMap<RecordKey, Vec<QueueItem>>;
+pub(super) type RecordItems = BTreeMap<RecordKey, Vec<QueueItem>>;
+
+/// Per record (table position, key): whether its write succeeded.
+pub(super) type Results = BTreeMap<(usize, RecordKey), Result<(), RowError>>;
 
 pub struct Batch<'a> {
     pub store: &'a dyn SqlStore,
-    pub supabase: &'a PostgrestClient,
+    pub supabase: &'a dyn SupabaseApi,
     pub map: &'a ResolvedMap,
     pub policy: BatchPolicy,
 }
-
-/// What one table of a batch needs in Supabase: rows to upsert and keys to delete.
-struct TablePlan {
-    order: usize,
-    present: Vec<(RecordKey, JsonRow)>,
-    gone: Vec<RecordKey>,
-}
-
-/// Per record (table position, key): whether its write succeeded.
-type Results = BTreeMap<(usize, RecordKey), Result<(), RowError>>;
 
 impl Batch<'_> {
     /// claim's items → grouped by record → current rows → upserts and deletes → settlements.
@@ -87,7 +85,12 @@ impl Batch<'_> {
                     .push(item),
                 Err(why) => {
                     tracing::warn!(queue_id = item.id.0, table = %item.table, error = %why, "queue item cannot be synced");
-                    out.settlements.push(self.settle_failed(&item, why));
+                    out.settlements.push(settle(
+                        &item,
+                        Settlement::Failed {
+                            error: why.to_string(),
+                        },
+                    ));
                 }
             }
         }
@@ -148,51 +151,6 @@ impl Batch<'_> {
         Ok(plans)
     }
 
-    /// Upserts parents before children, then deletes children before parents; stops at a
-    /// configuration fault.
-    async fn send(&self, plans: Vec<TablePlan>, out: &mut BatchOutcome) -> Results {
-        let mut results = Results::new();
-        let mut deletes = Vec::new();
-        for plan in plans {
-            deletes.push((plan.order, plan.gone));
-            if out.config_fault.is_none() && !plan.present.is_empty() {
-                out.rows_upserted += self
-                    .send_table(plan.order, Write::Upsert, plan.present, out, &mut results)
-                    .await;
-            }
-        }
-        for (order, gone) in deletes.into_iter().rev() {
-            if out.config_fault.is_none() && !gone.is_empty() {
-                let rows = gone.into_iter().map(|k| (k, JsonRow::new())).collect();
-                out.rows_deleted += self
-                    .send_table(order, Write::Delete, rows, out, &mut results)
-                    .await;
-            }
-        }
-        results
-    }
-
-    /// One table's upsert or delete, isolated; returns how many rows succeeded.
-    async fn send_table(
-        &self,
-        order: usize,
-        write: Write,
-        rows: Vec<(RecordKey, JsonRow)>,
-        out: &mut BatchOutcome,
-        results: &mut Results,
-    ) -> u64 {
-        let table = &self.map.tables[order];
-        let started = Instant::now();
-        let n = rows.len();
-        let outcome = self.isolate(table, write, rows).await;
-        out.config_fault = outcome.fault;
-        let ok = outcome.results.iter().filter(|(_, r)| r.is_ok()).count();
-        let ms = started.elapsed().as_millis() as u64;
-        tracing::info!(table = %table.target, ?write, rows = n, ok, ms, "table batch synced");
-        results.extend(outcome.results.into_iter().map(|(k, r)| ((order, k), r)));
-        ok as u64
-    }
-
     /// Turns every grouped item into a settlement: its record's result, or a release when a
     /// configuration fault stopped the batch before the record was sent.
     fn settle_records(
@@ -205,203 +163,67 @@ impl Batch<'_> {
             for (key, items) in records {
                 let result = results.get(&(order, key));
                 for item in items {
-                    let outcome = match (result, &out.config_fault) {
-                        (Some(Ok(())), _) => Settlement::Synced,
-                        (Some(Err(e)), _) => {
-                            out.settlements.push(self.settle_error(&item, e));
-                            continue;
-                        }
-                        (None, Some(fault)) => Settlement::Release {
-                            delay: self.policy.fault_delay,
-                            error: Some(fault.clone()),
-                        },
+                    let settled = match (result, &out.config_fault) {
+                        (Some(Ok(())), _) => settle(&item, Settlement::Synced),
+                        (Some(Err(e)), _) => self.settle_error(&item, e),
+                        (None, Some(fault)) => settle(
+                            &item,
+                            Settlement::Release {
+                                delay: self.policy.fault_delay,
+                                error: Some(fault.clone()),
+                            },
+                        ),
                         // Every loaded record was sent or faulted; nothing else is left.
                         (None, None) => continue,
                     };
-                    out.settlements.push(SettleItem {
-                        id: item.id,
-                        claim: item.claim,
-                        outcome,
-                    });
+                    out.settlements.push(settled);
                 }
             }
         }
     }
 
     /// Table position and parsed key, or why the item can never sync as it is.
-    fn classify(&self, item: &QueueItem) -> Result<(usize, RecordKey), String> {
+    fn classify(&self, item: &QueueItem) -> Result<(usize, RecordKey), ItemProblem> {
         let Some(table) = self.map.by_source(&item.table) else {
-            return Err(format!("table {} is not in the table map", item.table));
+            return Err(ItemProblem::UnknownTable(item.table.clone()));
         };
         // The operation only has to be one the triggers write: the row as it is now, loaded
-        // below, decides between upsert and delete.
-        item.operation.parse::<Op>().map_err(|e| e.to_string())?;
-        let key = RecordKey::parse(&item.record_id).map_err(|e| e.to_string())?;
+        // above, decides between upsert and delete.
+        item.operation.parse::<Op>()?;
+        let key = RecordKey::parse(&item.record_id)?;
         if table.key_filter(&key).is_none() {
-            let expected: Vec<_> = table
-                .key_columns()
-                .map(|c| c.source.name.as_str())
-                .collect();
-            return Err(format!(
-                "RecordID {} does not name the key columns {expected:?}",
-                item.record_id
-            ));
+            return Err(ItemProblem::WrongKey {
+                record_id: item.record_id.clone(),
+                expected: table.key_columns().map(|c| c.source.name.clone()).collect(),
+            });
         }
         Ok((self.map.order_of(&item.table), table.canonical_key(&key)))
     }
 
-    fn settle_failed(&self, item: &QueueItem, error: String) -> SettleItem {
-        SettleItem {
-            id: item.id,
-            claim: item.claim,
-            outcome: Settlement::Failed { error },
-        }
-    }
-
+    /// A failed attempt of `item`: retried on the durable schedule, or given up on.
     fn settle_error(&self, item: &QueueItem, error: &RowError) -> SettleItem {
-        let attempt = item.attempts + 1;
-        let outcome = if attempt >= self.policy.max_attempts {
-            Settlement::Failed {
-                error: error.message.clone(),
-            }
-        } else {
-            Settlement::Retry {
-                delay: self.policy.backoff.next(attempt, error.retry_after),
-                error: error.message.clone(),
-            }
+        let error_text = error.message.clone();
+        let outcome = match self
+            .policy
+            .retry
+            .after_failure(item.attempts, error.retry_after)
+        {
+            Decision::Retry(delay) => Settlement::Retry {
+                delay,
+                error: error_text,
+            },
+            Decision::GiveUp => Settlement::Failed { error: error_text },
         };
-        SettleItem {
-            id: item.id,
-            claim: item.claim,
-            outcome,
-        }
-    }
-
-    async fn upsert(
-        &self,
-        table: &ResolvedTable,
-        rows: &[(RecordKey, JsonRow)],
-    ) -> Result<(), PostgrestError> {
-        let body: Vec<JsonRow> = rows.iter().map(|(_, r)| r.clone()).collect();
-        let conflict = table.on_conflict();
-        if !table.has_portal_owned() {
-            return self
-                .supabase
-                .upsert(
-                    &table.target,
-                    &body,
-                    &conflict,
-                    &UpsertMode::Merge { columns: None },
-                )
-                .await;
-        }
-        // Portal-owned columns are written when a row is created and never overwritten from
-        // here afterwards: insert missing rows whole, then update only the clinic-owned columns
-        // of each row. (An upsert limited to those columns cannot do it: PostgreSQL checks NOT
-        // NULL on the proposed row before it sees the conflict.)
-        self.supabase
-            .upsert(&table.target, &body, &conflict, &UpsertMode::InsertMissing)
-            .await?;
-        let clinic = table.clinic_columns();
-        let mut updates = Vec::with_capacity(rows.len());
-        for (key, row) in rows {
-            let values: JsonRow = row
-                .iter()
-                .filter(|(c, _)| clinic.contains(c))
-                .map(|(c, v)| (c.clone(), v.clone()))
-                .collect();
-            if let Some(k) = table.key_filter(key) {
-                updates.push((k, values));
-            }
-        }
-        let (supabase, target) = (self.supabase.clone(), table.target.clone());
-        futures_util::stream::iter(updates)
-            .map(move |(key, values)| {
-                let (supabase, target) = (supabase.clone(), target.clone());
-                async move { supabase.update(&target, &key, &values).await }
-            })
-            .buffer_unordered(PARALLEL_UPDATES)
-            .try_collect::<Vec<()>>()
-            .await
-            .map(drop)
-    }
-
-    async fn delete(
-        &self,
-        table: &ResolvedTable,
-        rows: &[(RecordKey, JsonRow)],
-    ) -> Result<(), PostgrestError> {
-        let keys: Vec<Vec<(String, Value)>> = rows
-            .iter()
-            .filter_map(|(k, _)| table.key_filter(k))
-            .collect();
-        self.supabase.delete(&table.target, &keys).await
-    }
-
-    /// Sends `rows` in one request; when PostgREST refuses the data, bisects to find the bad
-    /// rows so that one poison row never fails the good ones beside it.
-    async fn isolate(
-        &self,
-        table: &ResolvedTable,
-        write: Write,
-        rows: Vec<(RecordKey, JsonRow)>,
-    ) -> Isolated {
-        let mut results = Vec::new();
-        // Ranges of `rows` still to send; a refused range is split in two.
-        let mut stack: Vec<std::ops::Range<usize>> = Vec::new();
-        stack.push(0..rows.len());
-        let mut fault = None;
-        while let Some(range) = stack.pop() {
-            let chunk = &rows[range.clone()];
-            let sent = match write {
-                Write::Upsert => self.upsert(table, chunk).await,
-                Write::Delete => self.delete(table, chunk).await,
-            };
-            match sent {
-                Ok(()) => results.extend(chunk.iter().map(|(k, _)| (k.clone(), Ok(())))),
-                Err(e) if e.class() == ErrorClass::ConfigFault => {
-                    tracing::error!(error = %e, "Supabase refused the service key; forward sync paused");
-                    fault = Some(e.to_string());
-                    break;
-                }
-                Err(e) if row_specific(&e) && chunk.len() > 1 => {
-                    let mid = range.start + chunk.len() / 2;
-                    stack.push(mid..range.end);
-                    stack.push(range.start..mid);
-                }
-                Err(e) => {
-                    if chunk.len() == 1 {
-                        tracing::warn!(table = %table.target, record = %chunk[0].0, error = %e, "row refused by Supabase");
-                    } else {
-                        tracing::warn!(table = %table.target, rows = chunk.len(), error = %e, "Supabase request failed");
-                    }
-                    let error = RowError {
-                        message: e.to_string(),
-                        retry_after: e.retry_after(),
-                    };
-                    results.extend(chunk.iter().map(|(k, _)| (k.clone(), Err(error.clone()))));
-                }
-            }
-        }
-        Isolated { results, fault }
+        settle(item, outcome)
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Write {
-    Upsert,
-    Delete,
-}
-
-struct Isolated {
-    results: Vec<(RecordKey, Result<(), RowError>)>,
-    fault: Option<String>,
-}
-
-/// A failure caused by some row's data (4xx other than auth, timeout and rate limit), as
-/// opposed to one that would fail any request.
-fn row_specific(e: &PostgrestError) -> bool {
-    matches!(e, PostgrestError::Status { status, .. } if (400..500).contains(status) && !matches!(status, 401 | 403 | 408 | 429))
+fn settle(item: &QueueItem, outcome: Settlement) -> SettleItem {
+    SettleItem {
+        id: item.id,
+        claim: item.claim,
+        outcome,
+    }
 }
 
 /// The queue's spelling of `key` (GUID case may differ between the trigger and the row).
@@ -415,3 +237,7 @@ fn find_key(records: &RecordItems, key: &RecordKey) -> Option<RecordKey> {
         .find(|k| k.to_json().to_lowercase() == lower)
         .cloned()
 }
+
+#[cfg(test)]
+#[path = "batch_tests.rs"]
+mod tests;

@@ -1,8 +1,11 @@
 //! Forward sync (SQL Server → Supabase): the [`worker`] owns when to drain (notifications,
-//! retry timers, shutdown); [`batch`] owns what one claimed batch becomes (load → map → upsert
-//! or delete → settlements).
+//! retry timers, shutdown); [`batch`] owns what one claimed batch becomes (load → map →
+//! send → settlements), and `send` how its rows reach Supabase (order, bisection).
 
 pub mod batch;
+#[cfg(test)]
+mod fixture;
+mod send;
 pub mod worker;
 
 pub use worker::{DrainReport, ForwardHandle, ForwardSettings, ForwardWorker};

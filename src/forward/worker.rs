@@ -15,10 +15,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::batch::{Batch, BatchPolicy};
 use crate::mapping::ResolvedMap;
-use crate::retry::Backoff;
+use crate::retry::{Backoff, RetryPolicy};
 use crate::sqlserver::{SqlStore, StoreError, WriterWait};
 use crate::status::Status;
-use crate::supabase::PostgrestClient;
+use crate::supabase::SupabaseApi;
 
 #[derive(Debug, Clone, Copy)]
 pub struct ForwardSettings {
@@ -67,7 +67,7 @@ impl ForwardHandle {
 
 pub struct ForwardWorker {
     pub store: Arc<dyn SqlStore>,
-    pub supabase: PostgrestClient,
+    pub supabase: Arc<dyn SupabaseApi>,
     pub map: Arc<ResolvedMap>,
     pub settings: ForwardSettings,
     pub status: Arc<Status>,
@@ -176,13 +176,15 @@ impl ForwardWorker {
         cancel: &CancellationToken,
     ) -> Result<(), StoreError> {
         let policy = BatchPolicy {
-            max_attempts: self.settings.max_attempts,
-            backoff: self.settings.backoff,
+            retry: RetryPolicy {
+                max_attempts: self.settings.max_attempts,
+                backoff: self.settings.backoff,
+            },
             fault_delay: self.settings.backoff.cap.min(Duration::from_secs(60)),
         };
         let batch = Batch {
             store: self.store.as_ref(),
-            supabase: &self.supabase,
+            supabase: self.supabase.as_ref(),
             map: &self.map,
             policy,
         };
@@ -262,3 +264,7 @@ impl ForwardWorker {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "worker_tests.rs"]
+mod tests;

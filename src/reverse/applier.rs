@@ -15,7 +15,7 @@ use super::apply::{plan, Plan};
 use super::event::StoredEvent;
 use super::inbox::{Inbox, InboxError};
 use crate::mapping::ResolvedMap;
-use crate::retry::Backoff;
+use crate::retry::{Decision, RetryPolicy};
 use crate::sqlserver::{SqlStore, WriteOutcome};
 use crate::status::Status;
 
@@ -41,8 +41,7 @@ pub struct Applier {
     pub inbox: Inbox,
     pub map: Arc<ResolvedMap>,
     pub status: Arc<Status>,
-    pub backoff: Backoff,
-    pub max_attempts: u32,
+    pub retry: RetryPolicy,
 }
 
 enum PassEnd {
@@ -72,13 +71,13 @@ impl Applier {
                 }
                 Ok(PassEnd::Unavailable) => {
                     outages += 1;
-                    Some(Instant::now() + self.backoff.next(outages, None))
+                    Some(Instant::now() + self.retry.backoff.next(outages, None))
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "reverse inbox unreadable");
                     self.status.reverse_error(&e.to_string());
                     outages += 1;
-                    Some(Instant::now() + self.backoff.next(outages, None))
+                    Some(Instant::now() + self.retry.backoff.next(outages, None))
                 }
             };
             handle.idle.notify_waiters();
@@ -97,7 +96,7 @@ impl Applier {
             Ok(None) => None,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the next inbox retry time");
-                Some(Instant::now() + self.backoff.base)
+                Some(Instant::now() + self.retry.backoff.base)
             }
         }
     }
@@ -181,7 +180,7 @@ impl Applier {
             Err(e) if e.is_retryable() => {
                 tracing::warn!(table = %write.table, error = %e, "SQL Server unavailable; reverse events kept for retry");
                 self.status.reverse_error(&e.to_string());
-                let delay = self.backoff.next(stored.attempts + 1, None);
+                let delay = self.retry.after_outage(stored.attempts);
                 self.inbox
                     .retry(stored.id, delay.as_millis() as i64, e.to_string())
                     .await?;
@@ -190,13 +189,13 @@ impl Applier {
             Err(e) => {
                 tracing::warn!(table = %write.table, key = %event.record_key, error = %e, "SQL Server refused a reverse write");
                 self.status.reverse_error(&e.to_string());
-                if stored.attempts + 1 >= self.max_attempts {
-                    self.inbox.kill(stored.id, e.to_string()).await?;
-                } else {
-                    let delay = self.backoff.next(stored.attempts + 1, None);
-                    self.inbox
-                        .retry(stored.id, delay.as_millis() as i64, e.to_string())
-                        .await?;
+                match self.retry.after_failure(stored.attempts, None) {
+                    Decision::Retry(delay) => {
+                        self.inbox
+                            .retry(stored.id, delay.as_millis() as i64, e.to_string())
+                            .await?
+                    }
+                    Decision::GiveUp => self.inbox.kill(stored.id, e.to_string()).await?,
                 }
                 Ok(true)
             }

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::event::{parse_version, record_key, EventSource, NewEvent};
 use super::inbox::{Inbox, InboxError, Watermark};
 use crate::mapping::{ResolvedMap, ResolvedTable};
-use crate::supabase::{PostgrestClient, PostgrestError};
+use crate::supabase::{PageRequest, PostgrestError, Since, SupabaseApi};
 
 /// Rows per page (PostgREST's own default cap on Supabase is 1,000).
 pub const PAGE: usize = 1000;
@@ -43,7 +43,7 @@ pub struct CatchupReport {
 }
 
 pub async fn run(
-    supabase: &PostgrestClient,
+    supabase: &dyn SupabaseApi,
     map: &ResolvedMap,
     inbox: &Inbox,
 ) -> Result<CatchupReport, CatchupError> {
@@ -62,7 +62,7 @@ pub async fn run(
 }
 
 async fn catch_up_table(
-    supabase: &PostgrestClient,
+    supabase: &dyn SupabaseApi,
     table: &ResolvedTable,
     inbox: &Inbox,
     start: Option<Watermark>,
@@ -74,21 +74,22 @@ async fn catch_up_table(
     let version_col = reverse.version_column.clone();
     let mut order = vec![version_col.clone()];
     order.extend(table.on_conflict());
-    let extra: Vec<(String, String)> = start
+    let since = start
         .as_ref()
         .and_then(|w| DateTime::parse_from_rfc3339(&w.version).ok())
-        .map(|t| {
-            (
-                version_col.clone(),
-                format!("gte.{}", (t - OVERLAP).to_rfc3339()),
-            )
-        })
-        .into_iter()
-        .collect();
-    let mut after: Vec<(String, Value)> = Vec::new();
+        .map(|t| Since {
+            column: version_col.clone(),
+            at: t - OVERLAP,
+        });
+    let mut page = PageRequest {
+        order,
+        after: Vec::new(),
+        since,
+        limit: PAGE,
+    };
     loop {
         let rows = supabase
-            .select_page(&table.target, &order, &after, &extra, PAGE)
+            .select_page(&table.target, &page)
             .await
             .map_err(|source| CatchupError::Postgrest {
                 table: table.target.clone(),
@@ -97,7 +98,8 @@ async fn catch_up_table(
         report.pages += 1;
         report.rows_fetched += rows.len() as u64;
         let Some(last) = rows.last() else { break };
-        after = order
+        page.after = page
+            .order
             .iter()
             .map(|c| (c.clone(), last.get(c).cloned().unwrap_or(Value::Null)))
             .collect();
@@ -121,8 +123,8 @@ async fn catch_up_table(
         }
         report.events_stored += events.len() as u64;
         let watermark = Watermark {
-            version: last_text(&after, 0),
-            key: serde_json::to_string(&after[1..]).unwrap_or_default(),
+            version: last_text(&page.after, 0),
+            key: serde_json::to_string(&page.after[1..]).unwrap_or_default(),
         };
         inbox
             .append(events, Some((table.target.clone(), watermark)))
@@ -161,7 +163,7 @@ impl CatchupHandle {
 
 /// What the catch-up task needs.
 pub struct Catchup {
-    pub supabase: PostgrestClient,
+    pub supabase: std::sync::Arc<dyn SupabaseApi>,
     pub map: std::sync::Arc<ResolvedMap>,
     pub inbox: Inbox,
     pub status: std::sync::Arc<crate::status::Status>,
@@ -184,7 +186,7 @@ impl Catchup {
     }
 
     async fn once(&self) -> Result<CatchupReport, String> {
-        let result = run(&self.supabase, &self.map, &self.inbox)
+        let result = run(self.supabase.as_ref(), &self.map, &self.inbox)
             .await
             .map_err(|e| e.to_string());
         let mut r = self.status.reverse();

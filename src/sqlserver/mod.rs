@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::retry::ErrorClass;
+
 pub use catalog::{DescribedTables, SetupReport, SourceColumn};
 pub use key::{KeyPart, RecordKey, RecordKeyError};
 pub use queue::{
@@ -25,8 +27,8 @@ pub use queue::{
 pub use value::{Decimal, Row, SqlType, SqlValue};
 pub use write::{ReverseWrite, WriteAction, WriteOutcome};
 
-/// Errors from the SQL Server layer. The worker decides retries by asking
-/// [`StoreError::is_retryable`], never by inspecting messages.
+/// Errors from the SQL Server layer. The workers decide retries by asking
+/// [`StoreError::class`], never by inspecting messages.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// Cannot connect or the connection broke: SQL Server is down or unreachable.
@@ -44,8 +46,15 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Unavailable(_) | Self::Transient(_) => ErrorClass::Retryable,
+            Self::Rejected(_) | Self::Invalid(_) => ErrorClass::Rejected,
+        }
+    }
+
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Unavailable(_) | Self::Transient(_))
+        self.class().is_retryable()
     }
 }
 

@@ -1,9 +1,12 @@
-//! Errors from PostgREST, classified once so callers only ask what to do about them.
+//! Errors from PostgREST, classified once ([`PostgrestError::class`]) so callers only ask what
+//! to do about them.
 
 use std::fmt;
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::retry::ErrorClass;
 
 /// PostgREST's error body (`{"code","details","hint","message"}`); Supabase's gateway answers
 /// auth failures with only `message`/`hint`.
@@ -35,17 +38,6 @@ impl fmt::Display for ErrorBody {
     }
 }
 
-/// What the worker should do about an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorClass {
-    /// Try the same request again later (5xx, 408, 429, timeouts, network, missing FK parent).
-    Retryable,
-    /// The key or permissions are wrong: stop work, do not burn the items' attempts.
-    ConfigFault,
-    /// This data was refused (4xx): isolate the row, retry it on its own schedule.
-    Rejected,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum PostgrestError {
     #[error("PostgREST answered HTTP {status}: {body}")]
@@ -56,42 +48,56 @@ pub enum PostgrestError {
     },
     #[error("PostgREST did not answer within {0:?}")]
     Timeout(Duration),
-    #[error("cannot reach PostgREST: {0}")]
-    Network(String),
-    #[error("unexpected PostgREST response: {0}")]
-    Decode(String),
+    /// No answer (connection refused or reset, TLS, DNS). Displayed with its causes, which say
+    /// why: the error is recorded as text (queue `LastError`, the status endpoint).
+    #[error("cannot reach PostgREST: {}", readable(.0))]
+    Network(#[source] reqwest::Error),
+    /// An answer that is not the JSON asked for.
+    #[error("unexpected PostgREST response: {}", readable(.0))]
+    Decode(#[source] reqwest::Error),
+    #[error("cannot encode the request body: {0}")]
+    Encode(#[source] serde_json::Error),
+    #[error("bad table name {table:?}: {source}")]
+    TableName {
+        table: String,
+        #[source]
+        source: url::ParseError,
+    },
+    #[error("the service key contains characters not allowed in a header")]
+    KeyNotAHeader,
+    #[error("cannot build the HTTP client")]
+    Client(#[source] reqwest::Error),
+}
+
+/// A reqwest error and its causes on one line, with the URL shortened to its path: the URL
+/// holds no secret, but the message reads better without the query string.
+fn readable(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    if let Some(url) = e.url() {
+        text = text.replace(url.as_str(), url.path());
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 impl PostgrestError {
+    /// The one place PostgREST's answers are read for what to do about them.
     pub fn class(&self) -> ErrorClass {
         match self {
-            Self::Timeout(_) | Self::Network(_) => ErrorClass::Retryable,
-            Self::Decode(_) => ErrorClass::Retryable,
-            Self::Status { status, body, .. } => match status {
-                401 | 403 => ErrorClass::ConfigFault,
-                // 23503: the parent row is not in Supabase yet (it may be in a later batch or
-                // being retried); waiting can fix it, unlike other constraint violations.
-                409 if body.code.as_deref() == Some("23503") => ErrorClass::Retryable,
-                // 42501 is PostgreSQL's "insufficient privilege": the key's role is wrong.
-                _ if body.code.as_deref() == Some("42501") => ErrorClass::ConfigFault,
-                // A missing table or column is the schema's fault, not the row's: every row
-                // would fail the same way, so stop instead of burning attempts.
-                _ if matches!(
-                    body.code.as_deref(),
-                    Some("PGRST204" | "PGRST205" | "42P01" | "42703")
-                ) =>
-                {
-                    ErrorClass::ConfigFault
-                }
-                408 | 429 => ErrorClass::Retryable,
-                500..=599 => ErrorClass::Retryable,
-                _ => ErrorClass::Rejected,
-            },
+            Self::Status { status, body, .. } => status_class(*status, body.code.as_deref()),
+            Self::Timeout(_) | Self::Network(_) | Self::Decode(_) => ErrorClass::Retryable,
+            Self::Encode(_) | Self::TableName { .. } | Self::Client(_) => ErrorClass::Retryable,
+            Self::KeyNotAHeader => ErrorClass::ConfigFault,
         }
     }
 
     pub fn is_retryable(&self) -> bool {
-        self.class() == ErrorClass::Retryable
+        self.class().is_retryable()
     }
 
     pub fn retry_after(&self) -> Option<Duration> {
@@ -99,6 +105,22 @@ impl PostgrestError {
             Self::Status { retry_after, .. } => *retry_after,
             _ => None,
         }
+    }
+}
+
+fn status_class(status: u16, code: Option<&str>) -> ErrorClass {
+    match (status, code) {
+        (401 | 403, _) => ErrorClass::ConfigFault,
+        // 23503: the parent row is not in Supabase yet (it may be in a later batch or being
+        // retried); waiting can fix it, unlike other constraint violations.
+        (409, Some("23503")) => ErrorClass::RowRetryable,
+        // 42501 is PostgreSQL's "insufficient privilege": the key's role is wrong.
+        (_, Some("42501")) => ErrorClass::ConfigFault,
+        // A missing table or column is the schema's fault, not the row's: every row would fail
+        // the same way, so stop instead of burning attempts.
+        (_, Some("PGRST204" | "PGRST205" | "42P01" | "42703")) => ErrorClass::ConfigFault,
+        (408 | 429, _) | (500..=599, _) => ErrorClass::Retryable,
+        _ => ErrorClass::Rejected,
     }
 }
 
@@ -121,7 +143,7 @@ mod tests {
     fn classification() {
         assert_eq!(status(401, None).class(), ErrorClass::ConfigFault);
         assert_eq!(status(403, Some("42501")).class(), ErrorClass::ConfigFault);
-        assert_eq!(status(409, Some("23503")).class(), ErrorClass::Retryable);
+        assert_eq!(status(409, Some("23503")).class(), ErrorClass::RowRetryable);
         assert_eq!(status(409, Some("23505")).class(), ErrorClass::Rejected);
         assert_eq!(status(400, Some("22P02")).class(), ErrorClass::Rejected);
         assert_eq!(

@@ -1,0 +1,155 @@
+//! The forward path's rules against the two in-memory doubles: how rows are batched, how one
+//! refused row is isolated, and in which order parents and children reach Supabase.
+
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::forward::fixture::{key, patient, work, worker};
+use crate::sqlserver::memory::MemoryStore;
+use crate::supabase::memory::{MemorySupabase, Request, RequestKind};
+
+fn requests(supabase: &MemorySupabase, kind: RequestKind) -> Vec<(String, usize)> {
+    supabase
+        .requests()
+        .into_iter()
+        .filter(|r| r.kind == kind)
+        .map(|Request { table, rows, .. }| (table, rows))
+        .collect()
+}
+
+fn statuses(store: &MemoryStore) -> Vec<String> {
+    store.queue().into_iter().map(|q| q.status).collect()
+}
+
+/// The sample clinic's foreign keys, as `sql/supabase/01_schema.sql` declares them.
+fn with_foreign_keys() -> MemorySupabase {
+    let supabase = MemorySupabase::new();
+    supabase.add_foreign_key("work", "person_id", "patients", "person_id");
+    supabase
+}
+
+#[tokio::test]
+async fn rows_are_sent_one_request_per_claimed_batch() {
+    let store = MemoryStore::sample_clinic();
+    for id in 1..=120 {
+        store.clinic_write("tblPatients", &key("PersonID", id), Some(patient(id, "p")));
+    }
+    let supabase = MemorySupabase::new();
+    let report = worker(&store, &supabase, 50, 10)
+        .await
+        .drain(&CancellationToken::new())
+        .await;
+    assert_eq!((report.batches, report.items_synced), (3, 120));
+    let sizes: Vec<usize> = requests(&supabase, RequestKind::Upsert)
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect();
+    assert_eq!(sizes, [50, 50, 20]);
+    assert_eq!(supabase.rows("patients").len(), 120);
+}
+
+#[tokio::test]
+async fn items_of_one_record_coalesce_into_one_row() {
+    let store = MemoryStore::sample_clinic();
+    for name in ["first", "second", "third"] {
+        store.clinic_write("tblPatients", &key("PersonID", 1), Some(patient(1, name)));
+    }
+    let supabase = MemorySupabase::new();
+    let report = worker(&store, &supabase, 50, 10)
+        .await
+        .drain(&CancellationToken::new())
+        .await;
+    assert_eq!(report.items_synced, 3);
+    assert_eq!(
+        requests(&supabase, RequestKind::Upsert),
+        [("patients".into(), 1)]
+    );
+    assert_eq!(supabase.rows("patients")[0]["patient_name"], json!("third"));
+}
+
+#[tokio::test]
+async fn one_poison_row_among_many_is_isolated_by_bisection() {
+    let store = MemoryStore::sample_clinic();
+    for id in 1..=64 {
+        let name = if id == 37 { "poison" } else { "fine" };
+        store.clinic_write("tblPatients", &key("PersonID", id), Some(patient(id, name)));
+    }
+    let supabase = MemorySupabase::new();
+    supabase.refuse_value("patients", "patient_name", json!("poison"));
+    let report = worker(&store, &supabase, 64, 10)
+        .await
+        .drain(&CancellationToken::new())
+        .await;
+    assert_eq!((report.items_synced, report.items_retried), (63, 1));
+    assert_eq!(
+        supabase.rows("patients").len(),
+        63,
+        "every good row arrived"
+    );
+    let poison = store
+        .queue()
+        .into_iter()
+        .find(|q| q.record_id == r#"{"PersonID":37}"#)
+        .expect("poison item");
+    assert_eq!((poison.status.as_str(), poison.attempts), ("Pending", 1));
+    assert!(poison.last_error.unwrap_or_default().contains("23514"));
+    // One request for all 64, then two per halving down to the single row: 1 + 2·log2(64).
+    assert_eq!(requests(&supabase, RequestKind::Upsert).len(), 13);
+}
+
+#[tokio::test]
+async fn a_row_refused_on_every_attempt_fails_after_the_last_one() {
+    let store = MemoryStore::sample_clinic();
+    store.clinic_write(
+        "tblPatients",
+        &key("PersonID", 1),
+        Some(patient(1, "poison")),
+    );
+    let supabase = MemorySupabase::new();
+    supabase.refuse_value("patients", "patient_name", json!("poison"));
+    let worker = worker(&store, &supabase, 50, 1).await;
+    let report = worker.drain(&CancellationToken::new()).await;
+    assert_eq!(report.items_failed, 1, "max_attempts = 1: no retry");
+    assert_eq!(statuses(&store), ["Failed"]);
+}
+
+#[tokio::test]
+async fn parents_are_upserted_before_children_and_deleted_after_them() {
+    let store = MemoryStore::sample_clinic();
+    // Queued child first: the batch must reorder, or the foreign key refuses the work row.
+    store.clinic_write("tblWork", &key("WorkID", 10), Some(work(10, 1)));
+    store.clinic_write("tblPatients", &key("PersonID", 1), Some(patient(1, "p")));
+    let supabase = with_foreign_keys();
+    let worker = worker(&store, &supabase, 50, 10).await;
+    let report = worker.drain(&CancellationToken::new()).await;
+    assert_eq!((report.items_synced, report.items_retried), (2, 0));
+    let tables = |kind| -> Vec<String> {
+        requests(&supabase, kind)
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect()
+    };
+    assert_eq!(tables(RequestKind::Upsert), ["patients", "work"]);
+
+    // Deleted parent first in the queue: the child's delete must still go first.
+    store.clinic_write("tblPatients", &key("PersonID", 1), None);
+    store.clinic_write("tblWork", &key("WorkID", 10), None);
+    let report = worker.drain(&CancellationToken::new()).await;
+    assert_eq!((report.items_synced, report.items_retried), (2, 0));
+    assert_eq!(tables(RequestKind::Delete), ["work", "patients"]);
+    assert!(supabase.rows("patients").is_empty() && supabase.rows("work").is_empty());
+}
+
+#[tokio::test]
+async fn a_refused_key_releases_the_batch_without_burning_attempts() {
+    let store = MemoryStore::sample_clinic();
+    store.clinic_write("tblPatients", &key("PersonID", 1), Some(patient(1, "p")));
+    let supabase = MemorySupabase::new();
+    supabase.set_failing(Some(401));
+    let worker = worker(&store, &supabase, 50, 10).await;
+    let report = worker.drain(&CancellationToken::new()).await;
+    assert_eq!(report.items_released, 1);
+    assert!(report.error.unwrap_or_default().contains("HTTP 401"));
+    let item = &store.queue()[0];
+    assert_eq!((item.status.as_str(), item.attempts), ("Pending", 0));
+}
