@@ -16,7 +16,7 @@ use serde_json::json;
 use syncbridge::mapping::{ResolvedMap, TableMap};
 use syncbridge::sqlserver::memory::MemoryStore;
 use syncbridge::sqlserver::SqlValue;
-use syncbridge::sqlserver::{KeyPart, RecordKey, Row, SqlStore};
+use syncbridge::sqlserver::{DescribedTables, KeyPart, RecordKey, Row};
 use syncbridge::{Agent, Config};
 use syncbridge_testkit::{ApiKeys, FakePostgrest, TestDb};
 use tokio_util::sync::CancellationToken;
@@ -206,7 +206,7 @@ async fn webhooks(count: usize) -> (Vec<Duration>, Duration) {
 async fn mapping(rows: usize) -> Duration {
     let store = MemoryStore::sample_clinic();
     let map = TableMap::sample_clinic();
-    let described = syncbridge::app::describe_all(&store as &dyn SqlStore, &map)
+    let described = DescribedTables::read(&store, map.sources())
         .await
         .expect("describe");
     let resolved = ResolvedMap::resolve(&map, &described).expect("resolve");

@@ -8,10 +8,9 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use crate::app::describe_all;
 use crate::mapping::{ResolvedMap, TableMap};
 use crate::sqlserver::SqlType;
-use crate::sqlserver::{SetupReport, SqlStore};
+use crate::sqlserver::{DescribedTables, SetupReport, SqlStore};
 use crate::supabase::SupabaseApi;
 
 #[derive(Debug, Default)]
@@ -107,7 +106,7 @@ async fn check_sql_server(
         Ok(setup) => check_setup(&setup, map, report),
         Err(e) => report.fail(format!("reading the sync set-up: {e}")),
     }
-    let described = match describe_all(store, map).await {
+    let described = match DescribedTables::read(store, map.sources()).await {
         Ok(d) => d,
         Err(e) => {
             report.fail(format!("reading the SQL Server catalog: {e}"));

@@ -3,12 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{ForwardSettings, ForwardWorker};
-use crate::mapping::{ResolvedMap, TableMap};
-use crate::retry::Backoff;
+use super::{ForwardCounters, ForwardSettings, ForwardWorker};
+use crate::mapping::ResolvedMap;
+use crate::retry::{Backoff, RetryPolicy};
 use crate::sqlserver::memory::MemoryStore;
-use crate::sqlserver::{DescribedTables, KeyPart, RecordKey, Row, SqlValue};
-use crate::status::Status;
+use crate::sqlserver::{KeyPart, RecordKey, Row, SqlValue};
 use crate::supabase::memory::MemorySupabase;
 
 /// A worker for the sample clinic map over `store` and `supabase`, claiming `batch_size` items
@@ -19,25 +18,23 @@ pub(super) async fn worker(
     batch_size: usize,
     max_attempts: u32,
 ) -> ForwardWorker {
-    let map = TableMap::sample_clinic();
-    let described = DescribedTables::read(store, map.sources())
-        .await
-        .expect("describe");
     ForwardWorker {
         store: Arc::new(store.clone()),
         supabase: Arc::new(supabase.clone()),
-        map: Arc::new(ResolvedMap::resolve(&map, &described).expect("resolve")),
+        map: Arc::new(ResolvedMap::sample_clinic().await),
         settings: ForwardSettings {
             batch_size,
             lease: Duration::from_secs(120),
-            max_attempts,
-            backoff: Backoff {
-                base: Duration::from_secs(2),
-                cap: Duration::from_secs(600),
+            retry: RetryPolicy {
+                max_attempts,
+                backoff: Backoff {
+                    base: Duration::from_secs(2),
+                    cap: Duration::from_secs(600),
+                },
             },
             writer_wait: Duration::from_millis(10),
         },
-        status: Arc::new(Status::default()),
+        counters: Arc::new(ForwardCounters::default()),
     }
 }
 

@@ -3,9 +3,11 @@
 //! send → settlements), and `send` how its rows reach Supabase (order, bisection).
 
 pub mod batch;
+pub mod counters;
 #[cfg(test)]
 mod fixture;
 mod send;
 pub mod worker;
 
-pub use worker::{DrainReport, ForwardHandle, ForwardSettings, ForwardWorker};
+pub use counters::{DrainReport, ForwardCounters};
+pub use worker::{ForwardHandle, ForwardSettings, ForwardWorker};

@@ -7,41 +7,26 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
-use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::batch::{Batch, BatchPolicy};
+use super::counters::{DrainReport, ForwardCounters};
 use crate::mapping::ResolvedMap;
-use crate::retry::{Backoff, RetryPolicy};
+use crate::retry::RetryPolicy;
 use crate::sqlserver::{SqlStore, StoreError, WriterWait};
-use crate::status::Status;
 use crate::supabase::SupabaseApi;
 
 #[derive(Debug, Clone, Copy)]
 pub struct ForwardSettings {
     pub batch_size: usize,
     pub lease: Duration,
-    pub max_attempts: u32,
-    pub backoff: Backoff,
+    /// The durable retry rule for items; its backoff also paces the worker after a failed
+    /// drain.
+    pub retry: RetryPolicy,
     /// Longest single wait on a writer's open transaction before claiming again.
     pub writer_wait: Duration,
-}
-
-/// What one drain did; the answer of `POST /api/sync/trigger`.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct DrainReport {
-    pub batches: u64,
-    pub items_synced: u64,
-    pub items_retried: u64,
-    pub items_failed: u64,
-    pub items_released: u64,
-    pub rows_upserted: u64,
-    pub rows_deleted: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
 }
 
 /// How the rest of the agent talks to the worker.
@@ -70,7 +55,7 @@ pub struct ForwardWorker {
     pub supabase: Arc<dyn SupabaseApi>,
     pub map: Arc<ResolvedMap>,
     pub settings: ForwardSettings,
-    pub status: Arc<Status>,
+    pub counters: Arc<ForwardCounters>,
 }
 
 /// When to wake up next without being told.
@@ -120,7 +105,9 @@ impl ForwardWorker {
             let next = match &report.error {
                 Some(_) => {
                     failures += 1;
-                    Some(deadline_after(self.settings.backoff.next(failures, None)))
+                    Some(deadline_after(
+                        self.settings.retry.backoff.next(failures, None),
+                    ))
                 }
                 None => {
                     failures = 0;
@@ -145,7 +132,7 @@ impl ForwardWorker {
 
     /// The earliest due retry or lease expiry, or `None` (sleep until told) when nothing waits.
     async fn next_wake(&self) -> Option<Instant> {
-        if let Some(fault) = self.status.forward().config_fault.clone() {
+        if let Some(fault) = self.counters.config_fault() {
             tracing::warn!(fault = %fault, "forward sync paused by a configuration fault; retrying later");
         }
         match self.store.next_due_in().await {
@@ -153,18 +140,18 @@ impl ForwardWorker {
             Ok(None) => None,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the next retry time");
-                Some(deadline_after(self.settings.backoff.base))
+                Some(deadline_after(self.settings.retry.backoff.base))
             }
         }
     }
 
     /// Claims and processes batches until nothing is due (or shutdown, or a fault).
     pub async fn drain(&self, cancel: &CancellationToken) -> DrainReport {
-        self.status.forward().drains += 1;
+        self.counters.drain_started();
         let mut report = DrainReport::default();
         if let Err(e) = self.drain_into(&mut report, cancel).await {
             tracing::warn!(error = %e, "forward drain interrupted");
-            self.status.forward_error(&e.to_string());
+            self.counters.record_error(&e.to_string());
             report.error = Some(e.to_string());
         }
         report
@@ -176,11 +163,8 @@ impl ForwardWorker {
         cancel: &CancellationToken,
     ) -> Result<(), StoreError> {
         let policy = BatchPolicy {
-            retry: RetryPolicy {
-                max_attempts: self.settings.max_attempts,
-                backoff: self.settings.backoff,
-            },
-            fault_delay: self.settings.backoff.cap.min(Duration::from_secs(60)),
+            retry: self.settings.retry,
+            fault_delay: self.settings.retry.backoff.cap.min(Duration::from_secs(60)),
         };
         let batch = Batch {
             store: self.store.as_ref(),
@@ -207,61 +191,15 @@ impl ForwardWorker {
             }
             let outcome = batch.run(items).await?;
             self.store.settle(&outcome.settlements).await?;
-            self.record(report, &outcome);
+            let settled = DrainReport::of_batch(&outcome);
+            report.add(&settled);
+            self.counters.record(&settled);
             if let Some(fault) = outcome.config_fault {
                 report.error = Some(fault);
                 return Ok(());
             }
         }
         Ok(())
-    }
-
-    /// Adds one batch to the drain's report and to the agent's status.
-    fn record(&self, report: &mut DrainReport, outcome: &super::batch::BatchOutcome) {
-        use crate::sqlserver::Settlement::*;
-        let mut batch = DrainReport {
-            batches: 1,
-            rows_upserted: outcome.rows_upserted,
-            rows_deleted: outcome.rows_deleted,
-            ..DrainReport::default()
-        };
-        let mut last_error = None;
-        for s in &outcome.settlements {
-            match &s.outcome {
-                Synced => batch.items_synced += 1,
-                Retry { error, .. } => {
-                    batch.items_retried += 1;
-                    last_error = Some(error);
-                }
-                Failed { error } => {
-                    batch.items_failed += 1;
-                    last_error = Some(error);
-                }
-                Release { .. } => batch.items_released += 1,
-            }
-        }
-        report.batches += 1;
-        report.rows_upserted += batch.rows_upserted;
-        report.rows_deleted += batch.rows_deleted;
-        report.items_synced += batch.items_synced;
-        report.items_retried += batch.items_retried;
-        report.items_failed += batch.items_failed;
-        report.items_released += batch.items_released;
-
-        let mut f = self.status.forward();
-        f.rows_upserted += batch.rows_upserted;
-        f.rows_deleted += batch.rows_deleted;
-        f.items_synced += batch.items_synced;
-        f.items_retried += batch.items_retried;
-        f.items_failed += batch.items_failed;
-        f.config_fault = outcome.config_fault.clone();
-        if batch.items_synced > 0 {
-            f.last_success_at = Some(Utc::now());
-        }
-        if let Some(error) = last_error {
-            f.last_error = Some(error.clone());
-            f.last_error_at = Some(Utc::now());
-        }
     }
 }
 

@@ -1,10 +1,89 @@
-//! Bearer tokens and shared secrets: reading `Authorization: Bearer <token>` and comparing a
-//! presented token with a configured secret in constant time. HMAC signatures are
-//! [`super::signature`]'s.
+//! Who may call what, checked over the raw request before anything is parsed: the admin token
+//! (every admin endpoint), the notify token (`queue-notify` only), and the webhook's shared
+//! secret (`Authorization: Bearer` or `X-Webhook-Secret`) or, when configured, its Standard
+//! Webhooks signature ([`super::signature`]). Comparisons are constant-time.
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
+use warp::http::HeaderMap;
+
+use super::signature::{verify_signature, SignedHeaders};
+use crate::config::Config;
+
+/// The secrets requests are checked against.
+pub struct Tokens {
+    admin: SecretString,
+    /// The token stored in SQL Server's `SyncConfig`, which database readers can see, so it
+    /// opens `queue-notify` and nothing else.
+    notify: Option<SecretString>,
+    webhook_secret: SecretString,
+    signing_key: Option<SecretSlice<u8>>,
+}
+
+impl Tokens {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            admin: config.admin_token.clone(),
+            notify: config.notify_token.clone(),
+            webhook_secret: config.webhook_secret.clone(),
+            signing_key: config.webhook_signing_key(),
+        }
+    }
+
+    /// `Authorization: Bearer <SYNC_ADMIN_TOKEN>`.
+    pub fn is_admin(&self, authorization: Option<&str>) -> bool {
+        bearer(authorization).is_some_and(|t| token_matches(t, &self.admin))
+    }
+
+    /// The notify token or the admin token.
+    pub fn may_notify(&self, authorization: Option<&str>) -> bool {
+        let notify = bearer(authorization)
+            .zip(self.notify.as_ref())
+            .is_some_and(|(t, secret)| token_matches(t, secret));
+        notify || self.is_admin(authorization)
+    }
+
+    /// The shared secret (either header), or a valid Standard Webhooks signature over `body`
+    /// when a signing secret is configured; the reason when neither.
+    pub fn authenticate_webhook(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<(), &'static str> {
+        let presented = bearer(header(headers, "authorization"))
+            .or_else(|| header(headers, "x-webhook-secret"));
+        if let Some(token) = presented {
+            return if token_matches(token, &self.webhook_secret) {
+                Ok(())
+            } else {
+                Err("wrong webhook secret")
+            };
+        }
+        let signed = (
+            header(headers, "webhook-id"),
+            header(headers, "webhook-timestamp"),
+            header(headers, "webhook-signature"),
+        );
+        match (&self.signing_key, signed) {
+            (Some(key), (Some(id), Some(timestamp), Some(signature))) => {
+                let headers = SignedHeaders {
+                    id,
+                    timestamp,
+                    signature,
+                };
+                let now = chrono::Utc::now().timestamp();
+                verify_signature(key.expose_secret(), headers, body, now)
+                    .map_err(|_| "invalid or expired webhook signature")
+            }
+            _ => Err("missing webhook secret (Authorization: Bearer or X-Webhook-Secret)"),
+        }
+    }
+}
+
+pub fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
 
 /// Constant-time equality of a presented token and the configured secret. Both are hashed first
 /// so that neither the comparison's time nor an early length check reveals anything.

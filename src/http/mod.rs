@@ -1,6 +1,7 @@
 //! The HTTP surface (warp). Filters here decide routing, methods, size limits and shared state;
-//! handlers in [`admin`] and [`webhook`] are plain async functions. One `recover` turns warp's
-//! own rejections into JSON 4xx answers; nothing internal leaks into a reply.
+//! handlers in [`admin`] and [`webhook`] are plain async functions that authenticate
+//! ([`auth`]), decode, call the agent once and map its answer to a status. One `recover` turns
+//! warp's own rejections into JSON 4xx answers; nothing internal leaks into a reply.
 //!
 //! The listener is reachable from the internet through the Cloudflare Tunnel, so every route
 //! but `GET /health` and `GET /api/sync/queue-notify` requires a secret: the webhook secret for
@@ -12,41 +13,35 @@ pub mod signature;
 pub mod webhook;
 
 use std::convert::Infallible;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
-use secrecy::{SecretSlice, SecretString};
 use serde_json::json;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
-use crate::forward::ForwardHandle;
-use crate::mapping::ResolvedMap;
-use crate::reverse::catchup::CatchupHandle;
-use crate::reverse::{ApplierHandle, Inbox};
-use crate::sqlserver::SqlStore;
-use crate::status::Status;
+use self::auth::Tokens;
+use crate::agent::AgentHandle;
 
-/// What exists once the table map is resolved against SQL Server.
-pub struct Ready {
-    pub map: Arc<ResolvedMap>,
-    pub forward: ForwardHandle,
-    pub applier: ApplierHandle,
-    pub catchup: CatchupHandle,
+/// What the handlers share: the secrets requests are checked against, the body limit, and the
+/// agent they call.
+pub struct AppState {
+    pub tokens: Tokens,
+    pub max_body_bytes: u64,
+    pub agent: AgentHandle,
 }
 
-pub struct AppState {
-    pub admin_token: SecretString,
-    pub notify_token: Option<SecretString>,
-    pub webhook_secret: SecretString,
-    pub signing_key: Option<SecretSlice<u8>>,
-    pub max_body_bytes: u64,
-    pub ready: Arc<OnceLock<Ready>>,
-    pub store: Arc<dyn SqlStore>,
-    pub inbox: Inbox,
-    pub status: Arc<Status>,
-    pub started_at: DateTime<Utc>,
+/// A request refused before the agent was called: its status and reason.
+pub struct Refused(pub StatusCode, pub String);
+
+impl Refused {
+    pub fn new(status: StatusCode, reason: impl Into<String>) -> Self {
+        Self(status, reason.into())
+    }
+
+    pub fn reply(self) -> Response {
+        error_reply(self.0, self.1)
+    }
 }
 
 /// A JSON reply with a status code.

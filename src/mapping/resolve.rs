@@ -70,6 +70,19 @@ impl ResolvedMap {
     }
 }
 
+#[cfg(test)]
+impl ResolvedMap {
+    /// The sample clinic map resolved against the SQL Server double's sample schema.
+    pub(crate) async fn sample_clinic() -> Self {
+        let store = crate::sqlserver::memory::MemoryStore::sample_clinic();
+        let map = TableMap::sample_clinic();
+        let described = DescribedTables::read(&store, map.sources())
+            .await
+            .expect("the double describes its tables");
+        Self::resolve(&map, &described).expect("the sample map resolves")
+    }
+}
+
 fn resolve_table(
     spec: &TableSpec,
     columns: &[SourceColumn],

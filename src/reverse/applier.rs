@@ -6,33 +6,27 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::apply::{plan, Plan};
+use super::counters::{EventVerdict, ReverseCounters};
 use super::event::StoredEvent;
 use super::inbox::{Inbox, InboxError};
+use super::plan::{plan, Plan};
 use crate::mapping::ResolvedMap;
 use crate::retry::{Decision, RetryPolicy};
-use crate::sqlserver::{SqlStore, WriteOutcome};
-use crate::status::Status;
+use crate::sqlserver::{SqlStore, StoreError, WriteOutcome};
 
+/// Wakes the applier.
 #[derive(Clone)]
 pub struct ApplierHandle {
     wake: Arc<Notify>,
-    idle: Arc<Notify>,
 }
 
 impl ApplierHandle {
     pub fn wake(&self) {
         self.wake.notify_one();
-    }
-
-    /// Resolves after the applier next finishes a pass (for `trigger` answers and tests).
-    pub fn pass_finished(&self) -> tokio::sync::futures::Notified<'_> {
-        self.idle.notified()
     }
 }
 
@@ -40,7 +34,7 @@ pub struct Applier {
     pub store: Arc<dyn SqlStore>,
     pub inbox: Inbox,
     pub map: Arc<ResolvedMap>,
-    pub status: Arc<Status>,
+    pub counters: Arc<ReverseCounters>,
     pub retry: RetryPolicy,
 }
 
@@ -51,11 +45,17 @@ enum PassEnd {
     Unavailable,
 }
 
+/// What the applier does next after one event.
+enum Next {
+    Continue,
+    /// SQL Server is unavailable: end the pass.
+    Stop,
+}
+
 impl Applier {
     pub fn spawn(self, cancel: CancellationToken) -> (ApplierHandle, tokio::task::JoinHandle<()>) {
         let handle = ApplierHandle {
             wake: Arc::new(Notify::new()),
-            idle: Arc::new(Notify::new()),
         };
         let task = tokio::spawn(self.run(handle.clone(), cancel));
         (handle, task)
@@ -75,12 +75,11 @@ impl Applier {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "reverse inbox unreadable");
-                    self.status.reverse_error(&e.to_string());
+                    self.counters.record_error(&e.to_string());
                     outages += 1;
                     Some(Instant::now() + self.retry.backoff.next(outages, None))
                 }
             };
-            handle.idle.notify_waiters();
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = handle.wake.notified() => {}
@@ -111,7 +110,7 @@ impl Applier {
                 if cancel.is_cancelled() {
                     break;
                 }
-                if !self.apply_one(event).await? {
+                if let Next::Stop = self.apply_one(event).await? {
                     return Ok(PassEnd::Unavailable);
                 }
             }
@@ -119,86 +118,92 @@ impl Applier {
         Ok(PassEnd::Drained)
     }
 
-    /// Applies one event. `Ok(false)` means SQL Server is unavailable and the pass should stop.
-    async fn apply_one(&self, stored: StoredEvent) -> Result<bool, InboxError> {
+    /// Applies one event: skips it when SQL Server already has a newer version, plans its
+    /// write, and settles it in the inbox by the write's outcome.
+    async fn apply_one(&self, stored: StoredEvent) -> Result<Next, InboxError> {
         let event = &stored.event;
         let Some(table) = self.map.by_target(&event.table) else {
-            self.inbox
-                .kill(
-                    stored.id,
-                    format!("table {} is no longer in the table map", event.table),
-                )
-                .await?;
-            return Ok(true);
+            let why = format!("table {} is no longer in the table map", event.table);
+            self.inbox.kill(stored.id, why).await?;
+            return Ok(Next::Continue);
         };
-        if let Some(version) = event.version {
-            // A DELETE carries the version of the row it removes (its old_record), which is the
-            // version already applied: only a strictly newer version makes it stale.
-            let is_delete = event.op == "DELETE";
-            let applied = self
-                .inbox
-                .version_of(&event.table, &event.record_key)
-                .await?;
-            if applied
-                .is_some_and(|applied| applied > version || (applied == version && !is_delete))
-            {
-                // Duplicate or out-of-order delivery: SQL Server already has this or newer data.
-                tracing::debug!(table = %event.table, key = %event.record_key, "stale event skipped");
-                self.status.reverse().events_stale += 1;
-                self.inbox.complete(&stored).await?;
-                return Ok(true);
-            }
+        if self.is_stale(&stored).await? {
+            // Duplicate or out-of-order delivery: SQL Server already has this or newer data.
+            tracing::debug!(table = %event.table, key = %event.record_key, "stale event skipped");
+            self.counters.record_event(EventVerdict::Stale);
+            self.inbox.complete(&stored).await?;
+            return Ok(Next::Continue);
         }
         let write = match plan(table, event) {
             Ok(Plan::Write(w)) => w,
             Ok(Plan::Skip(why)) => {
                 tracing::debug!(table = %event.table, key = %event.record_key, why, "event needs no write");
-                self.status.reverse().events_unchanged += 1;
+                self.counters.record_event(EventVerdict::NotNeeded);
                 self.inbox.complete(&stored).await?;
-                return Ok(true);
+                return Ok(Next::Continue);
             }
             Err(e) => {
                 tracing::warn!(table = %event.table, key = %event.record_key, error = %e, "event cannot be applied");
                 self.inbox.kill(stored.id, e.to_string()).await?;
-                return Ok(true);
+                return Ok(Next::Continue);
             }
         };
         match self.store.apply(&write).await {
             Ok(outcome) => {
-                tracing::info!(table = %write.table, key = %event.record_key, ?outcome, source = event.source.as_str(), "reverse event applied");
-                {
-                    let mut r = self.status.reverse();
-                    match outcome {
-                        WriteOutcome::Unchanged | WriteOutcome::Missing => r.events_unchanged += 1,
-                        _ => r.events_applied += 1,
-                    }
-                    r.last_applied_at = Some(Utc::now());
-                }
+                tracing::info!(table = %write.table, key = %event.record_key, ?outcome, source = event.kind.source(), "reverse event applied");
+                self.counters.record_event(match outcome {
+                    WriteOutcome::Unchanged | WriteOutcome::Missing => EventVerdict::Unchanged,
+                    _ => EventVerdict::Applied,
+                });
                 self.inbox.complete(&stored).await?;
-                Ok(true)
+                Ok(Next::Continue)
             }
-            Err(e) if e.is_retryable() => {
-                tracing::warn!(table = %write.table, error = %e, "SQL Server unavailable; reverse events kept for retry");
-                self.status.reverse_error(&e.to_string());
-                let delay = self.retry.after_outage(stored.attempts);
+            Err(e) => self.failed(&stored, &write.table, e).await,
+        }
+    }
+
+    /// Whether SQL Server already has this event's version or a newer one. A DELETE carries the
+    /// version of the row it removes (its old_record), which is the version already applied:
+    /// only a strictly newer version makes it stale.
+    async fn is_stale(&self, stored: &StoredEvent) -> Result<bool, InboxError> {
+        let event = &stored.event;
+        let Some(version) = event.version else {
+            return Ok(false);
+        };
+        let applied = self
+            .inbox
+            .version_of(&event.table, &event.record_key)
+            .await?;
+        let is_delete = event.kind.is_delete();
+        Ok(applied.is_some_and(|applied| applied > version || (applied == version && !is_delete)))
+    }
+
+    /// A write SQL Server did not take: kept for a retry while SQL Server is unavailable (which
+    /// ends the pass), retried and eventually given up on when it refused the write.
+    async fn failed(
+        &self,
+        stored: &StoredEvent,
+        table: &str,
+        e: StoreError,
+    ) -> Result<Next, InboxError> {
+        self.counters.record_error(&e.to_string());
+        if e.is_retryable() {
+            tracing::warn!(table, error = %e, "SQL Server unavailable; reverse events kept for retry");
+            let delay = self.retry.after_outage(stored.attempts);
+            self.inbox
+                .retry(stored.id, delay.as_millis() as i64, e.to_string())
+                .await?;
+            return Ok(Next::Stop);
+        }
+        tracing::warn!(table, key = %stored.event.record_key, error = %e, "SQL Server refused a reverse write");
+        match self.retry.after_failure(stored.attempts, None) {
+            Decision::Retry(delay) => {
                 self.inbox
                     .retry(stored.id, delay.as_millis() as i64, e.to_string())
-                    .await?;
-                Ok(false)
+                    .await?
             }
-            Err(e) => {
-                tracing::warn!(table = %write.table, key = %event.record_key, error = %e, "SQL Server refused a reverse write");
-                self.status.reverse_error(&e.to_string());
-                match self.retry.after_failure(stored.attempts, None) {
-                    Decision::Retry(delay) => {
-                        self.inbox
-                            .retry(stored.id, delay.as_millis() as i64, e.to_string())
-                            .await?
-                    }
-                    Decision::GiveUp => self.inbox.kill(stored.id, e.to_string()).await?,
-                }
-                Ok(true)
-            }
+            Decision::GiveUp => self.inbox.kill(stored.id, e.to_string()).await?,
         }
+        Ok(Next::Continue)
     }
 }

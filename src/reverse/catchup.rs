@@ -1,16 +1,23 @@
-//! Catch-up: fetches, through PostgREST, the rows of reverse-synced tables changed since the
-//! stored watermark, in keyset pages ordered by (version, key), and stores them in the inbox
-//! like webhook events. It covers what webhooks cannot: edits made while the agent was down
-//! and deliveries pg_net dropped. Runs at start-up and on `POST /api/sync/trigger`
-//! (`postgres-to-sql`); never on a timer.
+//! Catch-up: fetches, through Supabase's API, the rows of reverse-synced tables changed since
+//! the stored watermark, in keyset pages ordered by (version, key), and stores them in the
+//! inbox through intake like webhook events. It covers what webhooks cannot: edits made while
+//! the agent was down and deliveries pg_net dropped. Runs at start-up and when recovery is
+//! asked for (`POST /api/sync/trigger`, `postgres-to-sql`); never on a timer.
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration as ChronoDuration};
 use serde::Serialize;
 use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
-use super::event::{parse_version, record_key, EventSource, NewEvent};
+use super::applier::ApplierHandle;
+use super::counters::ReverseCounters;
 use super::inbox::{Inbox, InboxError, Watermark};
+use super::intake::{self, Intake};
 use crate::mapping::{ResolvedMap, ResolvedTable};
+use crate::retry::Backoff;
 use crate::supabase::{PageRequest, PostgrestError, Since, SupabaseApi};
 
 /// Rows per page (PostgREST's own default cap on Supabase is 1,000).
@@ -42,10 +49,12 @@ pub struct CatchupReport {
     pub rows_rejected: u64,
 }
 
+/// One catch-up of every reverse-synced table, `page` rows per request.
 pub async fn run(
     supabase: &dyn SupabaseApi,
     map: &ResolvedMap,
     inbox: &Inbox,
+    page: usize,
 ) -> Result<CatchupReport, CatchupError> {
     let mut report = CatchupReport::default();
     let watermarks = inbox.watermarks().await?;
@@ -54,39 +63,47 @@ pub async fn run(
         let start = watermarks
             .iter()
             .find(|(t, _)| t == &table.target)
-            .map(|(_, w)| w.clone());
-        catch_up_table(supabase, table, inbox, start, &mut report).await?;
+            .map(|(_, w)| w);
+        catch_up_table(supabase, table, inbox, start, page, &mut report).await?;
     }
     tracing::info!(?report, "catch-up finished");
     Ok(report)
+}
+
+/// The first page of `table` after `start`: everything, or what changed since the watermark
+/// less the overlap.
+fn first_page(table: &ResolvedTable, start: Option<&Watermark>, limit: usize) -> PageRequest {
+    let version_column = table
+        .spec
+        .reverse
+        .as_ref()
+        .map(|r| r.version_column.clone())
+        .unwrap_or_default();
+    let since = start
+        .and_then(|w| DateTime::parse_from_rfc3339(&w.version).ok())
+        .map(|t| Since {
+            column: version_column.clone(),
+            at: t - OVERLAP,
+        });
+    let mut order = vec![version_column];
+    order.extend(table.on_conflict());
+    PageRequest {
+        order,
+        after: Vec::new(),
+        since,
+        limit,
+    }
 }
 
 async fn catch_up_table(
     supabase: &dyn SupabaseApi,
     table: &ResolvedTable,
     inbox: &Inbox,
-    start: Option<Watermark>,
+    start: Option<&Watermark>,
+    limit: usize,
     report: &mut CatchupReport,
 ) -> Result<(), CatchupError> {
-    let Some(reverse) = table.spec.reverse.as_ref() else {
-        return Ok(());
-    };
-    let version_col = reverse.version_column.clone();
-    let mut order = vec![version_col.clone()];
-    order.extend(table.on_conflict());
-    let since = start
-        .as_ref()
-        .and_then(|w| DateTime::parse_from_rfc3339(&w.version).ok())
-        .map(|t| Since {
-            column: version_col.clone(),
-            at: t - OVERLAP,
-        });
-    let mut page = PageRequest {
-        order,
-        after: Vec::new(),
-        since,
-        limit: PAGE,
-    };
+    let mut page = first_page(table, start, limit);
     loop {
         let rows = supabase
             .select_page(&table.target, &page)
@@ -103,27 +120,22 @@ async fn catch_up_table(
             .iter()
             .map(|c| (c.clone(), last.get(c).cloned().unwrap_or(Value::Null)))
             .collect();
-        let full_page = rows.len() == PAGE;
+        let full_page = rows.len() == limit;
         let mut events = Vec::with_capacity(rows.len());
         for row in rows {
-            let (Some(key), Ok(_)) = (record_key(table, &row), table.decode_record(&row)) else {
-                tracing::warn!(table = %table.target, "catch-up row cannot be applied to SQL Server; skipped");
-                report.rows_rejected += 1;
-                continue;
-            };
-            events.push(NewEvent {
-                source: EventSource::Catchup,
-                table: table.target.clone(),
-                op: "UPSERT".to_owned(),
-                record_key: key,
-                version: row.get(&version_col).and_then(parse_version),
-                record: Some(row),
-                old_record: None,
-            });
+            match intake::current_row(table, row) {
+                Ok(Intake::Accept(event)) => events.push(event),
+                // A current row always needs its write; nothing to store otherwise.
+                Ok(Intake::Ignore(_)) => {}
+                Err(_) => {
+                    tracing::warn!(table = %table.target, "catch-up row cannot be applied to SQL Server; skipped");
+                    report.rows_rejected += 1;
+                }
+            }
         }
         report.events_stored += events.len() as u64;
         let watermark = Watermark {
-            version: last_text(&page.after, 0),
+            version: text(page.after.first().map(|(_, v)| v)),
             key: serde_json::to_string(&page.after[1..]).unwrap_or_default(),
         };
         inbox
@@ -136,26 +148,27 @@ async fn catch_up_table(
     Ok(())
 }
 
-fn last_text(after: &[(String, Value)], i: usize) -> String {
-    match after.get(i).map(|(_, v)| v) {
+fn text(value: Option<&Value>) -> String {
+    match value {
         Some(Value::String(s)) => s.clone(),
         Some(other) => other.to_string(),
         None => String::new(),
     }
 }
 
-type Reply = tokio::sync::oneshot::Sender<Result<CatchupReport, String>>;
+type Reply = oneshot::Sender<Result<CatchupReport, CatchupError>>;
 
 /// Asks the catch-up task for a run.
 #[derive(Clone)]
 pub struct CatchupHandle {
-    requests: tokio::sync::mpsc::Sender<Reply>,
+    requests: mpsc::Sender<Reply>,
 }
 
 impl CatchupHandle {
-    /// Runs a catch-up now (after any run in progress) and returns its report.
-    pub async fn run_now(&self) -> Option<Result<CatchupReport, String>> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
+    /// Runs a catch-up now (after any run in progress) and returns its report; `None` when the
+    /// task has stopped.
+    pub async fn run_now(&self) -> Option<Result<CatchupReport, CatchupError>> {
+        let (tx, rx) = oneshot::channel();
         self.requests.send(tx).await.ok()?;
         rx.await.ok()
     }
@@ -163,36 +176,29 @@ impl CatchupHandle {
 
 /// What the catch-up task needs.
 pub struct Catchup {
-    pub supabase: std::sync::Arc<dyn SupabaseApi>,
-    pub map: std::sync::Arc<ResolvedMap>,
+    pub supabase: Arc<dyn SupabaseApi>,
+    pub map: Arc<ResolvedMap>,
     pub inbox: Inbox,
-    pub status: std::sync::Arc<crate::status::Status>,
-    pub applier: super::ApplierHandle,
-    pub backoff: crate::retry::Backoff,
+    pub counters: Arc<ReverseCounters>,
+    pub applier: ApplierHandle,
+    pub backoff: Backoff,
 }
 
 impl Catchup {
     /// Starts the task: one run at start-up (retried with backoff until it succeeds once), then
     /// one per request.
-    pub fn spawn(
-        self,
-        cancel: tokio_util::sync::CancellationToken,
-    ) -> (CatchupHandle, tokio::task::JoinHandle<()>) {
-        let (tx, rx) = tokio::sync::mpsc::channel(8);
+    pub fn spawn(self, cancel: CancellationToken) -> (CatchupHandle, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(8);
         (
             CatchupHandle { requests: tx },
             tokio::spawn(self.serve(rx, cancel)),
         )
     }
 
-    async fn once(&self) -> Result<CatchupReport, String> {
-        let result = run(self.supabase.as_ref(), &self.map, &self.inbox)
-            .await
-            .map_err(|e| e.to_string());
-        let mut r = self.status.reverse();
-        r.catchup_last_run_at = Some(chrono::Utc::now());
-        r.catchup_last_error = result.as_ref().err().cloned();
-        drop(r);
+    async fn once(&self) -> Result<CatchupReport, CatchupError> {
+        let result = run(self.supabase.as_ref(), &self.map, &self.inbox, PAGE).await;
+        self.counters
+            .record_catchup(result.as_ref().err().map(ToString::to_string));
         match &result {
             Ok(report) if report.events_stored > 0 => self.applier.wake(),
             Ok(_) => {}
@@ -201,11 +207,7 @@ impl Catchup {
         result
     }
 
-    async fn serve(
-        self,
-        mut requests: tokio::sync::mpsc::Receiver<Reply>,
-        cancel: tokio_util::sync::CancellationToken,
-    ) {
+    async fn serve(self, mut requests: mpsc::Receiver<Reply>, cancel: CancellationToken) {
         let mut failures = 0;
         let mut retry_at = Some(tokio::time::Instant::now());
         loop {
@@ -234,3 +236,7 @@ impl Catchup {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "catchup_tests.rs"]
+mod tests;

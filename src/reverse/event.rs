@@ -1,32 +1,61 @@
 //! A reverse-sync event as the inbox stores it: one Supabase row change (webhook) or one row
-//! fetched by catch-up, with the record key and version used for ordering and staleness.
+//! as catch-up read it, with the record key and version used for ordering and staleness.
+
+use std::fmt;
 
 use chrono::DateTime;
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::mapping::ResolvedTable;
+use crate::sqlserver::Op;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventSource {
-    Webhook,
-    Catchup,
+/// What an event asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// A row change Supabase reported through a Database Webhook.
+    Change(Op),
+    /// A row as it is now, read by catch-up (no `old_record`). Only catch-up makes these: no
+    /// webhook payload becomes one.
+    CurrentRow,
 }
 
-impl EventSource {
-    pub fn as_str(self) -> &'static str {
+impl EventKind {
+    /// Where events of this kind come from, for logs and the inbox's `source` column.
+    pub fn source(self) -> &'static str {
         match self {
-            Self::Webhook => "webhook",
-            Self::Catchup => "catchup",
+            Self::Change(_) => "webhook",
+            Self::CurrentRow => "catchup",
         }
     }
 
-    pub fn parse(s: &str) -> Self {
-        if s == "catchup" {
-            Self::Catchup
-        } else {
-            Self::Webhook
+    /// The inbox's `op` column.
+    pub fn stored_op(self) -> &'static str {
+        match self {
+            Self::Change(op) => op.as_str(),
+            Self::CurrentRow => "UPSERT",
+        }
+    }
+
+    /// Reads the inbox's `source` and `op` columns back; `None` for a pair no version of the
+    /// agent writes. A webhook `UPSERT` was accepted (and applied as a current row) before
+    /// intake refused it, so such events still in an inbox drain as they would have.
+    pub fn from_stored(source: &str, op: &str) -> Option<Self> {
+        if source == "catchup" || op == "UPSERT" {
+            return Some(Self::CurrentRow);
+        }
+        op.parse().ok().map(Self::Change)
+    }
+
+    pub fn is_delete(self) -> bool {
+        self == Self::Change(Op::Delete)
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Change(op) => write!(f, "{op}"),
+            Self::CurrentRow => f.write_str("catch-up"),
         }
     }
 }
@@ -34,11 +63,9 @@ impl EventSource {
 /// An event before it has an inbox id.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {
-    pub source: EventSource,
+    pub kind: EventKind,
     /// Supabase table.
     pub table: String,
-    /// `INSERT`, `UPDATE`, `DELETE`, or `UPSERT` (catch-up: the row as it is now).
-    pub op: String,
     /// Canonical JSON of the Supabase key columns, e.g. `{"note_uid":"…"}`.
     pub record_key: String,
     pub record: Option<Map<String, Value>>,
@@ -53,7 +80,6 @@ pub struct StoredEvent {
     pub id: i64,
     pub event: NewEvent,
     pub attempts: u32,
-    pub received_at_ms: i64,
 }
 
 /// Parses a PostgreSQL timestamptz as rendered in JSON into microseconds since the epoch.
@@ -90,6 +116,26 @@ pub fn record_key(table: &ResolvedTable, record: &Map<String, Value>) -> Option<
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn kinds_read_back_as_they_were_stored() {
+        for kind in [
+            EventKind::Change(Op::Insert),
+            EventKind::Change(Op::Update),
+            EventKind::Change(Op::Delete),
+            EventKind::CurrentRow,
+        ] {
+            assert_eq!(
+                EventKind::from_stored(kind.source(), kind.stored_op()),
+                Some(kind)
+            );
+        }
+        assert_eq!(
+            EventKind::from_stored("webhook", "UPSERT"),
+            Some(EventKind::CurrentRow)
+        );
+        assert_eq!(EventKind::from_stored("webhook", "TRUNCATE"), None);
+    }
 
     #[test]
     fn versions_parse_postgres_json_timestamps() {

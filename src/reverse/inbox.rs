@@ -1,29 +1,16 @@
-//! The durable inbox: a local SQLite database (WAL, `synchronous=FULL`, so a commit is fsync'd)
-//! holding every accepted reverse event until it is applied, the last applied version of each
-//! record, the catch-up watermarks, and a cached copy of the SQL Server schema. An event is
-//! committed here before the webhook is answered 2xx; applied events are deleted at once.
-
-use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+//! The durable inbox, in the agent's local SQLite database (WAL, `synchronous=FULL`, so a
+//! commit is fsync'd): every accepted reverse event until it is applied, the last applied
+//! version of each record, and the catch-up watermarks. An event is committed here before the
+//! webhook is answered 2xx; applied events are deleted at once.
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
-use super::event::{EventSource, NewEvent, StoredEvent};
+use super::event::{EventKind, NewEvent, StoredEvent};
+use crate::local_db::{durable, LocalDb, LocalDbError};
 
-#[derive(Debug, thiserror::Error)]
-pub enum InboxError {
-    #[error("inbox database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    #[error("cannot create the data directory {path}: {source}")]
-    Dir {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("inbox task failed: {0}")]
-    Join(String),
-}
+/// The inbox's errors are its database's.
+pub type InboxError = LocalDbError;
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct InboxStats {
@@ -41,9 +28,18 @@ pub struct Watermark {
     pub key: String,
 }
 
+/// A dead event and its last error, for troubleshooting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeadEvent {
+    pub id: i64,
+    pub table: String,
+    pub key: String,
+    pub error: String,
+}
+
 #[derive(Clone)]
 pub struct Inbox {
-    conn: Arc<Mutex<Connection>>,
+    db: LocalDb,
 }
 
 const SCHEMA: &str = "
@@ -75,15 +71,7 @@ const SCHEMA: &str = "
         version TEXT NOT NULL,
         record_key TEXT NOT NULL
     );
-    CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 ";
-
-/// `synchronous=FULL` fsyncs the log at commit; `NORMAL` leaves that to the next checkpoint or
-/// durable commit. Completions need no fsync: if a crash loses one, the event is applied again,
-/// which is harmless (writes compare before they change anything).
-fn durable(conn: &Connection, yes: bool) -> Result<(), rusqlite::Error> {
-    conn.pragma_update(None, "synchronous", if yes { "FULL" } else { "NORMAL" })
-}
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -98,36 +86,10 @@ fn from_text(text: Option<String>) -> Option<serde_json::Map<String, serde_json:
 }
 
 impl Inbox {
-    /// Opens (creating if needed) `dir/inbox.sqlite3`.
-    pub fn open(dir: &Path) -> Result<Self, InboxError> {
-        std::fs::create_dir_all(dir).map_err(|source| InboxError::Dir {
-            path: dir.display().to_string(),
-            source,
-        })?;
-        let conn = Connection::open(dir.join("inbox.sqlite3"))?;
-        // WAL, so a commit is one append to the log; whether it is fsync'd is chosen per
-        // transaction (see `durable`).
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(SCHEMA)?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-        })
-    }
-
-    fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
-        conn.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Runs `f` on the connection off the async runtime (SQLite and fsync block).
-    async fn with<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, rusqlite::Error> + Send + 'static,
-    ) -> Result<T, InboxError> {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || f(&mut Self::lock(&conn)).map_err(InboxError::from))
-            .await
-            .map_err(|e| InboxError::Join(e.to_string()))?
+    /// The inbox in `db`, its tables created if needed.
+    pub fn open(db: LocalDb) -> Result<Self, InboxError> {
+        db.create(SCHEMA)?;
+        Ok(Self { db })
     }
 
     /// Stores `events` (and the catch-up watermark, in the same transaction), fsync'd before it
@@ -138,7 +100,7 @@ impl Inbox {
         events: Vec<NewEvent>,
         watermark: Option<(String, Watermark)>,
     ) -> Result<Vec<i64>, InboxError> {
-        self.with(move |conn| {
+        self.db.with(move |conn| {
             durable(conn, true)?;
             let tx = conn.transaction()?;
             let mut ids = Vec::with_capacity(events.len());
@@ -151,10 +113,10 @@ impl Inbox {
                 for e in &events {
                     insert.execute(params![
                         now,
-                        e.source.as_str(),
+                        e.kind.source(),
                         e.table,
                         e.record_key,
-                        e.op,
+                        e.kind.stored_op(),
                         to_text(&e.record),
                         to_text(&e.old_record),
                         e.version
@@ -178,49 +140,34 @@ impl Inbox {
     /// Due events, oldest first, at most one per record: an event waits while an earlier live
     /// event of the same record is still in the inbox (order per record).
     pub async fn due(&self, limit: usize) -> Result<Vec<StoredEvent>, InboxError> {
-        self.with(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT e.id, e.received_at, e.source, e.table_name, e.record_key, e.op, e.record, e.old_record, e.version, e.attempts
-                 FROM events e
-                 WHERE e.dead = 0 AND e.next_attempt_at <= ?1
-                   AND NOT EXISTS (SELECT 1 FROM events p
-                                   WHERE p.dead = 0 AND p.table_name = e.table_name
-                                     AND p.record_key = e.record_key AND p.id < e.id)
-                 ORDER BY e.id LIMIT ?2",
-            )?;
-            let rows = stmt.query_map(params![now_ms(), limit as i64], |r| {
-                Ok(StoredEvent {
-                    id: r.get(0)?,
-                    received_at_ms: r.get(1)?,
-                    event: NewEvent {
-                        source: EventSource::parse(&r.get::<_, String>(2)?),
-                        table: r.get(3)?,
-                        record_key: r.get(4)?,
-                        op: r.get(5)?,
-                        record: from_text(r.get(6)?),
-                        old_record: from_text(r.get(7)?),
-                        version: r.get(8)?,
-                    },
-                    attempts: r.get(9)?,
-                })
-            })?;
-            rows.collect()
-        })
-        .await
+        self.db
+            .with(move |conn| {
+                let rows = select_due(conn, limit)?;
+                let mut due = Vec::with_capacity(rows.len());
+                for row in rows {
+                    match EventKind::from_stored(&row.source, &row.op) {
+                        Some(kind) => due.push(row.into_event(kind)),
+                        None => bury(conn, &row)?,
+                    }
+                }
+                Ok(due)
+            })
+            .await
     }
 
     /// The last applied version of a record.
     pub async fn version_of(&self, table: &str, key: &str) -> Result<Option<i64>, InboxError> {
         let (table, key) = (table.to_owned(), key.to_owned());
-        self.with(move |conn| {
-            conn.query_row(
-                "SELECT version FROM record_versions WHERE table_name = ?1 AND record_key = ?2",
-                params![table, key],
-                |r| r.get(0),
-            )
-            .optional()
-        })
-        .await
+        self.db
+            .with(move |conn| {
+                conn.query_row(
+                    "SELECT version FROM record_versions WHERE table_name = ?1 AND record_key = ?2",
+                    params![table, key],
+                    |r| r.get(0),
+                )
+                .optional()
+            })
+            .await
     }
 
     /// Removes an applied (or superseded) event and records the version it brought.
@@ -231,7 +178,7 @@ impl Inbox {
             event.event.record_key.clone(),
             event.event.version,
         );
-        self.with(move |conn| {
+        self.db.with(move |conn| {
             durable(conn, false)?;
             let tx = conn.transaction()?;
             tx.execute("DELETE FROM events WHERE id = ?1", params![id])?;
@@ -249,7 +196,7 @@ impl Inbox {
 
     /// Schedules another attempt in `delay_ms`.
     pub async fn retry(&self, id: i64, delay_ms: i64, error: String) -> Result<(), InboxError> {
-        self.with(move |conn| {
+        self.db.with(move |conn| {
             conn.execute(
                 "UPDATE events SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
                 params![id, now_ms() + delay_ms, error],
@@ -261,7 +208,7 @@ impl Inbox {
 
     /// Gives up on an event; it stays (dead) for inspection and no longer blocks its record.
     pub async fn kill(&self, id: i64, error: String) -> Result<(), InboxError> {
-        self.with(move |conn| {
+        self.db.with(move |conn| {
             conn.execute(
                 "UPDATE events SET attempts = attempts + 1, dead = 1, last_error = ?2 WHERE id = ?1",
                 params![id, error],
@@ -273,54 +220,60 @@ impl Inbox {
 
     /// Milliseconds until the next live event is due, `None` when the inbox is empty.
     pub async fn next_due_in_ms(&self) -> Result<Option<i64>, InboxError> {
-        self.with(|conn| {
-            // Only the head event of each record counts: the ones behind it are not runnable
-            // before it, and counting them would wake the applier for nothing.
-            conn.query_row(
-                "SELECT min(e.next_attempt_at) FROM events e
+        self.db
+            .with(|conn| {
+                // Only the head event of each record counts: the ones behind it are not runnable
+                // before it, and counting them would wake the applier for nothing.
+                conn.query_row(
+                    "SELECT min(e.next_attempt_at) FROM events e
                  WHERE e.dead = 0
                    AND NOT EXISTS (SELECT 1 FROM events p
                                    WHERE p.dead = 0 AND p.table_name = e.table_name
                                      AND p.record_key = e.record_key AND p.id < e.id)",
-                [],
-                |r| r.get::<_, Option<i64>>(0),
-            )
-            .map(|at| at.map(|at| (at - now_ms()).max(0)))
-        })
-        .await
+                    [],
+                    |r| r.get::<_, Option<i64>>(0),
+                )
+                .map(|at| at.map(|at| (at - now_ms()).max(0)))
+            })
+            .await
     }
 
     pub async fn stats(&self) -> Result<InboxStats, InboxError> {
-        self.with(|conn| {
-            conn.query_row(
-                "SELECT count(*) FILTER (WHERE dead = 0), count(*) FILTER (WHERE dead = 1),
+        self.db
+            .with(|conn| {
+                conn.query_row(
+                    "SELECT count(*) FILTER (WHERE dead = 0), count(*) FILTER (WHERE dead = 1),
                         min(received_at) FILTER (WHERE dead = 0)
                  FROM events",
-                [],
-                |r| {
-                    let oldest: Option<i64> = r.get(2)?;
-                    Ok(InboxStats {
-                        depth: r.get::<_, i64>(0)? as u64,
-                        dead: r.get::<_, i64>(1)? as u64,
-                        oldest_unapplied_age_secs: oldest
-                            .map(|t| ((now_ms() - t).max(0) / 1000) as u64),
-                    })
-                },
-            )
-        })
-        .await
+                    [],
+                    |r| {
+                        let oldest: Option<i64> = r.get(2)?;
+                        Ok(InboxStats {
+                            depth: r.get::<_, i64>(0)? as u64,
+                            dead: r.get::<_, i64>(1)? as u64,
+                            oldest_unapplied_age_secs: oldest
+                                .map(|t| ((now_ms() - t).max(0) / 1000) as u64),
+                        })
+                    },
+                )
+            })
+            .await
     }
 
     /// Dead events and last errors, newest first, for troubleshooting.
-    pub async fn dead_events(
-        &self,
-        limit: usize,
-    ) -> Result<Vec<(i64, String, String, String)>, InboxError> {
-        self.with(move |conn| {
+    pub async fn dead_events(&self, limit: usize) -> Result<Vec<DeadEvent>, InboxError> {
+        self.db.with(move |conn| {
             let mut stmt = conn.prepare(
                 "SELECT id, table_name, record_key, coalesce(last_error, '') FROM events WHERE dead = 1 ORDER BY id DESC LIMIT ?1",
             )?;
-            let rows = stmt.query_map(params![limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            let rows = stmt.query_map(params![limit as i64], |r| {
+                Ok(DeadEvent {
+                    id: r.get(0)?,
+                    table: r.get(1)?,
+                    key: r.get(2)?,
+                    error: r.get(3)?,
+                })
+            })?;
             rows.collect()
         })
         .await
@@ -329,69 +282,117 @@ impl Inbox {
     /// Gives every dead event another full set of attempts (a manual `postgres-to-sql` trigger
     /// does this: catch-up cannot bring them back, its watermark has moved past them).
     pub async fn revive_dead(&self) -> Result<usize, InboxError> {
-        self.with(|conn| {
-            conn.execute(
-                "UPDATE events SET dead = 0, attempts = 0, next_attempt_at = ?1 WHERE dead = 1",
-                params![now_ms()],
-            )
-        })
-        .await
+        self.db
+            .with(|conn| {
+                conn.execute(
+                    "UPDATE events SET dead = 0, attempts = 0, next_attempt_at = ?1 WHERE dead = 1",
+                    params![now_ms()],
+                )
+            })
+            .await
     }
 
     /// Deletes dead events older than `days`, so the inbox never grows without bound.
     pub async fn prune_dead(&self, days: i64) -> Result<usize, InboxError> {
-        self.with(move |conn| {
-            conn.execute(
-                "DELETE FROM events WHERE dead = 1 AND received_at < ?1",
-                params![now_ms() - days * 86_400_000],
-            )
-        })
-        .await
+        self.db
+            .with(move |conn| {
+                conn.execute(
+                    "DELETE FROM events WHERE dead = 1 AND received_at < ?1",
+                    params![now_ms() - days * 86_400_000],
+                )
+            })
+            .await
     }
 
     pub async fn watermarks(&self) -> Result<Vec<(String, Watermark)>, InboxError> {
-        self.with(|conn| {
-            let mut stmt = conn.prepare(
-                "SELECT table_name, version, record_key FROM watermarks ORDER BY table_name",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok((
-                    r.get(0)?,
-                    Watermark {
-                        version: r.get(1)?,
-                        key: r.get(2)?,
-                    },
-                ))
-            })?;
-            rows.collect()
-        })
-        .await
+        self.db
+            .with(|conn| {
+                let mut stmt = conn.prepare(
+                    "SELECT table_name, version, record_key FROM watermarks ORDER BY table_name",
+                )?;
+                let rows = stmt.query_map([], |r| {
+                    Ok((
+                        r.get(0)?,
+                        Watermark {
+                            version: r.get(1)?,
+                            key: r.get(2)?,
+                        },
+                    ))
+                })?;
+                rows.collect()
+            })
+            .await
     }
+}
 
-    pub async fn get_meta(&self, name: &str) -> Result<Option<String>, InboxError> {
-        let name = name.to_owned();
-        self.with(move |conn| {
-            conn.query_row(
-                "SELECT value FROM meta WHERE name = ?1",
-                params![name],
-                |r| r.get(0),
-            )
-            .optional()
-        })
-        .await
-    }
+/// A due event as stored, its kind still in the `source` and `op` columns.
+struct DueRow {
+    id: i64,
+    source: String,
+    op: String,
+    table: String,
+    record_key: String,
+    record: Option<String>,
+    old_record: Option<String>,
+    version: Option<i64>,
+    attempts: u32,
+}
 
-    pub async fn set_meta(&self, name: &str, value: String) -> Result<(), InboxError> {
-        let name = name.to_owned();
-        self.with(move |conn| {
-            conn.execute(
-                "INSERT INTO meta (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                params![name, value],
-            )
-            .map(drop)
+fn select_due(conn: &Connection, limit: usize) -> Result<Vec<DueRow>, rusqlite::Error> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT e.id, e.source, e.op, e.table_name, e.record_key, e.record, e.old_record, e.version, e.attempts
+         FROM events e
+         WHERE e.dead = 0 AND e.next_attempt_at <= ?1
+           AND NOT EXISTS (SELECT 1 FROM events p
+                           WHERE p.dead = 0 AND p.table_name = e.table_name
+                             AND p.record_key = e.record_key AND p.id < e.id)
+         ORDER BY e.id LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![now_ms(), limit as i64], |r| {
+        Ok(DueRow {
+            id: r.get(0)?,
+            source: r.get(1)?,
+            op: r.get(2)?,
+            table: r.get(3)?,
+            record_key: r.get(4)?,
+            record: r.get(5)?,
+            old_record: r.get(6)?,
+            version: r.get(7)?,
+            attempts: r.get(8)?,
         })
-        .await
+    })?;
+    rows.collect()
+}
+
+impl DueRow {
+    fn into_event(self, kind: EventKind) -> StoredEvent {
+        StoredEvent {
+            id: self.id,
+            event: NewEvent {
+                kind,
+                table: self.table,
+                record_key: self.record_key,
+                record: from_text(self.record),
+                old_record: from_text(self.old_record),
+                version: self.version,
+            },
+            attempts: self.attempts,
+        }
     }
+}
+
+/// Gives up on an event of a kind no version of the agent stores, so it cannot block its
+/// record.
+fn bury(conn: &Connection, row: &DueRow) -> Result<(), rusqlite::Error> {
+    tracing::error!(id = row.id, source = %row.source, op = %row.op, "inbox event of an unknown kind given up on");
+    conn.execute(
+        "UPDATE events SET dead = 1, last_error = ?2 WHERE id = ?1",
+        params![
+            row.id,
+            format!("unknown event kind {}/{}", row.source, row.op)
+        ],
+    )
+    .map(drop)
 }
 
 #[cfg(test)]

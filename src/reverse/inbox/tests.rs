@@ -1,12 +1,16 @@
 use serde_json::json;
 
 use super::*;
+use crate::sqlserver::Op;
+
+fn open(dir: &std::path::Path) -> Inbox {
+    Inbox::open(LocalDb::open(dir).expect("local database")).expect("inbox")
+}
 
 fn ev(key: &str, version: Option<i64>) -> NewEvent {
     NewEvent {
-        source: EventSource::Webhook,
+        kind: EventKind::Change(Op::Update),
         table: "aligner_notes".to_owned(),
-        op: "UPDATE".to_owned(),
         record_key: key.to_owned(),
         record: json!({"note_text": key}).as_object().cloned(),
         old_record: None,
@@ -18,7 +22,7 @@ fn ev(key: &str, version: Option<i64>) -> NewEvent {
 async fn events_survive_reopening_and_keep_order_per_record() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
-        let inbox = Inbox::open(dir.path()).expect("open");
+        let inbox = open(dir.path());
         inbox
             .append(
                 vec![ev("a", Some(1)), ev("b", Some(1)), ev("a", Some(2))],
@@ -27,7 +31,7 @@ async fn events_survive_reopening_and_keep_order_per_record() {
             .await
             .expect("append");
     }
-    let inbox = Inbox::open(dir.path()).expect("reopen");
+    let inbox = open(dir.path());
     let due = inbox.due(10).await.expect("due");
     // The second event of record "a" waits for the first.
     let keys: Vec<_> = due
@@ -60,7 +64,7 @@ async fn events_survive_reopening_and_keep_order_per_record() {
 #[tokio::test]
 async fn retries_wait_and_dead_events_stop_blocking() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let inbox = Inbox::open(dir.path()).expect("open");
+    let inbox = open(dir.path());
     inbox
         .append(vec![ev("a", Some(1)), ev("a", Some(2))], None)
         .await
@@ -83,7 +87,10 @@ async fn retries_wait_and_dead_events_stop_blocking() {
     assert_eq!(due[0].event.version, Some(2));
     let stats = inbox.stats().await.expect("stats");
     assert_eq!((stats.depth, stats.dead), (1, 1));
-    assert_eq!(inbox.dead_events(5).await.expect("dead")[0].3, "refused");
+    assert_eq!(
+        inbox.dead_events(5).await.expect("dead")[0].error,
+        "refused"
+    );
     assert_eq!(inbox.revive_dead().await.expect("revive"), 1);
     assert_eq!(inbox.stats().await.expect("stats").dead, 0);
     let first = inbox.due(10).await.expect("due").remove(0);
@@ -109,7 +116,7 @@ async fn retries_wait_and_dead_events_stop_blocking() {
 #[tokio::test]
 async fn versions_only_move_forward_and_watermarks_persist() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let inbox = Inbox::open(dir.path()).expect("open");
+    let inbox = open(dir.path());
     let w = Watermark {
         version: "2026-11-25T10:00:00+00:00".into(),
         key: "[[\"note_uid\",\"x\"]]".into(),
@@ -137,33 +144,68 @@ async fn versions_only_move_forward_and_watermarks_persist() {
         inbox.watermarks().await.expect("w"),
         vec![("aligner_notes".to_owned(), w)]
     );
-    inbox.set_meta("schema", "[]".into()).await.expect("meta");
-    assert_eq!(
-        inbox.get_meta("schema").await.expect("meta").as_deref(),
-        Some("[]")
-    );
     assert_eq!(inbox.stats().await.expect("stats"), InboxStats::default());
 }
 
 #[tokio::test]
 async fn appends_are_fsynced_and_completions_are_not() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let inbox = Inbox::open(dir.path()).expect("open");
-    let mode = |inbox: &Inbox| -> i64 {
-        Inbox::lock(&inbox.conn)
-            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+    let inbox = open(dir.path());
+    let pragma = |inbox: &Inbox, name: &'static str| {
+        let db = inbox.db.clone();
+        async move {
+            db.with(move |c| {
+                c.query_row(&format!("PRAGMA {name}"), [], |r| {
+                    r.get::<_, rusqlite::types::Value>(0)
+                })
+            })
+            .await
             .expect("pragma")
+        }
     };
+    use rusqlite::types::Value as Sql;
     inbox
         .append(vec![ev("a", Some(1))], None)
         .await
         .expect("append");
-    assert_eq!(mode(&inbox), 2, "FULL while appending");
+    assert_eq!(
+        pragma(&inbox, "synchronous").await,
+        Sql::Integer(2),
+        "FULL while appending"
+    );
     let e = inbox.due(1).await.expect("due").remove(0);
     inbox.complete(&e).await.expect("complete");
-    assert_eq!(mode(&inbox), 1, "NORMAL for completions");
-    let journal: String = Inbox::lock(&inbox.conn)
-        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-        .expect("pragma");
-    assert_eq!(journal, "wal");
+    assert_eq!(
+        pragma(&inbox, "synchronous").await,
+        Sql::Integer(1),
+        "NORMAL for completions"
+    );
+    assert_eq!(
+        pragma(&inbox, "journal_mode").await,
+        Sql::Text("wal".into())
+    );
+}
+
+#[tokio::test]
+async fn an_event_of_an_unknown_kind_is_given_up_on_and_blocks_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inbox = open(dir.path());
+    inbox
+        .append(vec![ev("a", Some(1)), ev("a", Some(2))], None)
+        .await
+        .expect("append");
+    inbox
+        .db
+        .with(|c| c.execute("UPDATE events SET op = 'TRUNCATE' WHERE version = 1", []))
+        .await
+        .expect("tamper");
+    let due = inbox.due(10).await.expect("due");
+    assert_eq!(due.len(), 0, "the record's head was buried in this pass");
+    let due = inbox.due(10).await.expect("due");
+    assert_eq!(
+        due.iter().map(|e| e.event.version).collect::<Vec<_>>(),
+        [Some(2)]
+    );
+    let dead = inbox.dead_events(5).await.expect("dead");
+    assert_eq!(dead[0].error, "unknown event kind webhook/TRUNCATE");
 }

@@ -1,34 +1,26 @@
 use serde_json::json;
 
 use super::*;
-use crate::mapping::{ResolvedMap, TableMap};
-use crate::reverse::EventSource;
-use crate::sqlserver::memory::MemoryStore;
-use crate::sqlserver::SqlStore;
+use crate::mapping::ResolvedMap;
 use crate::sqlserver::SqlValue;
+
+const INSERT: EventKind = EventKind::Change(Op::Insert);
+const UPDATE: EventKind = EventKind::Change(Op::Update);
+const DELETE: EventKind = EventKind::Change(Op::Delete);
+const CURRENT_ROW: EventKind = EventKind::CurrentRow;
 
 const NOTE: &str = "6f9619ff-8b86-d011-b42d-00c04fc964ff";
 
-async fn sample_map() -> ResolvedMap {
-    let store = MemoryStore::sample_clinic();
-    let map = TableMap::sample_clinic();
-    let described = crate::app::describe_all(&store as &dyn SqlStore, &map)
-        .await
-        .expect("described");
-    ResolvedMap::resolve(&map, &described).expect("resolves")
-}
-
 fn event(
     table: &str,
-    op: &str,
+    kind: EventKind,
     record: Option<serde_json::Value>,
     old: Option<serde_json::Value>,
 ) -> NewEvent {
     let as_map = |v: serde_json::Value| v.as_object().cloned();
     NewEvent {
-        source: EventSource::Webhook,
+        kind,
         table: table.to_owned(),
-        op: op.to_owned(),
         record_key: String::new(),
         record: record.and_then(as_map),
         old_record: old.and_then(as_map),
@@ -50,13 +42,13 @@ fn note(text: &str) -> serde_json::Value {
 
 #[tokio::test]
 async fn batch_days_update_writes_only_days_when_changed() {
-    let map = sample_map().await;
+    let map = ResolvedMap::sample_clinic().await;
     let t = map.by_target("aligner_batches").expect("table");
     let Plan::Write(w) = plan(
         t,
         &event(
             "aligner_batches",
-            "UPDATE",
+            UPDATE,
             Some(batch(14, "b")),
             Some(batch(10, "a")),
         ),
@@ -78,7 +70,7 @@ async fn batch_days_update_writes_only_days_when_changed() {
         t,
         &event(
             "aligner_batches",
-            "UPDATE",
+            UPDATE,
             Some(batch(10, "changed")),
             Some(batch(10, "a")),
         ),
@@ -88,14 +80,14 @@ async fn batch_days_update_writes_only_days_when_changed() {
     // Batches are created by the clinic: a portal INSERT is not applied.
     let p = plan(
         t,
-        &event("aligner_batches", "INSERT", Some(batch(10, "a")), None),
+        &event("aligner_batches", INSERT, Some(batch(10, "a")), None),
     )
     .expect("plan");
     assert!(matches!(p, Plan::Skip(_)), "{p:?}");
     // Catch-up rows carry no old_record: days is written and SQL Server compares.
     let Plan::Write(w) = plan(
         t,
-        &event("aligner_batches", "UPSERT", Some(batch(10, "a")), None),
+        &event("aligner_batches", CURRENT_ROW, Some(batch(10, "a")), None),
     )
     .expect("plan") else {
         panic!("expected a write");
@@ -110,11 +102,11 @@ async fn batch_days_update_writes_only_days_when_changed() {
 
 #[tokio::test]
 async fn note_insert_carries_every_column_and_update_only_portal_owned() {
-    let map = sample_map().await;
+    let map = ResolvedMap::sample_clinic().await;
     let t = map.by_target("aligner_notes").expect("table");
     let Plan::Write(w) = plan(
         t,
-        &event("aligner_notes", "INSERT", Some(note("مرحبا — سڵاو")), None),
+        &event("aligner_notes", INSERT, Some(note("مرحبا — سڵاو")), None),
     )
     .expect("plan") else {
         panic!("expected a write");
@@ -147,7 +139,7 @@ async fn note_insert_carries_every_column_and_update_only_portal_owned() {
         t,
         &event(
             "aligner_notes",
-            "UPDATE",
+            UPDATE,
             Some(note("new")),
             Some(note("old")),
         ),
@@ -166,9 +158,9 @@ async fn note_insert_carries_every_column_and_update_only_portal_owned() {
 
 #[tokio::test]
 async fn deletes_unknown_columns_and_bad_types() {
-    let map = sample_map().await;
+    let map = ResolvedMap::sample_clinic().await;
     let t = map.by_target("aligner_notes").expect("table");
-    let p = plan(t, &event("aligner_notes", "DELETE", None, Some(note("x")))).expect("plan");
+    let p = plan(t, &event("aligner_notes", DELETE, None, Some(note("x")))).expect("plan");
     assert!(
         matches!(p, Plan::Skip(ref why) if why.contains("deletes")),
         "{p:?}"
@@ -177,22 +169,15 @@ async fn deletes_unknown_columns_and_bad_types() {
     let mut extra = note("x");
     extra["doctor_secret_column"] = json!(1);
     let err =
-        plan(t, &event("aligner_notes", "INSERT", Some(extra), None)).expect_err("unknown column");
+        plan(t, &event("aligner_notes", INSERT, Some(extra), None)).expect_err("unknown column");
     assert!(err.to_string().contains("doctor_secret_column"), "{err}");
 
     let mut wrong = note("x");
     wrong["aligner_set_id"] = json!("three");
-    let err =
-        plan(t, &event("aligner_notes", "INSERT", Some(wrong), None)).expect_err("wrong type");
+    let err = plan(t, &event("aligner_notes", INSERT, Some(wrong), None)).expect_err("wrong type");
     assert!(err.to_string().contains("aligner_set_id"), "{err}");
 
-    let err = plan(
-        t,
-        &event("aligner_notes", "TRUNCATE", Some(note("x")), None),
-    )
-    .expect_err("bad op");
-    assert_eq!(err, PlanError::UnknownOp("TRUNCATE".to_owned()));
-    let err = plan(t, &event("aligner_notes", "INSERT", None, None)).expect_err("no record");
+    let err = plan(t, &event("aligner_notes", INSERT, None, None)).expect_err("no record");
     assert!(matches!(
         err,
         PlanError::Missing {

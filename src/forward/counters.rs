@@ -1,0 +1,145 @@
+//! What forward work did: [`DrainReport`] for one drain (the answer of `POST
+//! /api/sync/trigger`, built batch by batch), and [`ForwardCounters`], the running totals and
+//! last-known states `GET /api/sync/status` shows. Durable numbers (queue counts) come from
+//! SQL Server at request time. The counters are written only through their methods.
+
+use std::sync::{Mutex, MutexGuard};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::batch::BatchOutcome;
+use crate::sqlserver::Settlement;
+
+/// What one drain (or one batch of it) did.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct DrainReport {
+    pub batches: u64,
+    pub items_synced: u64,
+    pub items_retried: u64,
+    pub items_failed: u64,
+    pub items_released: u64,
+    pub rows_upserted: u64,
+    pub rows_deleted: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The last error an item was settled with.
+    #[serde(skip)]
+    pub last_item_error: Option<String>,
+    /// Set when Supabase refused the key: forward work is paused.
+    #[serde(skip)]
+    pub config_fault: Option<String>,
+}
+
+impl DrainReport {
+    /// One batch's settlements, counted.
+    pub fn of_batch(outcome: &BatchOutcome) -> Self {
+        let mut batch = Self {
+            batches: 1,
+            rows_upserted: outcome.rows_upserted,
+            rows_deleted: outcome.rows_deleted,
+            config_fault: outcome.config_fault.clone(),
+            ..Self::default()
+        };
+        for s in &outcome.settlements {
+            match &s.outcome {
+                Settlement::Synced => batch.items_synced += 1,
+                Settlement::Retry { error, .. } => {
+                    batch.items_retried += 1;
+                    batch.last_item_error = Some(error.clone());
+                }
+                Settlement::Failed { error } => {
+                    batch.items_failed += 1;
+                    batch.last_item_error = Some(error.clone());
+                }
+                Settlement::Release { .. } => batch.items_released += 1,
+            }
+        }
+        batch
+    }
+
+    /// Adds a batch to this drain.
+    pub fn add(&mut self, batch: &Self) {
+        self.batches += batch.batches;
+        self.rows_upserted += batch.rows_upserted;
+        self.rows_deleted += batch.rows_deleted;
+        self.items_synced += batch.items_synced;
+        self.items_retried += batch.items_retried;
+        self.items_failed += batch.items_failed;
+        self.items_released += batch.items_released;
+        if batch.last_item_error.is_some() {
+            self.last_item_error.clone_from(&batch.last_item_error);
+        }
+        self.config_fault.clone_from(&batch.config_fault);
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ForwardState {
+    pub notifications: u64,
+    pub drains: u64,
+    pub rows_upserted: u64,
+    pub rows_deleted: u64,
+    pub items_synced: u64,
+    pub items_retried: u64,
+    pub items_failed: u64,
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<DateTime<Utc>>,
+    /// Set while Supabase refuses the service key (401/403): forward work is paused.
+    pub config_fault: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct ForwardCounters {
+    state: Mutex<ForwardState>,
+}
+
+impl ForwardCounters {
+    fn lock(&self) -> MutexGuard<'_, ForwardState> {
+        // Counters stay meaningful even if a panicking thread held the lock.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn snapshot(&self) -> ForwardState {
+        self.lock().clone()
+    }
+
+    /// A notification arrived (`queue-notify`).
+    pub fn notified(&self) {
+        self.lock().notifications += 1;
+    }
+
+    pub fn drain_started(&self) {
+        self.lock().drains += 1;
+    }
+
+    /// One batch (a [`DrainReport::of_batch`]) settled.
+    pub fn record(&self, batch: &DrainReport) {
+        let mut f = self.lock();
+        f.rows_upserted += batch.rows_upserted;
+        f.rows_deleted += batch.rows_deleted;
+        f.items_synced += batch.items_synced;
+        f.items_retried += batch.items_retried;
+        f.items_failed += batch.items_failed;
+        f.config_fault.clone_from(&batch.config_fault);
+        if batch.items_synced > 0 {
+            f.last_success_at = Some(Utc::now());
+        }
+        if let Some(error) = &batch.last_item_error {
+            f.last_error = Some(error.clone());
+            f.last_error_at = Some(Utc::now());
+        }
+    }
+
+    /// A drain stopped early (SQL Server unavailable).
+    pub fn record_error(&self, error: &str) {
+        let mut f = self.lock();
+        f.last_error = Some(error.to_owned());
+        f.last_error_at = Some(Utc::now());
+    }
+
+    pub fn config_fault(&self) -> Option<String> {
+        self.lock().config_fault.clone()
+    }
+}

@@ -1,0 +1,77 @@
+//! The agent's local SQLite database, `<SYNC_DATA_DIR>/inbox.sqlite3`: opened once in WAL mode
+//! and shared by its two owners, the reverse inbox (`reverse::inbox`) and the schema cache
+//! (`agent::schema_cache`), each of which creates and uses its own tables. Owns opening, the
+//! pragmas and running a statement off the async runtime; knows nothing of what is stored.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rusqlite::Connection;
+
+/// The file name, kept from when the inbox was its only user.
+const FILE: &str = "inbox.sqlite3";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalDbError {
+    #[error("inbox database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("cannot create the data directory {path}: {source}")]
+    Dir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("inbox task failed: {0}")]
+    Join(#[source] tokio::task::JoinError),
+}
+
+#[derive(Clone)]
+pub struct LocalDb {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl LocalDb {
+    /// Opens (creating if needed) `dir/inbox.sqlite3`.
+    pub fn open(dir: &Path) -> Result<Self, LocalDbError> {
+        std::fs::create_dir_all(dir).map_err(|source| LocalDbError::Dir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let conn = Connection::open(dir.join(FILE))?;
+        // WAL, so a commit is one append to the log; whether it is fsync'd is chosen per
+        // transaction (see `durable`).
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+        conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Creates an owner's tables (`CREATE TABLE IF NOT EXISTS ...`), at start-up.
+    pub fn create(&self, schema: &str) -> Result<(), LocalDbError> {
+        Self::lock(&self.conn).execute_batch(schema)?;
+        Ok(())
+    }
+
+    /// Runs `f` on the connection off the async runtime (SQLite and fsync block).
+    pub async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, rusqlite::Error> + Send + 'static,
+    ) -> Result<T, LocalDbError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || f(&mut Self::lock(&conn)).map_err(LocalDbError::from))
+            .await
+            .map_err(LocalDbError::Join)?
+    }
+}
+
+/// `synchronous=FULL` fsyncs the log at commit; `NORMAL` leaves that to the next checkpoint or
+/// durable commit. Completions need no fsync: if a crash loses one, the event is applied again,
+/// which is harmless (writes compare before they change anything).
+pub fn durable(conn: &Connection, yes: bool) -> Result<(), rusqlite::Error> {
+    conn.pragma_update(None, "synchronous", if yes { "FULL" } else { "NORMAL" })
+}

@@ -1,0 +1,95 @@
+//! The reverse path's in-process counters and last-known states, shown by `GET
+//! /api/sync/status`. Durable numbers (inbox depth, dead events) come from the inbox at request
+//! time; this holds what only the running agent knows. Written only through the `record_*`
+//! methods, by the reverse side itself.
+
+use std::sync::{Mutex, MutexGuard};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReverseState {
+    pub webhooks_accepted: u64,
+    pub webhooks_rejected: u64,
+    pub webhooks_ignored: u64,
+    pub events_applied: u64,
+    pub events_unchanged: u64,
+    pub events_stale: u64,
+    pub last_applied_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<DateTime<Utc>>,
+    pub catchup_last_run_at: Option<DateTime<Utc>>,
+    pub catchup_last_error: Option<String>,
+}
+
+/// What became of one webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookVerdict {
+    Accepted,
+    Ignored,
+    Rejected,
+}
+
+/// What became of one inbox event the applier took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventVerdict {
+    /// SQL Server's row changed.
+    Applied,
+    /// SQL Server was asked and already held it (or the row is gone).
+    Unchanged,
+    /// The plan needed no write.
+    NotNeeded,
+    /// SQL Server already has this version or a newer one.
+    Stale,
+}
+
+#[derive(Debug, Default)]
+pub struct ReverseCounters {
+    state: Mutex<ReverseState>,
+}
+
+impl ReverseCounters {
+    fn lock(&self) -> MutexGuard<'_, ReverseState> {
+        // Counters stay meaningful even if a panicking thread held the lock.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn snapshot(&self) -> ReverseState {
+        self.lock().clone()
+    }
+
+    pub fn record_webhook(&self, verdict: WebhookVerdict) {
+        let mut r = self.lock();
+        match verdict {
+            WebhookVerdict::Accepted => r.webhooks_accepted += 1,
+            WebhookVerdict::Ignored => r.webhooks_ignored += 1,
+            WebhookVerdict::Rejected => r.webhooks_rejected += 1,
+        }
+    }
+
+    pub fn record_event(&self, verdict: EventVerdict) {
+        let mut r = self.lock();
+        match verdict {
+            EventVerdict::Applied => r.events_applied += 1,
+            EventVerdict::Unchanged | EventVerdict::NotNeeded => r.events_unchanged += 1,
+            EventVerdict::Stale => r.events_stale += 1,
+        }
+        if matches!(verdict, EventVerdict::Applied | EventVerdict::Unchanged) {
+            r.last_applied_at = Some(Utc::now());
+        }
+    }
+
+    pub fn record_error(&self, error: &str) {
+        let mut r = self.lock();
+        r.last_error = Some(error.to_owned());
+        r.last_error_at = Some(Utc::now());
+    }
+
+    /// A catch-up run finished: `error` is why it failed, if it did.
+    pub fn record_catchup(&self, error: Option<String>) {
+        let mut r = self.lock();
+        r.catchup_last_run_at = Some(Utc::now());
+        r.catchup_last_error = error;
+    }
+}

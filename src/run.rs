@@ -1,0 +1,107 @@
+//! One agent, wired and run: the local database, the HTTP server (listening from the first
+//! moment, so webhooks are answered while SQL Server is still unreachable), the table map's
+//! resolution, then the workers, all under one cancellation token. `run` takes its listener and
+//! shutdown from the caller, so a test binds `127.0.0.1:0` and runs its own agent.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::schema_cache::SchemaCache;
+use crate::agent::workers::{self, Sides};
+use crate::agent::{startup, Agent, AgentHandle};
+use crate::http::auth::Tokens;
+use crate::http::{routes, AppState};
+use crate::local_db::LocalDb;
+use crate::reverse::Inbox;
+use crate::supabase::{PostgrestClient, SupabaseApi};
+
+/// Dead inbox events are kept this long for inspection.
+const DEAD_EVENT_DAYS: i64 = 30;
+/// Bounds the wait for in-flight work at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Runs the agent until `shutdown` fires; returns an error for a fatal problem (a
+/// [`crate::config::ConfigError`] when the configuration is at fault).
+pub async fn run(
+    agent: Agent,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let Agent { config, store, map } = agent;
+    let db = LocalDb::open(&config.data_dir).context("opening the reverse-sync inbox")?;
+    let inbox = Inbox::open(db.clone()).context("opening the reverse-sync inbox")?;
+    let cache = SchemaCache::open(db).context("opening the schema cache")?;
+    if let Ok(n) = inbox.prune_dead(DEAD_EVENT_DAYS).await {
+        if n > 0 {
+            tracing::info!(events = n, "pruned old dead inbox events");
+        }
+    }
+    let supabase: Arc<dyn SupabaseApi> = Arc::new(
+        PostgrestClient::new(
+            &config.supabase_url,
+            &config.service_key,
+            config.service_key_kind,
+            config.supabase_timeout,
+        )
+        .context("building the PostgREST client")?,
+    );
+    let handle = AgentHandle::new(store.clone(), inbox.clone());
+    let state = Arc::new(AppState {
+        tokens: Tokens::from_config(&config),
+        max_body_bytes: config.max_body_bytes,
+        agent: handle.clone(),
+    });
+    let addr = listener.local_addr().ok();
+    let server = warp::serve(routes(state))
+        .incoming(listener)
+        .graceful(shutdown.clone().cancelled_owned());
+    let server = tokio::spawn(server.run());
+    tracing::info!(?addr, sql_server = %config.mssql_label, supabase = %config.supabase_url, "syncbridge listening");
+
+    let resolved = startup::resolve_map(
+        store.as_ref(),
+        &map,
+        &cache,
+        &handle,
+        config.backoff,
+        &shutdown,
+    )
+    .await;
+    let resolved = match resolved {
+        Ok(Some(resolved)) => resolved,
+        Ok(None) => {
+            let _ = server.await;
+            return Ok(());
+        }
+        Err(fault) => {
+            shutdown.cancel();
+            let _ = server.await;
+            // A configuration problem (exit code 78), unlike an I/O failure of the agent.
+            return Err(fault.into());
+        }
+    };
+    let sides = Sides {
+        store,
+        supabase,
+        inbox,
+    };
+    let (ready, tasks) = workers::start(&config, sides, resolved, &handle, &shutdown);
+    handle.set_ready(ready);
+
+    shutdown.cancelled().await;
+    tracing::info!("shutting down: finishing in-flight work");
+    let all = async {
+        let _ = server.await;
+        futures_util::future::join_all(tasks).await;
+    };
+    if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
+        tracing::warn!(
+            "in-flight work did not finish within {SHUTDOWN_GRACE:?}; leased items will be retried"
+        );
+    }
+    Ok(())
+}
