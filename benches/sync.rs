@@ -13,10 +13,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use syncbridge::mapping::{ResolvedMap, TableMap};
+use syncbridge::mapping::TableMap;
 use syncbridge::sqlserver::memory::MemoryStore;
 use syncbridge::sqlserver::SqlValue;
-use syncbridge::sqlserver::{DescribedTables, KeyPart, RecordKey, Row};
+use syncbridge::sqlserver::{KeyPart, RecordKey, Row};
+use syncbridge::test_support::RowMapper;
 use syncbridge::{Agent, Config};
 use syncbridge_testkit::{ApiKeys, FakePostgrest, TestDb};
 use tokio_util::sync::CancellationToken;
@@ -206,16 +207,14 @@ async fn webhooks(count: usize) -> (Vec<Duration>, Duration) {
 async fn mapping(rows: usize) -> Duration {
     let store = MemoryStore::sample_clinic();
     let map = TableMap::sample_clinic();
-    let described = DescribedTables::read(&store, map.sources())
+    let table = RowMapper::new(&store, &map, "tblPatients")
         .await
-        .expect("describe");
-    let resolved = ResolvedMap::resolve(&map, &described).expect("resolve");
-    let table = resolved.by_source("tblPatients").expect("table");
+        .expect("patients map");
     let sample: Vec<Row> = (0..1000).map(patient).collect();
     let started = Instant::now();
     let mut bytes = 0;
     for i in 0..rows {
-        let json = table.row_to_json(&sample[i % sample.len()]);
+        let json = table.to_json(&sample[i % sample.len()]);
         bytes += json.len();
     }
     assert!(bytes > 0);

@@ -12,7 +12,7 @@ use rusqlite::Connection;
 const FILE: &str = "inbox.sqlite3";
 
 #[derive(Debug, thiserror::Error)]
-pub enum LocalDbError {
+pub(crate) enum LocalDbError {
     #[error("inbox database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("cannot create the data directory {path}: {source}")]
@@ -26,13 +26,13 @@ pub enum LocalDbError {
 }
 
 #[derive(Clone)]
-pub struct LocalDb {
+pub(crate) struct LocalDb {
     conn: Arc<Mutex<Connection>>,
 }
 
 impl LocalDb {
     /// Opens (creating if needed) `dir/inbox.sqlite3`.
-    pub fn open(dir: &Path) -> Result<Self, LocalDbError> {
+    pub(crate) fn open(dir: &Path) -> Result<Self, LocalDbError> {
         std::fs::create_dir_all(dir).map_err(|source| LocalDbError::Dir {
             path: dir.display().to_string(),
             source,
@@ -52,13 +52,13 @@ impl LocalDb {
     }
 
     /// Creates an owner's tables (`CREATE TABLE IF NOT EXISTS ...`), at start-up.
-    pub fn create(&self, schema: &str) -> Result<(), LocalDbError> {
+    pub(crate) fn create(&self, schema: &str) -> Result<(), LocalDbError> {
         Self::lock(&self.conn).execute_batch(schema)?;
         Ok(())
     }
 
     /// Runs `f` on the connection off the async runtime (SQLite and fsync block).
-    pub async fn with<T: Send + 'static>(
+    pub(crate) async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, rusqlite::Error> + Send + 'static,
     ) -> Result<T, LocalDbError> {
@@ -72,6 +72,6 @@ impl LocalDb {
 /// `synchronous=FULL` fsyncs the log at commit; `NORMAL` leaves that to the next checkpoint or
 /// durable commit. Completions need no fsync: if a crash loses one, the event is applied again,
 /// which is harmless (writes compare before they change anything).
-pub fn durable(conn: &Connection, yes: bool) -> Result<(), rusqlite::Error> {
+pub(crate) fn durable(conn: &Connection, yes: bool) -> Result<(), rusqlite::Error> {
     conn.pragma_update(None, "synchronous", if yes { "FULL" } else { "NORMAL" })
 }

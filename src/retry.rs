@@ -38,14 +38,14 @@ impl ErrorClass {
 /// The durable retry rule: an item (queue row, inbox event) that failed for its own reasons is
 /// retried with backoff until `max_attempts` attempts have been made, then given up on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    pub max_attempts: u32,
-    pub backoff: Backoff,
+pub(crate) struct RetryPolicy {
+    pub(crate) max_attempts: u32,
+    pub(crate) backoff: Backoff,
 }
 
 /// What [`RetryPolicy`] says about a failed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// Try again after this delay.
     Retry(Duration),
     /// The attempts are used up.
@@ -55,7 +55,11 @@ pub enum Decision {
 impl RetryPolicy {
     /// After the attempt following `attempts_before` earlier ones failed; `retry_after` is what
     /// the server asked for, if anything.
-    pub fn after_failure(&self, attempts_before: u32, retry_after: Option<Duration>) -> Decision {
+    pub(crate) fn after_failure(
+        &self,
+        attempts_before: u32,
+        retry_after: Option<Duration>,
+    ) -> Decision {
         let attempt = attempts_before.saturating_add(1);
         if attempt >= self.max_attempts {
             Decision::GiveUp
@@ -66,7 +70,7 @@ impl RetryPolicy {
 
     /// After an attempt failed because the other side is unavailable: not the item's fault, so
     /// it is retried without ever being given up on.
-    pub fn after_outage(&self, attempts_before: u32) -> Duration {
+    pub(crate) fn after_outage(&self, attempts_before: u32) -> Duration {
         self.backoff.next(attempts_before.saturating_add(1), None)
     }
 }
@@ -82,7 +86,7 @@ pub struct Backoff {
 
 impl Backoff {
     /// The delay before retry number `attempt` (1 = the first retry). `jitter` is in `[0, 1]`.
-    pub fn delay(&self, attempt: u32, jitter: f64) -> Duration {
+    pub(crate) fn delay(&self, attempt: u32, jitter: f64) -> Duration {
         let exp = attempt.saturating_sub(1).min(32);
         let full = self.base.saturating_mul(1u32 << exp.min(31)).min(self.cap);
         let half = full / 2;
@@ -91,7 +95,7 @@ impl Backoff {
 
     /// Like [`Backoff::delay`], but never sooner than the server asked (`Retry-After`), and never
     /// later than the cap, so a hostile or buggy `Retry-After: 999999` cannot park the queue.
-    pub fn delay_after(
+    pub(crate) fn delay_after(
         &self,
         attempt: u32,
         jitter: f64,
@@ -105,14 +109,14 @@ impl Backoff {
     }
 
     /// A jittered delay using the process' random source.
-    pub fn next(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+    pub(crate) fn next(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         self.delay_after(attempt, fastrand::f64(), retry_after)
     }
 }
 
 /// Sleeps until `deadline`, or forever when there is none: a worker with nothing scheduled
 /// waits only on its notifications (idle means asleep, not a periodic tick).
-pub async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+pub(crate) async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,

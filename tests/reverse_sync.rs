@@ -391,7 +391,6 @@ async fn standard_webhooks_signatures_are_accepted_when_configured() {
     })
     .await;
     seed_parents(&h.store);
-    let key = syncbridge::config::decode_signing_secret(SECRET).expect("key");
     let body = hook(
         "INSERT",
         "aligner_notes",
@@ -400,7 +399,8 @@ async fn standard_webhooks_signatures_are_accepted_when_configured() {
     )
     .to_string();
     let send = |ts: i64, body: String, sig_body: &str| {
-        let sig = syncbridge::http::signature::sign(&key, "msg_1", ts, sig_body.as_bytes());
+        let sig = syncbridge::test_support::sign_webhook(SECRET, "msg_1", ts, sig_body.as_bytes())
+            .expect("a whsec_ secret");
         h.http
             .post(h.url("/api/sync/webhook"))
             .header("content-type", "application/json")

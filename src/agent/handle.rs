@@ -17,13 +17,13 @@ use crate::reverse::{
 use crate::sqlserver::SqlStore;
 
 /// What exists once the table map is resolved against SQL Server.
-pub struct Ready {
-    pub forward: ForwardHandle,
-    pub reverse: ReverseHandle,
+pub(crate) struct Ready {
+    pub(crate) forward: ForwardHandle,
+    pub(crate) reverse: ReverseHandle,
 }
 
 #[derive(Clone)]
-pub struct AgentHandle {
+pub(crate) struct AgentHandle {
     pub(super) shared: Arc<Shared>,
 }
 
@@ -41,11 +41,11 @@ pub(super) struct Shared {
 /// The agent cannot do this before its table map is resolved.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the agent is not ready: {0}")]
-pub struct NotReady(pub String);
+pub(crate) struct NotReady(pub(crate) String);
 
 /// Which directions a manual trigger runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
+pub(crate) enum Direction {
     SqlToPostgres,
     PostgresToSql,
     Both,
@@ -53,7 +53,7 @@ pub enum Direction {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown direction {0:?}: use sql-to-postgres, postgres-to-sql or both")]
-pub struct UnknownDirection(pub String);
+pub(crate) struct UnknownDirection(pub(crate) String);
 
 impl FromStr for Direction {
     type Err = UnknownDirection;
@@ -70,24 +70,24 @@ impl FromStr for Direction {
 
 /// What a manual trigger did, per direction asked for.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct TriggerReport {
+pub(crate) struct TriggerReport {
     /// The drain's report (`null` when the worker has stopped).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub sql_to_postgres: Option<Option<DrainReport>>,
+    pub(crate) sql_to_postgres: Option<Option<DrainReport>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub postgres_to_sql: Option<Recovery>,
+    pub(crate) postgres_to_sql: Option<Recovery>,
 }
 
 /// A recovery's report, or why it failed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
-pub enum Recovery {
+pub(crate) enum Recovery {
     Done(RecoveryReport),
     Failed { error: String },
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum AgentWebhookError {
+pub(crate) enum AgentWebhookError {
     #[error(transparent)]
     NotReady(#[from] NotReady),
     #[error(transparent)]
@@ -136,7 +136,7 @@ impl AgentHandle {
 
     /// `sp_NotifyAppOfSync`'s notification: counted, and the forward worker woken. Before the
     /// map is resolved the start-up drain will pick the items up anyway.
-    pub fn notify(&self) {
+    pub(crate) fn notify(&self) {
         self.shared.forward_counters.notified();
         tracing::info!("Received queue notification from SQL Server");
         if let Ok(ready) = self.ready() {
@@ -145,7 +145,7 @@ impl AgentHandle {
     }
 
     /// Drains the queue now and/or recovers the reverse side, answering what was done.
-    pub async fn trigger(&self, direction: Direction) -> Result<TriggerReport, NotReady> {
+    pub(crate) async fn trigger(&self, direction: Direction) -> Result<TriggerReport, NotReady> {
         let ready = self.ready()?;
         tracing::info!(?direction, "manual sync trigger");
         let mut report = TriggerReport::default();
@@ -164,7 +164,7 @@ impl AgentHandle {
     }
 
     /// A decoded webhook: handed to the reverse side once the agent is ready.
-    pub async fn accept_webhook(
+    pub(crate) async fn accept_webhook(
         &self,
         payload: WebhookPayload,
     ) -> Result<WebhookAnswer, AgentWebhookError> {
@@ -172,7 +172,7 @@ impl AgentHandle {
     }
 
     /// A webhook refused before it was decoded (authentication, content type, JSON).
-    pub fn webhook_refused(&self) {
+    pub(crate) fn webhook_refused(&self) {
         self.shared
             .reverse_counters
             .record_webhook(crate::reverse::counters::WebhookVerdict::Rejected);

@@ -4,11 +4,11 @@
 //! the HTTP layer calls ([`handle`], with the status endpoint's report in [`status_report`]).
 //! `crate::run` wires these to the HTTP server.
 
-pub mod handle;
-pub mod schema_cache;
-pub mod startup;
-pub mod status_report;
-pub mod workers;
+pub(crate) mod handle;
+pub(crate) mod schema_cache;
+pub(crate) mod startup;
+pub(crate) mod status_report;
+pub(crate) mod workers;
 
 use std::sync::Arc;
 
@@ -18,7 +18,7 @@ use crate::mapping::TableMap;
 use crate::sqlserver::tds::TdsStore;
 use crate::sqlserver::SqlStore;
 
-pub use handle::AgentHandle;
+pub(crate) use handle::AgentHandle;
 
 /// Connections per agent to SQL Server: the forward worker, the applier, and the status
 /// endpoint and catalog reads beside them.

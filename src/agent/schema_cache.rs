@@ -12,19 +12,19 @@ const SCHEMA: &str =
 const KEY: &str = "schema";
 
 #[derive(Clone)]
-pub struct SchemaCache {
+pub(crate) struct SchemaCache {
     db: LocalDb,
 }
 
 impl SchemaCache {
     /// The cache in `db`, its table created if needed.
-    pub fn open(db: LocalDb) -> Result<Self, LocalDbError> {
+    pub(crate) fn open(db: LocalDb) -> Result<Self, LocalDbError> {
         db.create(SCHEMA)?;
         Ok(Self { db })
     }
 
     /// The cached description, if there is one and it reads.
-    pub async fn load(&self) -> Option<DescribedTables> {
+    pub(crate) async fn load(&self) -> Option<DescribedTables> {
         let text = self
             .db
             .with(|conn| {
@@ -47,7 +47,7 @@ impl SchemaCache {
 
     /// Replaces the cached description; a failure is logged, not fatal (the cache only helps
     /// a later start during an outage).
-    pub async fn store(&self, described: &DescribedTables) {
+    pub(crate) async fn store(&self, described: &DescribedTables) {
         let Ok(json) = serde_json::to_string(described) else {
             return;
         };

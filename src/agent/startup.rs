@@ -48,7 +48,7 @@ async fn resolve(
 
 /// Resolves the map, retrying with `backoff` while SQL Server is unavailable. `Ok(None)` when
 /// `shutdown` fired first; a [`ConfigError`] (exit code 78) when the map does not match.
-pub async fn resolve_map(
+pub(crate) async fn resolve_map(
     store: &dyn SqlStore,
     map: &TableMap,
     cache: &SchemaCache,

@@ -19,7 +19,7 @@ fn or_error<T: serde::Serialize, E: std::fmt::Display>(read: Result<T, E>) -> Va
 }
 
 impl AgentHandle {
-    pub async fn status_report(&self) -> Value {
+    pub(crate) async fn status_report(&self) -> Value {
         let s = &self.shared;
         let queue = or_error(s.store.queue_stats().await);
         let inbox = or_error(s.inbox.stats().await);

@@ -20,14 +20,14 @@ use crate::supabase::SupabaseApi;
 const WRITER_WAIT: Duration = Duration::from_secs(1);
 
 /// What the workers run against.
-pub struct Sides {
-    pub store: Arc<dyn SqlStore>,
-    pub supabase: Arc<dyn SupabaseApi>,
-    pub inbox: Inbox,
+pub(crate) struct Sides {
+    pub(crate) store: Arc<dyn SqlStore>,
+    pub(crate) supabase: Arc<dyn SupabaseApi>,
+    pub(crate) inbox: Inbox,
 }
 
 /// Starts every worker for `map`; returns their handles and tasks.
-pub fn start(
+pub(crate) fn start(
     config: &Config,
     sides: Sides,
     map: Arc<ResolvedMap>,

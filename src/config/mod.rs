@@ -14,11 +14,13 @@ use crate::retry::Backoff;
 
 mod read;
 
-pub use read::decode_signing_secret;
+pub(crate) use read::decode_signing_secret;
 use read::Reader;
 
-/// Every setting syncbridge reads. `.env.example` documents exactly these (a test checks it).
-pub const KEYS: &[&str] = &[
+/// Every setting syncbridge reads. `.env.example` documents exactly these (the test that
+/// checks it is this list's only reader).
+#[cfg(test)]
+pub(crate) const KEYS: &[&str] = &[
     "MSSQL_CONNECTION_STRING",
     "SUPABASE_URL",
     "SUPABASE_SERVICE_ROLE_KEY",
@@ -144,7 +146,7 @@ impl Config {
 
     /// The Standard Webhooks signing key, when `SUPABASE_WEBHOOK_SIGNING_SECRET` is set (it was
     /// validated when the configuration was read).
-    pub fn webhook_signing_key(&self) -> Option<SecretSlice<u8>> {
+    pub(crate) fn webhook_signing_key(&self) -> Option<SecretSlice<u8>> {
         self.webhook_signing_secret
             .as_ref()
             .and_then(|s| decode_signing_secret(s.expose_secret()))

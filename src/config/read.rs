@@ -346,7 +346,7 @@ fn key_kind(key: &str) -> Result<KeyKind, String> {
 }
 
 /// The key bytes of a Standard Webhooks secret (`whsec_<base64>`).
-pub fn decode_signing_secret(secret: &str) -> Option<Vec<u8>> {
+pub(crate) fn decode_signing_secret(secret: &str) -> Option<Vec<u8>> {
     base64::engine::general_purpose::STANDARD
         .decode(secret.strip_prefix("whsec_")?)
         .ok()

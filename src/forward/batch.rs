@@ -16,20 +16,20 @@ use crate::supabase::{JsonRow, SupabaseApi};
 
 /// Settings a batch needs from the configuration.
 #[derive(Debug, Clone, Copy)]
-pub struct BatchPolicy {
-    pub retry: RetryPolicy,
+pub(crate) struct BatchPolicy {
+    pub(crate) retry: RetryPolicy,
     /// How long items wait when their batch hit a configuration fault.
-    pub fault_delay: Duration,
+    pub(crate) fault_delay: Duration,
 }
 
 /// The result of one batch.
 #[derive(Debug, Default)]
-pub struct BatchOutcome {
-    pub settlements: Vec<SettleItem>,
-    pub rows_upserted: u64,
-    pub rows_deleted: u64,
+pub(crate) struct BatchOutcome {
+    pub(crate) settlements: Vec<SettleItem>,
+    pub(crate) rows_upserted: u64,
+    pub(crate) rows_deleted: u64,
     /// Supabase refused the key: work must stop until the configuration is fixed.
-    pub config_fault: Option<String>,
+    pub(crate) config_fault: Option<String>,
 }
 
 /// Why a queue item can never sync as it is.
@@ -53,16 +53,16 @@ pub(super) type RecordItems = BTreeMap<RecordKey, Vec<QueueItem>>;
 /// Per record (table position, key): whether its write succeeded.
 pub(super) type Results = BTreeMap<(usize, RecordKey), Result<(), RowError>>;
 
-pub struct Batch<'a> {
-    pub store: &'a dyn SqlStore,
-    pub supabase: &'a dyn SupabaseApi,
-    pub map: &'a ResolvedMap,
-    pub policy: BatchPolicy,
+pub(crate) struct Batch<'a> {
+    pub(crate) store: &'a dyn SqlStore,
+    pub(crate) supabase: &'a dyn SupabaseApi,
+    pub(crate) map: &'a ResolvedMap,
+    pub(crate) policy: BatchPolicy,
 }
 
 impl Batch<'_> {
     /// claim's items → grouped by record → current rows → upserts and deletes → settlements.
-    pub async fn run(&self, items: Vec<QueueItem>) -> Result<BatchOutcome, StoreError> {
+    pub(crate) async fn run(&self, items: Vec<QueueItem>) -> Result<BatchOutcome, StoreError> {
         let mut out = BatchOutcome::default();
         let mut by_table = self.group(items, &mut out);
         let plans = self.load(&mut by_table, &mut out).await?;

@@ -13,27 +13,27 @@ use crate::sqlserver::Settlement;
 
 /// What one drain (or one batch of it) did.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct DrainReport {
-    pub batches: u64,
-    pub items_synced: u64,
-    pub items_retried: u64,
-    pub items_failed: u64,
-    pub items_released: u64,
-    pub rows_upserted: u64,
-    pub rows_deleted: u64,
+pub(crate) struct DrainReport {
+    pub(crate) batches: u64,
+    pub(crate) items_synced: u64,
+    pub(crate) items_retried: u64,
+    pub(crate) items_failed: u64,
+    pub(crate) items_released: u64,
+    pub(crate) rows_upserted: u64,
+    pub(crate) rows_deleted: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
     /// The last error an item was settled with.
     #[serde(skip)]
-    pub last_item_error: Option<String>,
+    pub(crate) last_item_error: Option<String>,
     /// Set when Supabase refused the key: forward work is paused.
     #[serde(skip)]
-    pub config_fault: Option<String>,
+    pub(crate) config_fault: Option<String>,
 }
 
 impl DrainReport {
     /// One batch's settlements, counted.
-    pub fn of_batch(outcome: &BatchOutcome) -> Self {
+    pub(crate) fn of_batch(outcome: &BatchOutcome) -> Self {
         let mut batch = Self {
             batches: 1,
             rows_upserted: outcome.rows_upserted,
@@ -59,7 +59,7 @@ impl DrainReport {
     }
 
     /// Adds a batch to this drain.
-    pub fn add(&mut self, batch: &Self) {
+    pub(crate) fn add(&mut self, batch: &Self) {
         self.batches += batch.batches;
         self.rows_upserted += batch.rows_upserted;
         self.rows_deleted += batch.rows_deleted;
@@ -75,23 +75,23 @@ impl DrainReport {
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct ForwardState {
-    pub notifications: u64,
-    pub drains: u64,
-    pub rows_upserted: u64,
-    pub rows_deleted: u64,
-    pub items_synced: u64,
-    pub items_retried: u64,
-    pub items_failed: u64,
-    pub last_success_at: Option<DateTime<Utc>>,
-    pub last_error: Option<String>,
-    pub last_error_at: Option<DateTime<Utc>>,
+pub(crate) struct ForwardState {
+    pub(crate) notifications: u64,
+    pub(crate) drains: u64,
+    pub(crate) rows_upserted: u64,
+    pub(crate) rows_deleted: u64,
+    pub(crate) items_synced: u64,
+    pub(crate) items_retried: u64,
+    pub(crate) items_failed: u64,
+    pub(crate) last_success_at: Option<DateTime<Utc>>,
+    pub(crate) last_error: Option<String>,
+    pub(crate) last_error_at: Option<DateTime<Utc>>,
     /// Set while Supabase refuses the service key (401/403): forward work is paused.
-    pub config_fault: Option<String>,
+    pub(crate) config_fault: Option<String>,
 }
 
 #[derive(Debug, Default)]
-pub struct ForwardCounters {
+pub(crate) struct ForwardCounters {
     state: Mutex<ForwardState>,
 }
 
@@ -101,21 +101,21 @@ impl ForwardCounters {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn snapshot(&self) -> ForwardState {
+    pub(crate) fn snapshot(&self) -> ForwardState {
         self.lock().clone()
     }
 
     /// A notification arrived (`queue-notify`).
-    pub fn notified(&self) {
+    pub(crate) fn notified(&self) {
         self.lock().notifications += 1;
     }
 
-    pub fn drain_started(&self) {
+    pub(crate) fn drain_started(&self) {
         self.lock().drains += 1;
     }
 
     /// One batch (a [`DrainReport::of_batch`]) settled.
-    pub fn record(&self, batch: &DrainReport) {
+    pub(crate) fn record(&self, batch: &DrainReport) {
         let mut f = self.lock();
         f.rows_upserted += batch.rows_upserted;
         f.rows_deleted += batch.rows_deleted;
@@ -133,13 +133,13 @@ impl ForwardCounters {
     }
 
     /// A drain stopped early (SQL Server unavailable).
-    pub fn record_error(&self, error: &str) {
+    pub(crate) fn record_error(&self, error: &str) {
         let mut f = self.lock();
         f.last_error = Some(error.to_owned());
         f.last_error_at = Some(Utc::now());
     }
 
-    pub fn config_fault(&self) -> Option<String> {
+    pub(crate) fn config_fault(&self) -> Option<String> {
         self.lock().config_fault.clone()
     }
 }

@@ -2,12 +2,12 @@
 //! retry timers, shutdown); [`batch`] owns what one claimed batch becomes (load → map →
 //! send → settlements), and `send` how its rows reach Supabase (order, bisection).
 
-pub mod batch;
-pub mod counters;
+pub(crate) mod batch;
+pub(crate) mod counters;
 #[cfg(test)]
 mod fixture;
 mod send;
-pub mod worker;
+pub(crate) mod worker;
 
-pub use counters::{DrainReport, ForwardCounters};
-pub use worker::{ForwardHandle, ForwardSettings, ForwardWorker};
+pub(crate) use counters::{DrainReport, ForwardCounters};
+pub(crate) use worker::{ForwardHandle, ForwardSettings, ForwardWorker};

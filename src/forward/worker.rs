@@ -19,43 +19,43 @@ use crate::sqlserver::{SqlStore, StoreError, WriterWait};
 use crate::supabase::SupabaseApi;
 
 #[derive(Debug, Clone, Copy)]
-pub struct ForwardSettings {
-    pub batch_size: usize,
-    pub lease: Duration,
+pub(crate) struct ForwardSettings {
+    pub(crate) batch_size: usize,
+    pub(crate) lease: Duration,
     /// The durable retry rule for items; its backoff also paces the worker after a failed
     /// drain.
-    pub retry: RetryPolicy,
+    pub(crate) retry: RetryPolicy,
     /// Longest single wait on a writer's open transaction before claiming again.
-    pub writer_wait: Duration,
+    pub(crate) writer_wait: Duration,
 }
 
 /// How the rest of the agent talks to the worker.
 #[derive(Clone)]
-pub struct ForwardHandle {
+pub(crate) struct ForwardHandle {
     wake: Arc<Notify>,
     drain_requests: mpsc::Sender<oneshot::Sender<DrainReport>>,
 }
 
 impl ForwardHandle {
     /// A notification: drain soon, in the background.
-    pub fn notify(&self) {
+    pub(crate) fn notify(&self) {
         self.wake.notify_one();
     }
 
     /// Drains now and returns what was done (waits behind a drain already running).
-    pub async fn drain_now(&self) -> Option<DrainReport> {
+    pub(crate) async fn drain_now(&self) -> Option<DrainReport> {
         let (tx, rx) = oneshot::channel();
         self.drain_requests.send(tx).await.ok()?;
         rx.await.ok()
     }
 }
 
-pub struct ForwardWorker {
-    pub store: Arc<dyn SqlStore>,
-    pub supabase: Arc<dyn SupabaseApi>,
-    pub map: Arc<ResolvedMap>,
-    pub settings: ForwardSettings,
-    pub counters: Arc<ForwardCounters>,
+pub(crate) struct ForwardWorker {
+    pub(crate) store: Arc<dyn SqlStore>,
+    pub(crate) supabase: Arc<dyn SupabaseApi>,
+    pub(crate) map: Arc<ResolvedMap>,
+    pub(crate) settings: ForwardSettings,
+    pub(crate) counters: Arc<ForwardCounters>,
 }
 
 /// When to wake up next without being told.
@@ -65,7 +65,10 @@ fn deadline_after(delay: Duration) -> Instant {
 
 impl ForwardWorker {
     /// Starts the worker task; it stops at the next safe point once `cancel` fires.
-    pub fn spawn(self, cancel: CancellationToken) -> (ForwardHandle, tokio::task::JoinHandle<()>) {
+    pub(crate) fn spawn(
+        self,
+        cancel: CancellationToken,
+    ) -> (ForwardHandle, tokio::task::JoinHandle<()>) {
         let wake = Arc::new(Notify::new());
         let (tx, rx) = mpsc::channel(16);
         let handle = ForwardHandle {
@@ -146,7 +149,7 @@ impl ForwardWorker {
     }
 
     /// Claims and processes batches until nothing is due (or shutdown, or a fault).
-    pub async fn drain(&self, cancel: &CancellationToken) -> DrainReport {
+    pub(crate) async fn drain(&self, cancel: &CancellationToken) -> DrainReport {
         self.counters.drain_started();
         let mut report = DrainReport::default();
         if let Err(e) = self.drain_into(&mut report, cancel).await {

@@ -24,7 +24,7 @@ fn unauthorized(endpoint: &str) -> Response {
 }
 
 /// `GET /api/sync/queue-notify`: answers that the agent is up (the old troubleshooting step).
-pub fn notify_probe() -> Response {
+pub(crate) fn notify_probe() -> Response {
     json_reply(
         StatusCode::OK,
         json!({ "success": true, "message": "syncbridge is running; SQL Server notifies with POST" }),
@@ -32,7 +32,7 @@ pub fn notify_probe() -> Response {
 }
 
 /// `POST /api/sync/queue-notify`: wakes the forward worker and answers at once.
-pub async fn queue_notify(auth: Option<String>, state: Arc<AppState>) -> Response {
+pub(crate) async fn queue_notify(auth: Option<String>, state: Arc<AppState>) -> Response {
     if !state.tokens.may_notify(auth.as_deref()) {
         return unauthorized("queue-notify");
     }
@@ -75,7 +75,7 @@ fn direction(body: &[u8]) -> Result<Direction, Refused> {
 
 /// `POST /api/sync/trigger`: drains the queue now and/or recovers the reverse side, answering
 /// what was done.
-pub async fn trigger(auth: Option<String>, body: Bytes, state: Arc<AppState>) -> Response {
+pub(crate) async fn trigger(auth: Option<String>, body: Bytes, state: Arc<AppState>) -> Response {
     if !state.tokens.is_admin(auth.as_deref()) {
         return unauthorized("trigger");
     }
@@ -90,7 +90,7 @@ pub async fn trigger(auth: Option<String>, body: Bytes, state: Arc<AppState>) ->
 }
 
 /// `GET /api/sync/status`: queue counts, inbox depth, last successes and errors, faults.
-pub async fn status(auth: Option<String>, state: Arc<AppState>) -> Response {
+pub(crate) async fn status(auth: Option<String>, state: Arc<AppState>) -> Response {
     if !state.tokens.is_admin(auth.as_deref()) {
         return unauthorized("status");
     }

@@ -12,7 +12,7 @@ use super::signature::{verify_signature, SignedHeaders};
 use crate::config::Config;
 
 /// The secrets requests are checked against.
-pub struct Tokens {
+pub(crate) struct Tokens {
     admin: SecretString,
     /// The token stored in SQL Server's `SyncConfig`, which database readers can see, so it
     /// opens `queue-notify` and nothing else.
@@ -22,7 +22,7 @@ pub struct Tokens {
 }
 
 impl Tokens {
-    pub fn from_config(config: &Config) -> Self {
+    pub(crate) fn from_config(config: &Config) -> Self {
         Self {
             admin: config.admin_token.clone(),
             notify: config.notify_token.clone(),
@@ -32,12 +32,12 @@ impl Tokens {
     }
 
     /// `Authorization: Bearer <SYNC_ADMIN_TOKEN>`.
-    pub fn is_admin(&self, authorization: Option<&str>) -> bool {
+    pub(crate) fn is_admin(&self, authorization: Option<&str>) -> bool {
         bearer(authorization).is_some_and(|t| token_matches(t, &self.admin))
     }
 
     /// The notify token or the admin token.
-    pub fn may_notify(&self, authorization: Option<&str>) -> bool {
+    pub(crate) fn may_notify(&self, authorization: Option<&str>) -> bool {
         let notify = bearer(authorization)
             .zip(self.notify.as_ref())
             .is_some_and(|(t, secret)| token_matches(t, secret));
@@ -46,7 +46,7 @@ impl Tokens {
 
     /// The shared secret (either header), or a valid Standard Webhooks signature over `body`
     /// when a signing secret is configured; the reason when neither.
-    pub fn authenticate_webhook(
+    pub(crate) fn authenticate_webhook(
         &self,
         headers: &HeaderMap,
         body: &[u8],
@@ -81,13 +81,13 @@ impl Tokens {
     }
 }
 
-pub fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// Constant-time equality of a presented token and the configured secret. Both are hashed first
 /// so that neither the comparison's time nor an early length check reveals anything.
-pub fn token_matches(presented: &str, secret: &SecretString) -> bool {
+pub(crate) fn token_matches(presented: &str, secret: &SecretString) -> bool {
     use sha2::Digest;
     let a = Sha256::digest(presented.as_bytes());
     let b = Sha256::digest(secret.expose_secret().as_bytes());
@@ -95,7 +95,7 @@ pub fn token_matches(presented: &str, secret: &SecretString) -> bool {
 }
 
 /// The token of `Authorization: Bearer <token>`.
-pub fn bearer(header: Option<&str>) -> Option<&str> {
+pub(crate) fn bearer(header: Option<&str>) -> Option<&str> {
     let value = header?.trim();
     let (scheme, token) = value.split_once(' ')?;
     scheme

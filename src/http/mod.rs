@@ -7,10 +7,10 @@
 //! but `GET /health` and `GET /api/sync/queue-notify` requires a secret: the webhook secret for
 //! `/api/sync/webhook`, the admin token for everything else.
 
-pub mod admin;
-pub mod auth;
-pub mod signature;
-pub mod webhook;
+pub(crate) mod admin;
+pub(crate) mod auth;
+pub(crate) mod signature;
+pub(crate) mod webhook;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -25,32 +25,32 @@ use crate::agent::AgentHandle;
 
 /// What the handlers share: the secrets requests are checked against, the body limit, and the
 /// agent they call.
-pub struct AppState {
-    pub tokens: Tokens,
-    pub max_body_bytes: u64,
-    pub agent: AgentHandle,
+pub(crate) struct AppState {
+    pub(crate) tokens: Tokens,
+    pub(crate) max_body_bytes: u64,
+    pub(crate) agent: AgentHandle,
 }
 
 /// A request refused before the agent was called: its status and reason.
-pub struct Refused(pub StatusCode, pub String);
+pub(crate) struct Refused(pub(crate) StatusCode, pub(crate) String);
 
 impl Refused {
-    pub fn new(status: StatusCode, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, reason: impl Into<String>) -> Self {
         Self(status, reason.into())
     }
 
-    pub fn reply(self) -> Response {
+    pub(crate) fn reply(self) -> Response {
         error_reply(self.0, self.1)
     }
 }
 
 /// A JSON reply with a status code.
-pub fn json_reply(status: StatusCode, body: serde_json::Value) -> Response {
+pub(crate) fn json_reply(status: StatusCode, body: serde_json::Value) -> Response {
     warp::reply::with_status(warp::reply::json(&body), status).into_response()
 }
 
 /// A 4xx/5xx with a short reason, in one shape everywhere.
-pub fn error_reply(status: StatusCode, reason: impl Into<String>) -> Response {
+pub(crate) fn error_reply(status: StatusCode, reason: impl Into<String>) -> Response {
     json_reply(
         status,
         json!({ "error": status.canonical_reason().unwrap_or("error"), "reason": reason.into() }),
@@ -64,7 +64,7 @@ fn with_state(
 }
 
 /// Every route of the agent.
-pub fn routes(
+pub(crate) fn routes(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     let max_body = state.max_body_bytes;

@@ -8,18 +8,18 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 /// Signatures older or newer than this are replays or clock trouble.
-pub const TOLERANCE_SECS: i64 = 5 * 60;
+pub(crate) const TOLERANCE_SECS: i64 = 5 * 60;
 
 /// The Standard Webhooks headers of a request.
 #[derive(Debug, Clone, Copy)]
-pub struct SignedHeaders<'a> {
-    pub id: &'a str,
-    pub timestamp: &'a str,
-    pub signature: &'a str,
+pub(crate) struct SignedHeaders<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) timestamp: &'a str,
+    pub(crate) signature: &'a str,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum SignatureError {
+pub(crate) enum SignatureError {
     #[error("webhook-timestamp is not a number")]
     BadTimestamp,
     #[error("webhook-timestamp is more than 5 minutes from now")]
@@ -29,7 +29,7 @@ pub enum SignatureError {
 }
 
 /// Verifies a Standard Webhooks signature over `body` at time `now` (seconds since the epoch).
-pub fn verify_signature(
+pub(crate) fn verify_signature(
     key: &[u8],
     headers: SignedHeaders<'_>,
     body: &[u8],
@@ -64,8 +64,9 @@ pub fn verify_signature(
     }
 }
 
-/// Signs like a Standard Webhooks sender; for tests and the examples.
-pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
+/// Signs like a Standard Webhooks sender; for tests.
+#[cfg(any(test, feature = "test-support"))]
+pub(crate) fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
     let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
         return String::new();
     };

@@ -14,7 +14,7 @@ use super::{error_reply, json_reply, AppState, Refused};
 use crate::agent::handle::AgentWebhookError;
 use crate::reverse::{WebhookAnswer, WebhookError, WebhookPayload};
 
-pub async fn receive(headers: HeaderMap, body: Bytes, state: Arc<AppState>) -> Response {
+pub(crate) async fn receive(headers: HeaderMap, body: Bytes, state: Arc<AppState>) -> Response {
     let payload = match decode(&headers, &body, &state) {
         Ok(payload) => payload,
         Err(refused) => {

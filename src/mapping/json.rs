@@ -11,9 +11,9 @@ use crate::sqlserver::{Decimal, SqlType, SqlValue};
 /// Why a JSON value could not become a value of a SQL Server column.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("expected {expected}, got {got}")]
-pub struct ConversionError {
-    pub expected: String,
-    pub got: String,
+pub(crate) struct ConversionError {
+    pub(crate) expected: String,
+    pub(crate) got: String,
 }
 
 fn mismatch(expected: impl Into<String>, got: &Value) -> ConversionError {
@@ -33,7 +33,7 @@ fn mismatch(expected: impl Into<String>, got: &Value) -> ConversionError {
 }
 
 /// The PostgREST JSON form of `value`.
-pub fn to_json(value: &SqlValue) -> Value {
+pub(crate) fn to_json(value: &SqlValue) -> Value {
     match value {
         SqlValue::Null => Value::Null,
         SqlValue::Int(i) => Value::from(*i),
@@ -53,7 +53,7 @@ pub fn to_json(value: &SqlValue) -> Value {
 
 /// Converts a JSON value (from a webhook or a PostgREST read) into a value for a column of type
 /// `ty`, refusing anything that would be truncated, rounded or reinterpreted.
-pub fn from_json(value: &Value, ty: &SqlType) -> Result<SqlValue, ConversionError> {
+pub(crate) fn from_json(value: &Value, ty: &SqlType) -> Result<SqlValue, ConversionError> {
     if value.is_null() {
         return Ok(SqlValue::Null);
     }

@@ -3,11 +3,11 @@
 //! catalog, and exact value conversion between SQL Server values and PostgREST JSON ([`json`]).
 //! No I/O here beyond reading the optional TOML file.
 
-pub mod json;
-pub mod resolve;
-pub mod resolved;
+pub(crate) mod json;
+pub(crate) mod resolve;
+pub(crate) mod resolved;
 pub mod table_map;
 
-pub use resolve::{MapProblem, ResolveError};
-pub use resolved::{ResolvedMap, ResolvedTable};
-pub use table_map::{ReverseSpec, TableMap, TableSpec};
+pub(crate) use resolve::ResolveError;
+pub(crate) use resolved::{ResolvedMap, ResolvedTable};
+pub use table_map::{ReverseSpec, TableMap, TableMapError, TableSpec};

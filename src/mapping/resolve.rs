@@ -10,7 +10,7 @@ use crate::sqlserver::{DescribedTables, SourceColumn, SqlType};
 
 /// One way the table map does not match SQL Server.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MapProblem {
+pub(crate) enum MapProblem {
     #[error("SQL Server table {table} does not exist")]
     MissingTable { table: String },
     #[error("{table}: column {column} does not exist")]
@@ -35,7 +35,7 @@ pub enum MapProblem {
 
 /// Every problem found, in map order; displayed one per line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ResolveError(pub Vec<MapProblem>);
+pub(crate) struct ResolveError(pub(crate) Vec<MapProblem>);
 
 impl fmt::Display for ResolveError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -51,7 +51,10 @@ impl fmt::Display for ResolveError {
 
 impl ResolvedMap {
     /// Resolves `map` against the described source tables, reporting every problem.
-    pub fn resolve(map: &TableMap, described: &DescribedTables) -> Result<Self, ResolveError> {
+    pub(crate) fn resolve(
+        map: &TableMap,
+        described: &DescribedTables,
+    ) -> Result<Self, ResolveError> {
         let mut problems = Vec::new();
         let mut tables = Vec::new();
         for spec in &map.tables {

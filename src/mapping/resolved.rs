@@ -10,24 +10,24 @@ use super::table_map::TableSpec;
 use crate::sqlserver::{KeyPart, RecordKey, Row, SourceColumn, SqlType, SqlValue};
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct MappedColumn {
-    pub source: SourceColumn,
-    pub target: String,
-    pub key: bool,
-    pub portal_owned: bool,
+pub(crate) struct MappedColumn {
+    pub(crate) source: SourceColumn,
+    pub(crate) target: String,
+    pub(crate) key: bool,
+    pub(crate) portal_owned: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct ResolvedTable {
-    pub spec: TableSpec,
-    pub target: String,
+pub(crate) struct ResolvedTable {
+    pub(crate) spec: TableSpec,
+    pub(crate) target: String,
     /// Synced columns, in catalog order.
-    pub columns: Vec<MappedColumn>,
+    pub(crate) columns: Vec<MappedColumn>,
 }
 
 /// A problem decoding a Supabase record for this table.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DecodeError {
+pub(crate) enum DecodeError {
     #[error("unknown column {column:?} for table {table}")]
     UnknownColumn { table: String, column: String },
     #[error("column {column:?} of table {table}: {source}")]
@@ -42,29 +42,29 @@ pub enum DecodeError {
 }
 
 impl ResolvedTable {
-    pub fn source(&self) -> &str {
+    pub(crate) fn source(&self) -> &str {
         &self.spec.source
     }
 
-    pub fn source_columns(&self) -> Vec<SourceColumn> {
+    pub(crate) fn source_columns(&self) -> Vec<SourceColumn> {
         self.columns.iter().map(|c| c.source.clone()).collect()
     }
 
-    pub fn key_columns(&self) -> impl Iterator<Item = &MappedColumn> {
+    pub(crate) fn key_columns(&self) -> impl Iterator<Item = &MappedColumn> {
         self.columns.iter().filter(|c| c.key)
     }
 
     /// Supabase key columns: the `on_conflict` target.
-    pub fn on_conflict(&self) -> Vec<String> {
+    pub(crate) fn on_conflict(&self) -> Vec<String> {
         self.key_columns().map(|c| c.target.clone()).collect()
     }
 
-    pub fn has_portal_owned(&self) -> bool {
+    pub(crate) fn has_portal_owned(&self) -> bool {
         self.columns.iter().any(|c| c.portal_owned)
     }
 
     /// Supabase columns a forward update may write: everything but portal-owned columns.
-    pub fn clinic_columns(&self) -> Vec<String> {
+    pub(crate) fn clinic_columns(&self) -> Vec<String> {
         self.columns
             .iter()
             .filter(|c| !c.portal_owned)
@@ -72,12 +72,12 @@ impl ResolvedTable {
             .collect()
     }
 
-    pub fn by_target(&self, target: &str) -> Option<&MappedColumn> {
+    pub(crate) fn by_target(&self, target: &str) -> Option<&MappedColumn> {
         self.columns.iter().find(|c| c.target == target)
     }
 
     /// A SQL Server row as the PostgREST JSON object for the target table.
-    pub fn row_to_json(&self, row: &Row) -> Map<String, Value> {
+    pub(crate) fn row_to_json(&self, row: &Row) -> Map<String, Value> {
         self.columns
             .iter()
             .map(|c| {
@@ -88,7 +88,7 @@ impl ResolvedTable {
     }
 
     /// The key of a SQL Server row, as the queue writes it.
-    pub fn key_of_row(&self, row: &Row) -> Option<RecordKey> {
+    pub(crate) fn key_of_row(&self, row: &Row) -> Option<RecordKey> {
         self.key_columns()
             .map(|c| {
                 let part = match row.get(&c.source.name)? {
@@ -105,7 +105,7 @@ impl ResolvedTable {
 
     /// `key` with GUID parts in SQL Server's spelling (upper case, as `FOR JSON` writes them),
     /// so that two queue items of one record always coalesce and match the loaded row.
-    pub fn canonical_key(&self, key: &RecordKey) -> RecordKey {
+    pub(crate) fn canonical_key(&self, key: &RecordKey) -> RecordKey {
         let mut key = key.clone();
         for col in self
             .key_columns()
@@ -120,7 +120,7 @@ impl ResolvedTable {
 
     /// `(target column, JSON value)` pairs identifying a record in Supabase, if the key names
     /// exactly this table's key columns.
-    pub fn key_filter(&self, key: &RecordKey) -> Option<Vec<(String, Value)>> {
+    pub(crate) fn key_filter(&self, key: &RecordKey) -> Option<Vec<(String, Value)>> {
         if key.0.len() != self.key_columns().count() {
             return None;
         }
@@ -137,7 +137,7 @@ impl ResolvedTable {
 
     /// Decodes a Supabase record (webhook or PostgREST read) into typed source values, refusing
     /// unknown columns and values the SQL Server column cannot hold exactly.
-    pub fn decode_record(
+    pub(crate) fn decode_record(
         &self,
         record: &Map<String, Value>,
     ) -> Result<Vec<(&MappedColumn, SqlValue)>, DecodeError> {
@@ -183,23 +183,23 @@ impl ResolvedTable {
 
 /// The whole resolved map, in parent-before-child order.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ResolvedMap {
-    pub tables: Vec<ResolvedTable>,
+pub(crate) struct ResolvedMap {
+    pub(crate) tables: Vec<ResolvedTable>,
 }
 
 impl ResolvedMap {
-    pub fn by_source(&self, source: &str) -> Option<&ResolvedTable> {
+    pub(crate) fn by_source(&self, source: &str) -> Option<&ResolvedTable> {
         self.tables
             .iter()
             .find(|t| t.spec.source.eq_ignore_ascii_case(source))
     }
 
-    pub fn by_target(&self, target: &str) -> Option<&ResolvedTable> {
+    pub(crate) fn by_target(&self, target: &str) -> Option<&ResolvedTable> {
         self.tables.iter().find(|t| t.target == target)
     }
 
     /// Position in parent-before-child order.
-    pub fn order_of(&self, source: &str) -> usize {
+    pub(crate) fn order_of(&self, source: &str) -> usize {
         self.tables
             .iter()
             .position(|t| t.spec.source.eq_ignore_ascii_case(source))

@@ -90,7 +90,7 @@ pub enum TableMapError {
 }
 
 /// `tblAlignerBatches` → `aligner_batches`; `dbo.tblWork` → `work`.
-pub fn default_target_table(source: &str) -> String {
+pub(crate) fn default_target_table(source: &str) -> String {
     let name = source.rsplit('.').next().unwrap_or(source);
     let name = name
         .strip_prefix("tbl")
@@ -100,18 +100,18 @@ pub fn default_target_table(source: &str) -> String {
 }
 
 /// `PersonID` → `person_id`, `NoteUID` → `note_uid`, `DateOfBirth` → `date_of_birth`.
-pub fn default_target_column(source: &str) -> String {
+pub(crate) fn default_target_column(source: &str) -> String {
     source.to_snake_case()
 }
 
 impl TableSpec {
-    pub fn target_table(&self) -> String {
+    pub(crate) fn target_table(&self) -> String {
         self.target
             .clone()
             .unwrap_or_else(|| default_target_table(&self.source))
     }
 
-    pub fn target_column(&self, source: &str) -> String {
+    pub(crate) fn target_column(&self, source: &str) -> String {
         self.rename
             .get(source)
             .cloned()
@@ -121,7 +121,7 @@ impl TableSpec {
 
 impl TableMap {
     /// The SQL Server tables of the map, parents first.
-    pub fn sources(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn sources(&self) -> impl Iterator<Item = &str> {
         self.tables.iter().map(|t| t.source.as_str())
     }
 
@@ -139,7 +139,7 @@ impl TableMap {
     }
 
     /// Structural checks that need no database: names unique, keys present and not excluded.
-    pub fn validate(&self) -> Result<(), TableMapError> {
+    pub(crate) fn validate(&self) -> Result<(), TableMapError> {
         let mut sources = BTreeSet::new();
         let mut targets = BTreeSet::new();
         for t in &self.tables {

@@ -20,22 +20,22 @@ use crate::sqlserver::{SqlStore, StoreError, WriteOutcome};
 
 /// Wakes the applier.
 #[derive(Clone)]
-pub struct ApplierHandle {
+pub(crate) struct ApplierHandle {
     wake: Arc<Notify>,
 }
 
 impl ApplierHandle {
-    pub fn wake(&self) {
+    pub(crate) fn wake(&self) {
         self.wake.notify_one();
     }
 }
 
-pub struct Applier {
-    pub store: Arc<dyn SqlStore>,
-    pub inbox: Inbox,
-    pub map: Arc<ResolvedMap>,
-    pub counters: Arc<ReverseCounters>,
-    pub retry: RetryPolicy,
+pub(crate) struct Applier {
+    pub(crate) store: Arc<dyn SqlStore>,
+    pub(crate) inbox: Inbox,
+    pub(crate) map: Arc<ResolvedMap>,
+    pub(crate) counters: Arc<ReverseCounters>,
+    pub(crate) retry: RetryPolicy,
 }
 
 enum PassEnd {
@@ -53,7 +53,10 @@ enum Next {
 }
 
 impl Applier {
-    pub fn spawn(self, cancel: CancellationToken) -> (ApplierHandle, tokio::task::JoinHandle<()>) {
+    pub(crate) fn spawn(
+        self,
+        cancel: CancellationToken,
+    ) -> (ApplierHandle, tokio::task::JoinHandle<()>) {
         let handle = ApplierHandle {
             wake: Arc::new(Notify::new()),
         };

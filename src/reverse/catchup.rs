@@ -21,14 +21,14 @@ use crate::retry::Backoff;
 use crate::supabase::{PageRequest, PostgrestError, Since, SupabaseApi};
 
 /// Rows per page (PostgREST's own default cap on Supabase is 1,000).
-pub const PAGE: usize = 1000;
+pub(crate) const PAGE: usize = 1000;
 
 /// Re-read this much before the watermark: a transaction that wrote a row earlier but committed
 /// after a later one would otherwise be skipped. Duplicates are harmless (versions dedupe).
-pub const OVERLAP: ChronoDuration = ChronoDuration::minutes(5);
+pub(crate) const OVERLAP: ChronoDuration = ChronoDuration::minutes(5);
 
 #[derive(Debug, thiserror::Error)]
-pub enum CatchupError {
+pub(crate) enum CatchupError {
     #[error("catch-up of {table}: {source}")]
     Postgrest {
         table: String,
@@ -40,17 +40,17 @@ pub enum CatchupError {
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct CatchupReport {
-    pub tables: u64,
-    pub pages: u64,
-    pub rows_fetched: u64,
-    pub events_stored: u64,
+pub(crate) struct CatchupReport {
+    pub(crate) tables: u64,
+    pub(crate) pages: u64,
+    pub(crate) rows_fetched: u64,
+    pub(crate) events_stored: u64,
     /// Rows that cannot be decoded for SQL Server (logged, skipped).
-    pub rows_rejected: u64,
+    pub(crate) rows_rejected: u64,
 }
 
 /// One catch-up of every reverse-synced table, `page` rows per request.
-pub async fn run(
+pub(crate) async fn run(
     supabase: &dyn SupabaseApi,
     map: &ResolvedMap,
     inbox: &Inbox,
@@ -160,14 +160,14 @@ type Reply = oneshot::Sender<Result<CatchupReport, CatchupError>>;
 
 /// Asks the catch-up task for a run.
 #[derive(Clone)]
-pub struct CatchupHandle {
+pub(crate) struct CatchupHandle {
     requests: mpsc::Sender<Reply>,
 }
 
 impl CatchupHandle {
     /// Runs a catch-up now (after any run in progress) and returns its report; `None` when the
     /// task has stopped.
-    pub async fn run_now(&self) -> Option<Result<CatchupReport, CatchupError>> {
+    pub(crate) async fn run_now(&self) -> Option<Result<CatchupReport, CatchupError>> {
         let (tx, rx) = oneshot::channel();
         self.requests.send(tx).await.ok()?;
         rx.await.ok()
@@ -175,19 +175,22 @@ impl CatchupHandle {
 }
 
 /// What the catch-up task needs.
-pub struct Catchup {
-    pub supabase: Arc<dyn SupabaseApi>,
-    pub map: Arc<ResolvedMap>,
-    pub inbox: Inbox,
-    pub counters: Arc<ReverseCounters>,
-    pub applier: ApplierHandle,
-    pub backoff: Backoff,
+pub(crate) struct Catchup {
+    pub(crate) supabase: Arc<dyn SupabaseApi>,
+    pub(crate) map: Arc<ResolvedMap>,
+    pub(crate) inbox: Inbox,
+    pub(crate) counters: Arc<ReverseCounters>,
+    pub(crate) applier: ApplierHandle,
+    pub(crate) backoff: Backoff,
 }
 
 impl Catchup {
     /// Starts the task: one run at start-up (retried with backoff until it succeeds once), then
     /// one per request.
-    pub fn spawn(self, cancel: CancellationToken) -> (CatchupHandle, tokio::task::JoinHandle<()>) {
+    pub(crate) fn spawn(
+        self,
+        cancel: CancellationToken,
+    ) -> (CatchupHandle, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(8);
         (
             CatchupHandle { requests: tx },

@@ -9,23 +9,23 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct ReverseState {
-    pub webhooks_accepted: u64,
-    pub webhooks_rejected: u64,
-    pub webhooks_ignored: u64,
-    pub events_applied: u64,
-    pub events_unchanged: u64,
-    pub events_stale: u64,
-    pub last_applied_at: Option<DateTime<Utc>>,
-    pub last_error: Option<String>,
-    pub last_error_at: Option<DateTime<Utc>>,
-    pub catchup_last_run_at: Option<DateTime<Utc>>,
-    pub catchup_last_error: Option<String>,
+pub(crate) struct ReverseState {
+    pub(crate) webhooks_accepted: u64,
+    pub(crate) webhooks_rejected: u64,
+    pub(crate) webhooks_ignored: u64,
+    pub(crate) events_applied: u64,
+    pub(crate) events_unchanged: u64,
+    pub(crate) events_stale: u64,
+    pub(crate) last_applied_at: Option<DateTime<Utc>>,
+    pub(crate) last_error: Option<String>,
+    pub(crate) last_error_at: Option<DateTime<Utc>>,
+    pub(crate) catchup_last_run_at: Option<DateTime<Utc>>,
+    pub(crate) catchup_last_error: Option<String>,
 }
 
 /// What became of one webhook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WebhookVerdict {
+pub(crate) enum WebhookVerdict {
     Accepted,
     Ignored,
     Rejected,
@@ -33,7 +33,7 @@ pub enum WebhookVerdict {
 
 /// What became of one inbox event the applier took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventVerdict {
+pub(crate) enum EventVerdict {
     /// SQL Server's row changed.
     Applied,
     /// SQL Server was asked and already held it (or the row is gone).
@@ -45,7 +45,7 @@ pub enum EventVerdict {
 }
 
 #[derive(Debug, Default)]
-pub struct ReverseCounters {
+pub(crate) struct ReverseCounters {
     state: Mutex<ReverseState>,
 }
 
@@ -55,11 +55,11 @@ impl ReverseCounters {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn snapshot(&self) -> ReverseState {
+    pub(crate) fn snapshot(&self) -> ReverseState {
         self.lock().clone()
     }
 
-    pub fn record_webhook(&self, verdict: WebhookVerdict) {
+    pub(crate) fn record_webhook(&self, verdict: WebhookVerdict) {
         let mut r = self.lock();
         match verdict {
             WebhookVerdict::Accepted => r.webhooks_accepted += 1,
@@ -68,7 +68,7 @@ impl ReverseCounters {
         }
     }
 
-    pub fn record_event(&self, verdict: EventVerdict) {
+    pub(crate) fn record_event(&self, verdict: EventVerdict) {
         let mut r = self.lock();
         match verdict {
             EventVerdict::Applied => r.events_applied += 1,
@@ -80,14 +80,14 @@ impl ReverseCounters {
         }
     }
 
-    pub fn record_error(&self, error: &str) {
+    pub(crate) fn record_error(&self, error: &str) {
         let mut r = self.lock();
         r.last_error = Some(error.to_owned());
         r.last_error_at = Some(Utc::now());
     }
 
     /// A catch-up run finished: `error` is why it failed, if it did.
-    pub fn record_catchup(&self, error: Option<String>) {
+    pub(crate) fn record_catchup(&self, error: Option<String>) {
         let mut r = self.lock();
         r.catchup_last_run_at = Some(Utc::now());
         r.catchup_last_error = error;

@@ -11,7 +11,7 @@ use crate::sqlserver::Op;
 
 /// What an event asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
+pub(crate) enum EventKind {
     /// A row change Supabase reported through a Database Webhook.
     Change(Op),
     /// A row as it is now, read by catch-up (no `old_record`). Only catch-up makes these: no
@@ -21,7 +21,7 @@ pub enum EventKind {
 
 impl EventKind {
     /// Where events of this kind come from, for logs and the inbox's `source` column.
-    pub fn source(self) -> &'static str {
+    pub(crate) fn source(self) -> &'static str {
         match self {
             Self::Change(_) => "webhook",
             Self::CurrentRow => "catchup",
@@ -29,7 +29,7 @@ impl EventKind {
     }
 
     /// The inbox's `op` column.
-    pub fn stored_op(self) -> &'static str {
+    pub(crate) fn stored_op(self) -> &'static str {
         match self {
             Self::Change(op) => op.as_str(),
             Self::CurrentRow => "UPSERT",
@@ -39,14 +39,14 @@ impl EventKind {
     /// Reads the inbox's `source` and `op` columns back; `None` for a pair no version of the
     /// agent writes. A webhook `UPSERT` was accepted (and applied as a current row) before
     /// intake refused it, so such events still in an inbox drain as they would have.
-    pub fn from_stored(source: &str, op: &str) -> Option<Self> {
+    pub(crate) fn from_stored(source: &str, op: &str) -> Option<Self> {
         if source == "catchup" || op == "UPSERT" {
             return Some(Self::CurrentRow);
         }
         op.parse().ok().map(Self::Change)
     }
 
-    pub fn is_delete(self) -> bool {
+    pub(crate) fn is_delete(self) -> bool {
         self == Self::Change(Op::Delete)
     }
 }
@@ -62,28 +62,28 @@ impl fmt::Display for EventKind {
 
 /// An event before it has an inbox id.
 #[derive(Debug, Clone, PartialEq)]
-pub struct NewEvent {
-    pub kind: EventKind,
+pub(crate) struct NewEvent {
+    pub(crate) kind: EventKind,
     /// Supabase table.
-    pub table: String,
+    pub(crate) table: String,
     /// Canonical JSON of the Supabase key columns, e.g. `{"note_uid":"…"}`.
-    pub record_key: String,
-    pub record: Option<Map<String, Value>>,
-    pub old_record: Option<Map<String, Value>>,
+    pub(crate) record_key: String,
+    pub(crate) record: Option<Map<String, Value>>,
+    pub(crate) old_record: Option<Map<String, Value>>,
     /// The row's version (`updated_at`) in microseconds since the epoch, when it has one.
-    pub version: Option<i64>,
+    pub(crate) version: Option<i64>,
 }
 
 /// A stored event.
 #[derive(Debug, Clone, PartialEq)]
-pub struct StoredEvent {
-    pub id: i64,
-    pub event: NewEvent,
-    pub attempts: u32,
+pub(crate) struct StoredEvent {
+    pub(crate) id: i64,
+    pub(crate) event: NewEvent,
+    pub(crate) attempts: u32,
 }
 
 /// Parses a PostgreSQL timestamptz as rendered in JSON into microseconds since the epoch.
-pub fn parse_version(value: &Value) -> Option<i64> {
+pub(crate) fn parse_version(value: &Value) -> Option<i64> {
     let text = value.as_str()?;
     DateTime::parse_from_rfc3339(text)
         .or_else(|_| DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%#z"))
@@ -92,7 +92,7 @@ pub fn parse_version(value: &Value) -> Option<i64> {
 }
 
 /// The canonical key of `record` for `table` (sorted Supabase key columns), if it has one.
-pub fn record_key(table: &ResolvedTable, record: &Map<String, Value>) -> Option<String> {
+pub(crate) fn record_key(table: &ResolvedTable, record: &Map<String, Value>) -> Option<String> {
     let key: std::collections::BTreeMap<&str, Value> = table
         .key_columns()
         .map(|c| {

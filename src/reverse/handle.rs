@@ -14,7 +14,7 @@ use super::intake::{self, Intake, Refusal, WebhookPayload};
 use crate::mapping::ResolvedMap;
 
 #[derive(Clone)]
-pub struct ReverseHandle {
+pub(crate) struct ReverseHandle {
     pub(super) map: Arc<ResolvedMap>,
     pub(super) inbox: Inbox,
     pub(super) applier: ApplierHandle,
@@ -24,7 +24,7 @@ pub struct ReverseHandle {
 
 /// What became of a webhook that was not refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WebhookAnswer {
+pub(crate) enum WebhookAnswer {
     /// Stored durably; the applier will write it.
     Accepted { event_id: Option<i64> },
     /// Nothing to write, and why.
@@ -32,7 +32,7 @@ pub enum WebhookAnswer {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum WebhookError {
+pub(crate) enum WebhookError {
     #[error(transparent)]
     Refused(#[from] Refusal),
     #[error("the event could not be stored")]
@@ -41,14 +41,14 @@ pub enum WebhookError {
 
 /// What a recovery did: the catch-up's report and how many dead events got another chance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RecoveryReport {
+pub(crate) struct RecoveryReport {
     #[serde(flatten)]
-    pub catchup: CatchupReport,
-    pub dead_events_revived: usize,
+    pub(crate) catchup: CatchupReport,
+    pub(crate) dead_events_revived: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum RecoveryError {
+pub(crate) enum RecoveryError {
     #[error(transparent)]
     Revive(InboxError),
     #[error(transparent)]
@@ -60,7 +60,7 @@ pub enum RecoveryError {
 impl ReverseHandle {
     /// A webhook's change: refused with a reason, ignored, or stored durably (fsync'd) before
     /// this returns, and the applier woken.
-    pub async fn accept_webhook(
+    pub(crate) async fn accept_webhook(
         &self,
         payload: WebhookPayload,
     ) -> Result<WebhookAnswer, WebhookError> {
@@ -97,7 +97,7 @@ impl ReverseHandle {
     /// Recovers now: every dead event gets another full set of attempts (catch-up cannot bring
     /// them back, its watermark has moved past them), then a catch-up runs, then the applier
     /// is woken.
-    pub async fn recover_now(&self) -> Result<RecoveryReport, RecoveryError> {
+    pub(crate) async fn recover_now(&self) -> Result<RecoveryReport, RecoveryError> {
         let revived = self
             .inbox
             .revive_dead()

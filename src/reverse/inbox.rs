@@ -10,35 +10,35 @@ use super::event::{EventKind, NewEvent, StoredEvent};
 use crate::local_db::{durable, LocalDb, LocalDbError};
 
 /// The inbox's errors are its database's.
-pub type InboxError = LocalDbError;
+pub(crate) type InboxError = LocalDbError;
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct InboxStats {
+pub(crate) struct InboxStats {
     /// Events accepted but not yet applied (including those waiting for a retry).
-    pub depth: u64,
+    pub(crate) depth: u64,
     /// Events given up on after the maximum attempts; kept for inspection.
-    pub dead: u64,
-    pub oldest_unapplied_age_secs: Option<u64>,
+    pub(crate) dead: u64,
+    pub(crate) oldest_unapplied_age_secs: Option<u64>,
 }
 
 /// Where catch-up resumes for a table: the last `(version, key)` it has stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Watermark {
-    pub version: String,
-    pub key: String,
+pub(crate) struct Watermark {
+    pub(crate) version: String,
+    pub(crate) key: String,
 }
 
 /// A dead event and its last error, for troubleshooting.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DeadEvent {
-    pub id: i64,
-    pub table: String,
-    pub key: String,
-    pub error: String,
+pub(crate) struct DeadEvent {
+    pub(crate) id: i64,
+    pub(crate) table: String,
+    pub(crate) key: String,
+    pub(crate) error: String,
 }
 
 #[derive(Clone)]
-pub struct Inbox {
+pub(crate) struct Inbox {
     db: LocalDb,
 }
 
@@ -87,7 +87,7 @@ fn from_text(text: Option<String>) -> Option<serde_json::Map<String, serde_json:
 
 impl Inbox {
     /// The inbox in `db`, its tables created if needed.
-    pub fn open(db: LocalDb) -> Result<Self, InboxError> {
+    pub(crate) fn open(db: LocalDb) -> Result<Self, InboxError> {
         db.create(SCHEMA)?;
         Ok(Self { db })
     }
@@ -95,7 +95,7 @@ impl Inbox {
     /// Stores `events` (and the catch-up watermark, in the same transaction), fsync'd before it
     /// returns: this is what lets the webhook answer 2xx only once the event survives a power
     /// cut. Returns their ids.
-    pub async fn append(
+    pub(crate) async fn append(
         &self,
         events: Vec<NewEvent>,
         watermark: Option<(String, Watermark)>,
@@ -139,7 +139,7 @@ impl Inbox {
 
     /// Due events, oldest first, at most one per record: an event waits while an earlier live
     /// event of the same record is still in the inbox (order per record).
-    pub async fn due(&self, limit: usize) -> Result<Vec<StoredEvent>, InboxError> {
+    pub(crate) async fn due(&self, limit: usize) -> Result<Vec<StoredEvent>, InboxError> {
         self.db
             .with(move |conn| {
                 let rows = select_due(conn, limit)?;
@@ -156,7 +156,11 @@ impl Inbox {
     }
 
     /// The last applied version of a record.
-    pub async fn version_of(&self, table: &str, key: &str) -> Result<Option<i64>, InboxError> {
+    pub(crate) async fn version_of(
+        &self,
+        table: &str,
+        key: &str,
+    ) -> Result<Option<i64>, InboxError> {
         let (table, key) = (table.to_owned(), key.to_owned());
         self.db
             .with(move |conn| {
@@ -171,7 +175,7 @@ impl Inbox {
     }
 
     /// Removes an applied (or superseded) event and records the version it brought.
-    pub async fn complete(&self, event: &StoredEvent) -> Result<(), InboxError> {
+    pub(crate) async fn complete(&self, event: &StoredEvent) -> Result<(), InboxError> {
         let (id, table, key, version) = (
             event.id,
             event.event.table.clone(),
@@ -195,7 +199,12 @@ impl Inbox {
     }
 
     /// Schedules another attempt in `delay_ms`.
-    pub async fn retry(&self, id: i64, delay_ms: i64, error: String) -> Result<(), InboxError> {
+    pub(crate) async fn retry(
+        &self,
+        id: i64,
+        delay_ms: i64,
+        error: String,
+    ) -> Result<(), InboxError> {
         self.db.with(move |conn| {
             conn.execute(
                 "UPDATE events SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
@@ -207,7 +216,7 @@ impl Inbox {
     }
 
     /// Gives up on an event; it stays (dead) for inspection and no longer blocks its record.
-    pub async fn kill(&self, id: i64, error: String) -> Result<(), InboxError> {
+    pub(crate) async fn kill(&self, id: i64, error: String) -> Result<(), InboxError> {
         self.db.with(move |conn| {
             conn.execute(
                 "UPDATE events SET attempts = attempts + 1, dead = 1, last_error = ?2 WHERE id = ?1",
@@ -219,7 +228,7 @@ impl Inbox {
     }
 
     /// Milliseconds until the next live event is due, `None` when the inbox is empty.
-    pub async fn next_due_in_ms(&self) -> Result<Option<i64>, InboxError> {
+    pub(crate) async fn next_due_in_ms(&self) -> Result<Option<i64>, InboxError> {
         self.db
             .with(|conn| {
                 // Only the head event of each record counts: the ones behind it are not runnable
@@ -238,7 +247,7 @@ impl Inbox {
             .await
     }
 
-    pub async fn stats(&self) -> Result<InboxStats, InboxError> {
+    pub(crate) async fn stats(&self) -> Result<InboxStats, InboxError> {
         self.db
             .with(|conn| {
                 conn.query_row(
@@ -261,7 +270,7 @@ impl Inbox {
     }
 
     /// Dead events and last errors, newest first, for troubleshooting.
-    pub async fn dead_events(&self, limit: usize) -> Result<Vec<DeadEvent>, InboxError> {
+    pub(crate) async fn dead_events(&self, limit: usize) -> Result<Vec<DeadEvent>, InboxError> {
         self.db.with(move |conn| {
             let mut stmt = conn.prepare(
                 "SELECT id, table_name, record_key, coalesce(last_error, '') FROM events WHERE dead = 1 ORDER BY id DESC LIMIT ?1",
@@ -281,7 +290,7 @@ impl Inbox {
 
     /// Gives every dead event another full set of attempts (a manual `postgres-to-sql` trigger
     /// does this: catch-up cannot bring them back, its watermark has moved past them).
-    pub async fn revive_dead(&self) -> Result<usize, InboxError> {
+    pub(crate) async fn revive_dead(&self) -> Result<usize, InboxError> {
         self.db
             .with(|conn| {
                 conn.execute(
@@ -293,7 +302,7 @@ impl Inbox {
     }
 
     /// Deletes dead events older than `days`, so the inbox never grows without bound.
-    pub async fn prune_dead(&self, days: i64) -> Result<usize, InboxError> {
+    pub(crate) async fn prune_dead(&self, days: i64) -> Result<usize, InboxError> {
         self.db
             .with(move |conn| {
                 conn.execute(
@@ -304,7 +313,7 @@ impl Inbox {
             .await
     }
 
-    pub async fn watermarks(&self) -> Result<Vec<(String, Watermark)>, InboxError> {
+    pub(crate) async fn watermarks(&self) -> Result<Vec<(String, Watermark)>, InboxError> {
         self.db
             .with(|conn| {
                 let mut stmt = conn.prepare(

@@ -13,21 +13,21 @@ use crate::sqlserver::Op;
 
 /// The Supabase Database Webhook payload. Unknown fields (e.g. `user_id`) are ignored.
 #[derive(Debug, Deserialize)]
-pub struct WebhookPayload {
+pub(crate) struct WebhookPayload {
     #[serde(rename = "type")]
-    pub kind: String,
-    pub table: String,
+    pub(crate) kind: String,
+    pub(crate) table: String,
     #[serde(default)]
-    pub schema: Option<String>,
+    pub(crate) schema: Option<String>,
     #[serde(default)]
-    pub record: Option<Map<String, Value>>,
+    pub(crate) record: Option<Map<String, Value>>,
     #[serde(default)]
-    pub old_record: Option<Map<String, Value>>,
+    pub(crate) old_record: Option<Map<String, Value>>,
 }
 
 /// What intake made of a change it does not refuse.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Intake {
+pub(crate) enum Intake {
     /// Store it: the applier will write it.
     Accept(NewEvent),
     /// Nothing to write, and why (an echo, a direction the map does not sync).
@@ -36,7 +36,7 @@ pub enum Intake {
 
 /// Why a change is refused: nothing of it is stored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     #[error("table {0:?} is not reverse-synced")]
     NotReverseSynced(String),
     #[error("unknown event type {0:?} (expected INSERT, UPDATE or DELETE)")]
@@ -49,7 +49,7 @@ pub enum Refusal {
 
 /// A Database Webhook's change. Its `type` must be `INSERT`, `UPDATE` or `DELETE`: the
 /// catch-up kind ([`EventKind::CurrentRow`]) cannot be sent.
-pub fn webhook(map: &ResolvedMap, payload: WebhookPayload) -> Result<Intake, Refusal> {
+pub(crate) fn webhook(map: &ResolvedMap, payload: WebhookPayload) -> Result<Intake, Refusal> {
     let table = match (payload.schema.as_deref(), map.by_target(&payload.table)) {
         (None | Some("public"), Some(t)) if t.spec.reverse.is_some() => t,
         _ => return Err(Refusal::NotReverseSynced(payload.table)),
@@ -67,7 +67,10 @@ pub fn webhook(map: &ResolvedMap, payload: WebhookPayload) -> Result<Intake, Ref
 }
 
 /// A row of a reverse-synced table as catch-up read it.
-pub fn current_row(table: &ResolvedTable, row: Map<String, Value>) -> Result<Intake, Refusal> {
+pub(crate) fn current_row(
+    table: &ResolvedTable,
+    row: Map<String, Value>,
+) -> Result<Intake, Refusal> {
     change(table, EventKind::CurrentRow, Some(row), None)
 }
 

@@ -5,24 +5,24 @@
 //! dropped them) through the same intake into the same inbox. [`handle`] is how the rest of
 //! the agent talks to it; [`counters`] what it shows on the status endpoint.
 
-pub mod applier;
-pub mod catchup;
-pub mod counters;
-pub mod event;
-pub mod handle;
-pub mod inbox;
-pub mod intake;
-pub mod plan;
+pub(crate) mod applier;
+pub(crate) mod catchup;
+pub(crate) mod counters;
+pub(crate) mod event;
+pub(crate) mod handle;
+pub(crate) mod inbox;
+pub(crate) mod intake;
+pub(crate) mod plan;
 
 use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use counters::ReverseCounters;
-pub use handle::{RecoveryReport, ReverseHandle, WebhookAnswer, WebhookError};
-pub use inbox::{Inbox, InboxError, InboxStats};
-pub use intake::WebhookPayload;
+pub(crate) use counters::ReverseCounters;
+pub(crate) use handle::{RecoveryReport, ReverseHandle, WebhookAnswer, WebhookError};
+pub(crate) use inbox::Inbox;
+pub(crate) use intake::WebhookPayload;
 
 use crate::mapping::ResolvedMap;
 use crate::retry::RetryPolicy;
@@ -30,19 +30,19 @@ use crate::sqlserver::SqlStore;
 use crate::supabase::SupabaseApi;
 
 /// What the reverse side runs with.
-pub struct ReverseSync {
-    pub store: Arc<dyn SqlStore>,
-    pub supabase: Arc<dyn SupabaseApi>,
-    pub inbox: Inbox,
-    pub map: Arc<ResolvedMap>,
-    pub counters: Arc<ReverseCounters>,
-    pub retry: RetryPolicy,
+pub(crate) struct ReverseSync {
+    pub(crate) store: Arc<dyn SqlStore>,
+    pub(crate) supabase: Arc<dyn SupabaseApi>,
+    pub(crate) inbox: Inbox,
+    pub(crate) map: Arc<ResolvedMap>,
+    pub(crate) counters: Arc<ReverseCounters>,
+    pub(crate) retry: RetryPolicy,
 }
 
 impl ReverseSync {
     /// Starts the applier and the catch-up task (whose first run starts at once); both stop at
     /// their next safe point once `cancel` fires.
-    pub fn start(self, cancel: &CancellationToken) -> (ReverseHandle, [JoinHandle<()>; 2]) {
+    pub(crate) fn start(self, cancel: &CancellationToken) -> (ReverseHandle, [JoinHandle<()>; 2]) {
         let (applier, applier_task) = applier::Applier {
             store: self.store,
             inbox: self.inbox.clone(),

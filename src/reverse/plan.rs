@@ -14,7 +14,7 @@ use crate::sqlserver::{Op, ReverseWrite, SqlValue, WriteAction};
 
 /// What to do with an event.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Plan {
+pub(crate) enum Plan {
     Write(ReverseWrite),
     /// Nothing to write, and why (logged and counted, not an error).
     Skip(String),
@@ -22,7 +22,7 @@ pub enum Plan {
 
 /// Why an event cannot be applied at all.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PlanError {
+pub(crate) enum PlanError {
     #[error(transparent)]
     Decode(#[from] DecodeError),
     #[error("{kind} event for {table} has no {field}")]
@@ -33,7 +33,7 @@ pub enum PlanError {
     },
 }
 
-pub fn plan(table: &ResolvedTable, event: &NewEvent) -> Result<Plan, PlanError> {
+pub(crate) fn plan(table: &ResolvedTable, event: &NewEvent) -> Result<Plan, PlanError> {
     let Some(reverse) = table.spec.reverse.as_ref() else {
         return Ok(Plan::Skip(format!(
             "{} is not reverse-synced",

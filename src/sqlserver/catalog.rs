@@ -21,11 +21,11 @@ pub struct SourceColumn {
 /// `None` where the table does not exist.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct DescribedTables(pub Vec<(String, Option<Vec<SourceColumn>>)>);
+pub(crate) struct DescribedTables(pub(crate) Vec<(String, Option<Vec<SourceColumn>>)>);
 
 impl DescribedTables {
     /// Describes each of `tables` (`dbo` unless schema-qualified), one catalog read per table.
-    pub async fn read<'a>(
+    pub(crate) async fn read<'a>(
         store: &dyn SqlStore,
         tables: impl IntoIterator<Item = &'a str>,
     ) -> Result<Self, StoreError> {
@@ -38,7 +38,7 @@ impl DescribedTables {
 
     /// The columns of `table` (names compare case-insensitively, as SQL Server's do), or `None`
     /// when it was not described or does not exist.
-    pub fn columns(&self, table: &str) -> Option<&[SourceColumn]> {
+    pub(crate) fn columns(&self, table: &str) -> Option<&[SourceColumn]> {
         self.0
             .iter()
             .find(|(name, _)| name.eq_ignore_ascii_case(table))

@@ -5,13 +5,14 @@
 //! `memory` is the in-memory double the test suite and benchmarks drive. Nothing above this
 //! module knows which one it talks to, and nothing here knows of JSON or the table map.
 
-pub mod catalog;
-pub mod key;
+mod catalog;
+mod key;
+#[cfg(any(test, feature = "test-support"))]
 pub mod memory;
-pub mod queue;
+mod queue;
 pub mod tds;
-pub mod value;
-pub mod write;
+mod value;
+mod write;
 
 use std::time::Duration;
 
@@ -19,11 +20,11 @@ use async_trait::async_trait;
 
 use crate::retry::ErrorClass;
 
-pub use catalog::{DescribedTables, SetupReport, SourceColumn};
+pub(crate) use catalog::DescribedTables;
+pub use catalog::{SetupReport, SourceColumn};
 pub use key::{KeyPart, RecordKey, RecordKeyError};
-pub use queue::{
-    ClaimToken, Op, QueueId, QueueItem, QueueStats, SettleItem, Settlement, UnknownOp, WriterWait,
-};
+pub use queue::{ClaimToken, QueueId, QueueItem, QueueStats, SettleItem, Settlement, WriterWait};
+pub(crate) use queue::{Op, UnknownOp};
 pub use value::{Decimal, Row, SqlType, SqlValue};
 pub use write::{ReverseWrite, WriteAction, WriteOutcome};
 

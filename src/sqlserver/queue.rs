@@ -20,14 +20,14 @@ pub struct ClaimToken(pub Uuid);
 /// A row operation, as the change triggers write it to `SyncQueue.Operation` and Supabase's
 /// Database Webhooks send it as `type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Op {
+pub(crate) enum Op {
     Insert,
     Update,
     Delete,
 }
 
 impl Op {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Insert => "INSERT",
             Self::Update => "UPDATE",
@@ -45,7 +45,7 @@ impl fmt::Display for Op {
 /// An operation name that is none of `INSERT`, `UPDATE`, `DELETE` (exact spelling).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown operation {0:?}")]
-pub struct UnknownOp(pub String);
+pub(crate) struct UnknownOp(pub(crate) String);
 
 impl FromStr for Op {
     type Err = UnknownOp;

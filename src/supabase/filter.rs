@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 /// A value as PostgREST reads it inside `in.(...)`, `or=(...)` and after `eq.`.
-pub fn quote(value: &Value) -> String {
+pub(crate) fn quote(value: &Value) -> String {
     let raw = match value {
         Value::String(s) => s.clone(),
         Value::Null => return "null".to_owned(),
@@ -21,7 +21,7 @@ pub fn quote(value: &Value) -> String {
 }
 
 /// A value as PostgREST reads it after a top-level operator (`col=eq.<value>`): literally.
-pub fn raw(value: &Value) -> String {
+pub(crate) fn raw(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
         Value::Null => "null".to_owned(),
@@ -31,7 +31,7 @@ pub fn raw(value: &Value) -> String {
 
 /// Query pairs selecting exactly `keys` (each a list of `(column, value)` in key order).
 /// One key column: `col=in.(a,b)`; composite: `or=(and(a.eq.1,b.eq.2),...)`.
-pub fn keys_filter(keys: &[Vec<(String, Value)>]) -> Vec<(String, String)> {
+pub(crate) fn keys_filter(keys: &[Vec<(String, Value)>]) -> Vec<(String, String)> {
     let Some(first) = keys.first() else {
         return Vec::new();
     };
@@ -59,7 +59,7 @@ pub fn keys_filter(keys: &[Vec<(String, Value)>]) -> Vec<(String, String)> {
 
 /// The keyset condition "(order columns) > (after values)", lexicographic, as PostgREST
 /// `or=(...)`: `(a > x) or (a = x and b > y) or ...`.
-pub fn after_filter(after: &[(String, Value)]) -> Option<(String, String)> {
+pub(crate) fn after_filter(after: &[(String, Value)]) -> Option<(String, String)> {
     if after.is_empty() {
         return None;
     }

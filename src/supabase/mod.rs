@@ -4,11 +4,11 @@
 //! into Supabase: never a direct Postgres connection); `memory` is the in-memory double the
 //! unit tests drive. Knows nothing of queues or table maps.
 
-pub mod error;
-pub mod filter;
+mod error;
+mod filter;
 #[cfg(any(test, feature = "test-support"))]
 pub mod memory;
-pub mod postgrest;
+mod postgrest;
 
 use async_trait::async_trait;
 use chrono::{DateTime, FixedOffset};
@@ -51,7 +51,7 @@ pub struct Since {
 
 /// Everything the sync engine needs from Supabase, and nothing more.
 ///
-/// Implementations must mark every write as the agent's ([`postgrest::ORIGIN_HEADER`]) so that
+/// Implementations must mark every write as the agent's (`x-syncbridge-origin`) so that
 /// the Supabase webhook triggers skip it: that is what keeps forward-synced rows from echoing
 /// back to SQL Server.
 #[async_trait]

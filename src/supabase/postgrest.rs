@@ -18,7 +18,7 @@ use crate::config::KeyKind;
 
 /// Sent on every write so the Supabase webhook triggers can tell the agent's own writes from the
 /// portal's (`sql/supabase/02_webhooks.sql` skips them: no echo back to SQL Server).
-pub const ORIGIN_HEADER: &str = "x-syncbridge-origin";
+const ORIGIN_HEADER: &str = "x-syncbridge-origin";
 
 #[derive(Clone)]
 pub struct PostgrestClient {

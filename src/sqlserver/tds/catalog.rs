@@ -17,29 +17,29 @@ use crate::sqlserver::{SourceColumn, StoreError};
 /// A table (or view) as the catalog names and types it.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct TableInfo {
-    pub schema: String,
-    pub name: String,
-    pub columns: Vec<ColumnInfo>,
+    pub(crate) schema: String,
+    pub(crate) name: String,
+    pub(crate) columns: Vec<ColumnInfo>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct ColumnInfo {
-    pub source: SourceColumn,
+    pub(crate) source: SourceColumn,
     /// The base system type (`nvarchar` for `sysname`, `int` for an alias of int), lower case.
-    pub type_name: String,
+    pub(crate) type_name: String,
     /// The declared type as T-SQL, for CASTs; `None` when the sync does not support the type.
-    pub decl: Option<String>,
+    pub(crate) decl: Option<String>,
 }
 
 impl TableInfo {
     /// `[schema].[name]`, safe to splice into a statement.
-    pub fn quoted(&self) -> String {
+    pub(crate) fn quoted(&self) -> String {
         format!("{}.{}", quote(&self.schema), quote(&self.name))
     }
 
     /// The column called `name`: exact match first, then the single case-insensitive match
     /// (SQL Server names usually compare case-insensitively).
-    pub fn column(&self, name: &str) -> Result<&ColumnInfo, StoreError> {
+    pub(crate) fn column(&self, name: &str) -> Result<&ColumnInfo, StoreError> {
         if let Some(c) = self.columns.iter().find(|c| c.source.name == name) {
             return Ok(c);
         }
@@ -56,7 +56,7 @@ impl TableInfo {
         }
     }
 
-    pub fn source_columns(&self) -> Vec<SourceColumn> {
+    pub(crate) fn source_columns(&self) -> Vec<SourceColumn> {
         self.columns.iter().map(|c| c.source.clone()).collect()
     }
 }
@@ -296,17 +296,17 @@ impl TableCache {
         table.trim().to_lowercase()
     }
 
-    pub fn get(&self, table: &str) -> Option<Arc<TableInfo>> {
+    pub(crate) fn get(&self, table: &str) -> Option<Arc<TableInfo>> {
         self.lock().get(&Self::key(table)).cloned()
     }
 
-    pub fn put(&self, table: &str, info: TableInfo) -> Arc<TableInfo> {
+    pub(crate) fn put(&self, table: &str, info: TableInfo) -> Arc<TableInfo> {
         let info = Arc::new(info);
         self.lock().insert(Self::key(table), Arc::clone(&info));
         info
     }
 
-    pub fn forget(&self, table: &str) {
+    pub(crate) fn forget(&self, table: &str) {
         self.lock().remove(&Self::key(table));
     }
 

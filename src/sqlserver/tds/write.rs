@@ -58,8 +58,8 @@ pub(super) async fn apply(
 /// One batch and its parameters.
 #[derive(Debug)]
 pub(super) struct Statement {
-    pub sql: String,
-    pub params: Vec<ColumnData<'static>>,
+    pub(crate) sql: String,
+    pub(crate) params: Vec<ColumnData<'static>>,
 }
 
 #[derive(Default)]
