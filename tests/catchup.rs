@@ -40,7 +40,7 @@ async fn edits_made_while_the_agent_was_down_arrive_at_startup_in_pages() {
     .await;
     h.wait_synced().await;
     assert_eq!(
-        h.rows("SELECT days FROM aligner_batches").await[0]["days"],
+        h.pg_rows("SELECT days FROM aligner_batches").await[0]["days"],
         json!(30),
         "the clinic's stale days never overwrote the portal's"
     );
@@ -85,7 +85,7 @@ async fn edits_made_while_the_agent_was_down_arrive_at_startup_in_pages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_dropped_by_pg_net_are_recovered_by_a_triggered_catch_up() {
     let h = Harness::start().await;
-    seed_parents(&h.store);
+    seed_parents(&h.sql);
     seed_supabase_parents(&h.db).await;
     h.db.install_webhooks(&h.url("/api/sync/webhook"), WEBHOOK_SECRET)
         .await
@@ -102,7 +102,7 @@ async fn webhooks_dropped_by_pg_net_are_recovered_by_a_triggered_catch_up() {
         .wait_for_deliveries(1, DEADLINE)
         .await
         .expect("the webhook fired and was dropped");
-    assert!(note_text(&h.store, NOTE_A).is_none());
+    assert!(note_text(&h.sql, NOTE_A).is_none());
     h.trigger("postgres-to-sql").await;
     h.wait_store("dropped note recovered", |store| {
         note_text(store, NOTE_A).as_deref() == Some("lost webhook")

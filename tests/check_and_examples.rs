@@ -123,8 +123,8 @@ async fn check_reports_a_wrong_key_and_an_unreachable_sql_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_webhook_example_script_prints_each_answer() {
     let h = Harness::start().await;
-    seed_parents(&h.store);
-    h.store.clinic_write(
+    seed_parents(&h.sql);
+    h.sql.clinic_write(
         "tblAlignerBatches",
         &key("AlignerBatchID", 1),
         Some(batch(1, 1, 10)),

@@ -31,13 +31,13 @@ async fn install(h: &Harness, skip_agent_writes: bool) -> WebhookRelay {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reverse_write_is_not_queued_back_to_supabase() {
     let h = Harness::start().await;
-    seed_parents(&h.store);
+    seed_parents(&h.sql);
     seed_supabase_parents(&h.db).await;
     h.notify().await;
     h.wait_synced().await;
     let relay = install(&h, true).await;
     h.rest.clear_requests();
-    let queued = h.store.queue().len();
+    let queued = h.sql.queue().len();
     // A doctor writes a note in the portal.
     h.db.client()
         .batch_execute(&format!(
@@ -53,7 +53,7 @@ async fn a_reverse_write_is_not_queued_back_to_supabase() {
     h.wait_store("note applied", |store| note_text(store, NOTE_A).is_some())
         .await;
     assert_eq!(
-        h.store.queue().len(),
+        h.sql.queue().len(),
         queued,
         "the agent's own write queued nothing"
     );
@@ -72,15 +72,15 @@ async fn a_reverse_write_is_not_queued_back_to_supabase() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forward_upsert_that_comes_back_as_a_webhook_writes_nothing() {
     let h = Harness::start().await;
-    seed_parents(&h.store);
+    seed_parents(&h.sql);
     // Supabase-side filtering off: every agent write really comes back as a webhook.
     let relay = install(&h, false).await;
-    h.store.clinic_write(
+    h.sql.clinic_write(
         "tblAlignerBatches",
         &key("AlignerBatchID", 1),
         Some(batch(1, 1, 12)),
     );
-    h.store.clinic_write(
+    h.sql.clinic_write(
         "tblAlignerNotes",
         &note_key(NOTE_B),
         Some(note(NOTE_B, 1, "Lab", "lab note")),
@@ -89,12 +89,12 @@ async fn a_forward_upsert_that_comes_back_as_a_webhook_writes_nothing() {
     h.wait_synced().await;
     // First sync: the note's INSERT, then the UPDATEs of the clinic-column merge for the note
     // and the batch (batches send UPDATE events only). Then a clinic edit of each.
-    h.store.clinic_update(
+    h.sql.clinic_update(
         "tblAlignerBatches",
         &key("AlignerBatchID", 1),
         &[("Notes", text("clinic edit"))],
     );
-    h.store.clinic_update(
+    h.sql.clinic_update(
         "tblAlignerNotes",
         &note_key(NOTE_B),
         &[("IsRead", SqlValue::Bit(true))],
@@ -130,12 +130,12 @@ async fn a_forward_upsert_that_comes_back_as_a_webhook_writes_nothing() {
     })
     .await;
     assert_eq!(
-        h.store.apply_counts().1,
+        h.sql.apply_counts().1,
         0,
         "no echo was written into SQL Server"
     );
     assert!(
-        h.store.queue().iter().all(|q| q.status == "Synced"),
+        h.sql.queue().iter().all(|q| q.status == "Synced"),
         "nothing new to send back"
     );
     let report = h.trigger("sql-to-postgres").await;
@@ -149,9 +149,9 @@ async fn a_forward_upsert_that_comes_back_as_a_webhook_writes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_supabase_filter_drops_agent_writes_at_the_source() {
     let h = Harness::start().await;
-    seed_parents(&h.store);
+    seed_parents(&h.sql);
     let relay = install(&h, true).await;
-    h.store.clinic_write(
+    h.sql.clinic_write(
         "tblAlignerNotes",
         &note_key(NOTE_B),
         Some(note(NOTE_B, 1, "Lab", "lab note")),
@@ -181,8 +181,8 @@ async fn the_supabase_filter_drops_agent_writes_at_the_source() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_portal_edit_racing_a_clinic_edit_of_the_same_batch_keeps_both() {
     let h = Harness::start().await;
-    seed_parents(&h.store);
-    h.store.clinic_write(
+    seed_parents(&h.sql);
+    h.sql.clinic_write(
         "tblAlignerBatches",
         &key("AlignerBatchID", 1),
         Some(batch(1, 1, 10)),
@@ -196,7 +196,7 @@ async fn a_portal_edit_racing_a_clinic_edit_of_the_same_batch_keeps_both() {
         .batch_execute("UPDATE aligner_batches SET days = 21 WHERE aligner_batch_id = 1")
         .await
         .expect("portal edit");
-    h.store.clinic_update(
+    h.sql.clinic_update(
         "tblAlignerBatches",
         &key("AlignerBatchID", 1),
         &[("Notes", text("clinic edit"))],
@@ -211,10 +211,10 @@ async fn a_portal_edit_racing_a_clinic_edit_of_the_same_batch_keeps_both() {
     })
     .await;
     h.wait_synced().await;
-    let pg = h.rows("SELECT days, notes FROM aligner_batches").await;
+    let pg = h.pg_rows("SELECT days, notes FROM aligner_batches").await;
     assert_eq!(pg, vec![json!({"days": 21, "notes": "clinic edit"})]);
     let row = h
-        .store
+        .sql
         .row("tblAlignerBatches", &key("AlignerBatchID", 1))
         .expect("row");
     assert_eq!(

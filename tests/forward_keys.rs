@@ -61,7 +61,7 @@ async fn composite_keys_upsert_and_delete() {
     h.notify().await;
     h.wait_synced().await;
     assert_eq!(
-        h.rows("SELECT count(*) AS n FROM tooth_moves").await[0]["n"],
+        h.pg_rows("SELECT count(*) AS n FROM tooth_moves").await[0]["n"],
         json!(3)
     );
     store.clinic_write("tblToothMoves", &k(1, 12), None);
@@ -73,7 +73,7 @@ async fn composite_keys_upsert_and_delete() {
     h.notify().await;
     h.wait_synced().await;
     let rows = h
-        .rows("SELECT work_id, tooth_no, movement FROM tooth_moves ORDER BY 1, 2")
+        .pg_rows("SELECT work_id, tooth_no, movement FROM tooth_moves ORDER BY 1, 2")
         .await;
     assert_eq!(
         rows,
@@ -87,14 +87,14 @@ async fn composite_keys_upsert_and_delete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guid_keys_coalesce_whatever_their_case() {
     let h = Harness::start().await;
-    seed_parents(&h.store);
-    h.store.clinic_write(
+    seed_parents(&h.sql);
+    h.sql.clinic_write(
         "tblAlignerNotes",
         &note_key(NOTE_A),
         Some(note(NOTE_A, 1, "Lab", "lab note")),
     );
     // The same record queued again with the GUID in lower case (e.g. by a hand-written trigger).
-    h.store.enqueue_raw(
+    h.sql.enqueue_raw(
         "tblAlignerNotes",
         &format!(r#"{{"NoteUID":"{NOTE_A}"}}"#),
         "UPDATE",
@@ -102,12 +102,12 @@ async fn guid_keys_coalesce_whatever_their_case() {
     h.notify().await;
     h.wait_synced().await;
     assert!(
-        h.store.queue().iter().all(|q| q.status == "Synced"),
+        h.sql.queue().iter().all(|q| q.status == "Synced"),
         "{:?}",
-        h.store.queue()
+        h.sql.queue()
     );
     assert_eq!(
-        h.rows("SELECT note_text FROM aligner_notes").await,
+        h.pg_rows("SELECT note_text FROM aligner_notes").await,
         vec![json!({"note_text": "lab note"})]
     );
     assert!(
@@ -169,7 +169,7 @@ async fn text_keys_with_reserved_characters_update_portal_owned_tables() {
     h.notify().await;
     h.wait_synced().await;
     assert_eq!(
-        h.rows("SELECT code, label, shelf FROM labels").await,
+        h.pg_rows("SELECT code, label, shelf FROM labels").await,
         vec![json!({"code": code, "label": "new", "shelf": "portal shelf"})]
     );
 }

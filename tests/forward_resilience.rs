@@ -12,7 +12,7 @@ use syncbridge::sqlserver::SqlStore;
 
 fn patient_queue_item(h: &Harness, id: i64) -> syncbridge::sqlserver::memory::MemQueueRow {
     let record = format!(r#"{{"PersonID":{id}}}"#);
-    h.store
+    h.sql
         .queue()
         .into_iter()
         .find(|q| q.record_id == record)
@@ -29,7 +29,7 @@ async fn server_errors_are_retried_on_a_timer_then_recover() {
     // Three 503s exhaust the in-process retry (1 + 2); the durable retry fires on its own timer.
     h.rest
         .fail_next(3, 503, json!({"message": "upstream unavailable"}));
-    h.store
+    h.sql
         .clinic_write("tblPatients", &key("PersonID", 1), Some(patient(1, "A")));
     h.notify().await;
     h.wait_synced().await;
@@ -61,14 +61,14 @@ async fn timeouts_count_as_attempts_and_recover() {
     })
     .await;
     h.rest.delay_next(1, Duration::from_secs(2));
-    h.store
+    h.sql
         .clinic_write("tblPatients", &key("PersonID", 1), Some(patient(1, "A")));
     h.notify().await;
     h.wait_synced().await;
     let item = patient_queue_item(&h, 1);
     assert_eq!((item.status.as_str(), item.attempts), ("Synced", 1));
     assert_eq!(
-        h.rows("SELECT patient_name FROM patients").await[0]["patient_name"],
+        h.pg_rows("SELECT patient_name FROM patients").await[0]["patient_name"],
         json!("A")
     );
 }
@@ -85,7 +85,7 @@ async fn an_item_that_keeps_failing_stops_at_max_attempts_and_others_still_sync(
         500,
         json!({"code": "XX000", "message": "internal error"}),
     );
-    h.store
+    h.sql
         .clinic_write("tblPatients", &key("PersonID", 1), Some(patient(1, "A")));
     h.notify().await;
     h.wait_synced().await;
@@ -96,7 +96,7 @@ async fn an_item_that_keeps_failing_stops_at_max_attempts_and_others_still_sync(
         "LastError keeps PostgREST's answer"
     );
     // PostgREST recovered: a new change syncs at once.
-    h.store
+    h.sql
         .clinic_write("tblPatients", &key("PersonID", 2), Some(patient(2, "B")));
     h.notify().await;
     h.wait_synced().await;
@@ -110,7 +110,7 @@ async fn a_wrong_key_pauses_work_without_burning_attempts() {
         ..Options::default()
     })
     .await;
-    h.store
+    h.sql
         .clinic_write("tblPatients", &key("PersonID", 1), Some(patient(1, "A")));
     h.notify().await;
     h.wait_status("config fault reported", |s| {
@@ -132,7 +132,7 @@ async fn a_wrong_key_pauses_work_without_burning_attempts() {
         "a bad key is not the item's fault"
     );
     assert!(item.last_error.unwrap_or_default().contains("401"));
-    assert!(h.rows("SELECT 1 FROM patients").await.is_empty());
+    assert!(h.pg_rows("SELECT 1 FROM patients").await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,12 +142,12 @@ async fn new_style_secret_keys_work() {
         ..Options::default()
     })
     .await;
-    h.store
+    h.sql
         .clinic_write("tblPatients", &key("PersonID", 1), Some(patient(1, "A")));
     h.notify().await;
     h.wait_synced().await;
     assert_eq!(
-        h.rows("SELECT count(*) AS n FROM patients").await[0]["n"],
+        h.pg_rows("SELECT count(*) AS n FROM patients").await[0]["n"],
         json!(1)
     );
 }
@@ -155,7 +155,7 @@ async fn new_style_secret_keys_work() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_notification_before_the_writer_commits_is_not_lost() {
     let h = Harness::start().await;
-    let tx = h.store.begin();
+    let tx = h.sql.begin();
     tx.write(
         "tblPatients",
         &key("PersonID", 1),
@@ -170,12 +170,12 @@ async fn a_notification_before_the_writer_commits_is_not_lost() {
     tx.commit();
     h.wait_synced().await;
     assert_eq!(
-        h.rows("SELECT patient_name FROM patients").await[0]["patient_name"],
+        h.pg_rows("SELECT patient_name FROM patients").await[0]["patient_name"],
         json!("committed later")
     );
 
     // A writer that rolls back leaves nothing behind and blocks nothing.
-    let tx = h.store.begin();
+    let tx = h.sql.begin();
     tx.write(
         "tblPatients",
         &key("PersonID", 2),
@@ -183,7 +183,7 @@ async fn a_notification_before_the_writer_commits_is_not_lost() {
     );
     h.notify().await;
     tx.rollback();
-    h.store.clinic_write(
+    h.sql.clinic_write(
         "tblPatients",
         &key("PersonID", 3),
         Some(patient(3, "after")),
@@ -191,7 +191,7 @@ async fn a_notification_before_the_writer_commits_is_not_lost() {
     h.notify().await;
     h.wait_synced().await;
     let names = h
-        .rows("SELECT patient_name FROM patients ORDER BY person_id")
+        .pg_rows("SELECT patient_name FROM patients ORDER BY person_id")
         .await;
     assert_eq!(
         names,
@@ -206,7 +206,7 @@ async fn a_notification_before_the_writer_commits_is_not_lost() {
 async fn a_notification_during_a_drain_is_not_skipped() {
     let h = Harness::start().await;
     h.rest.delay_next(1, Duration::from_millis(400));
-    h.store.clinic_write(
+    h.sql.clinic_write(
         "tblPatients",
         &key("PersonID", 1),
         Some(patient(1, "first")),
@@ -216,7 +216,7 @@ async fn a_notification_during_a_drain_is_not_skipped() {
         store.queue()[0].claim.is_some()
     })
     .await;
-    h.store.clinic_write(
+    h.sql.clinic_write(
         "tblPatients",
         &key("PersonID", 2),
         Some(patient(2, "second")),
@@ -228,7 +228,7 @@ async fn a_notification_during_a_drain_is_not_skipped() {
     );
     h.wait_synced().await;
     assert_eq!(
-        h.rows("SELECT count(*) AS n FROM patients").await[0]["n"],
+        h.pg_rows("SELECT count(*) AS n FROM patients").await[0]["n"],
         json!(2)
     );
 }
@@ -264,7 +264,7 @@ async fn the_agent_drains_at_startup_what_it_was_never_told_about() {
     .await;
     h.wait_synced().await;
     assert_eq!(
-        h.rows("SELECT count(*) AS n FROM patients").await[0]["n"],
+        h.pg_rows("SELECT count(*) AS n FROM patients").await[0]["n"],
         json!(3),
         "no notification was sent"
     );
@@ -278,7 +278,7 @@ async fn a_schema_mismatch_in_supabase_pauses_work_without_burning_attempts() {
     };
     let h = Harness::start_with(o).await;
     for id in 1..=4 {
-        h.store
+        h.sql
             .clinic_write("tblPatients", &key("PersonID", id), Some(patient(id, "A")));
     }
     h.notify().await;
@@ -295,7 +295,7 @@ async fn a_schema_mismatch_in_supabase_pauses_work_without_burning_attempts() {
         "{status}"
     );
     assert!(h
-        .store
+        .sql
         .queue()
         .iter()
         .all(|q| q.status == "Pending" && q.attempts == 0));

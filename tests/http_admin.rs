@@ -61,7 +61,7 @@ async fn public_probes_answer_and_admin_endpoints_need_the_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trigger_validates_its_body_and_reports_what_it_did() {
     let h = Harness::start().await;
-    h.store
+    h.sql
         .clinic_write("tblPatients", &key("PersonID", 1), Some(patient(1, "A")));
     let post = |body: &str| {
         h.http
@@ -80,7 +80,7 @@ async fn trigger_validates_its_body_and_reports_what_it_did() {
         assert_eq!(r.status(), 400, "{bad}");
     }
     assert_eq!(
-        h.store.queue()[0].status,
+        h.sql.queue()[0].status,
         "Pending",
         "refused triggers drained nothing"
     );
@@ -139,7 +139,7 @@ async fn unknown_routes_and_methods_get_json_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_reports_queue_inbox_and_watermarks() {
     let h = Harness::start().await;
-    h.store.enqueue_raw("tblNope", r#"{"X":1}"#, "INSERT");
+    h.sql.enqueue_raw("tblNope", r#"{"X":1}"#, "INSERT");
     h.notify().await;
     h.wait_synced().await;
     let s = h.status().await;

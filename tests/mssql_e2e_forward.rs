@@ -6,8 +6,8 @@
 mod common;
 
 use common::mssql::{exec, query_int, SqlDb, ARABIC, KURDISH};
-use common::mssql_e2e::E2e;
 use common::wait_for;
+use common::E2e;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

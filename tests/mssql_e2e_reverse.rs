@@ -6,7 +6,7 @@
 mod common;
 
 use common::mssql::{owned, SqlDb, ARABIC, KURDISH};
-use common::mssql_e2e::E2e;
+use common::E2e;
 use common::{batch_record, hook, note_record, wait_for};
 use serde_json::json;
 

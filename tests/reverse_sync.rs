@@ -17,7 +17,7 @@ async fn wait_note(h: &Harness, uid: &str, body: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn portal_notes_are_inserted_then_only_portal_columns_update() {
     let h = Harness::start().await;
-    seed_parents(&h.store);
+    seed_parents(&h.sql);
     let (status, body) = h
         .webhook(
             &hook(
@@ -39,14 +39,14 @@ async fn portal_notes_are_inserted_then_only_portal_columns_update() {
     );
     wait_note(&h, NOTE_A, "أول ملاحظة").await;
     let row = h
-        .store
+        .sql
         .row("tblAlignerNotes", &note_key(NOTE_A))
         .expect("row");
     assert_eq!(row["NoteType"], text("Doctor"));
     assert_eq!(row["AlignerSetID"], SqlValue::Int(1));
 
     // The clinic marks it read; a later portal edit must not undo that (is_read is clinic-owned).
-    h.store.clinic_update(
+    h.sql.clinic_update(
         "tblAlignerNotes",
         &note_key(NOTE_A),
         &[("IsRead", SqlValue::Bit(true))],
@@ -63,7 +63,7 @@ async fn portal_notes_are_inserted_then_only_portal_columns_update() {
     assert_eq!(status, 200);
     wait_note(&h, NOTE_A, "edited").await;
     let row = h
-        .store
+        .sql
         .row("tblAlignerNotes", &note_key(NOTE_A))
         .expect("row");
     assert_eq!(
@@ -75,13 +75,13 @@ async fn portal_notes_are_inserted_then_only_portal_columns_update() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_days_sync_only_when_days_changed() {
     let h = Harness::start().await;
-    seed_parents(&h.store);
-    h.store.clinic_write(
+    seed_parents(&h.sql);
+    h.sql.clinic_write(
         "tblAlignerBatches",
         &key("AlignerBatchID", 4),
         Some(batch(4, 1, 10)),
     );
-    let before = h.store.apply_counts();
+    let before = h.sql.apply_counts();
     let old = batch_record(4, 10, "first batch", "2026-11-25T10:00:00+00:00");
     let new = batch_record(
         4,
@@ -103,7 +103,7 @@ async fn batch_days_sync_only_when_days_changed() {
     })
     .await;
     let row = h
-        .store
+        .sql
         .row("tblAlignerBatches", &key("AlignerBatchID", 4))
         .expect("row");
     assert_eq!(row["Notes"], text("first batch"), "only Days is written");
@@ -136,12 +136,12 @@ async fn batch_days_sync_only_when_days_changed() {
         "batches are created by the clinic"
     );
     assert_eq!(
-        h.store.apply_counts().0 - before.0,
+        h.sql.apply_counts().0 - before.0,
         1,
         "one write for one real change"
     );
     assert!(h
-        .store
+        .sql
         .queue()
         .iter()
         .all(|q| q.table != "tblAlignerBatches" || q.record_id != r#"{"AlignerBatchID":9}"#));
@@ -264,7 +264,7 @@ async fn strangers_and_bad_input_are_refused_and_change_nothing() {
     assert_eq!(status["reverse"]["inbox"]["depth"], json!(0));
     // The 413 is refused by the body-size filter before the handler counts anything.
     assert_eq!(status["reverse"]["state"]["webhooks_rejected"], json!(9));
-    assert_eq!(h.store.apply_counts(), (0, 0), "nothing reached SQL Server");
+    assert_eq!(h.sql.apply_counts(), (0, 0), "nothing reached SQL Server");
     // The secret also works in X-Webhook-Secret.
     let r = post(
         Some(("x-webhook-secret", WEBHOOK_SECRET.into())),
@@ -279,8 +279,8 @@ async fn strangers_and_bad_input_are_refused_and_change_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_wait_out_a_sql_server_outage_in_order() {
     let h = Harness::start().await;
-    seed_parents(&h.store);
-    h.store.set_down(true);
+    seed_parents(&h.sql);
+    h.sql.set_down(true);
     let versions = [
         "2026-11-25T10:00:00+00:00",
         "2026-11-25T10:00:01+00:00",
@@ -313,7 +313,7 @@ async fn events_wait_out_a_sql_server_outage_in_order() {
     })
     .await;
     assert_eq!(h.status().await["reverse"]["inbox"]["depth"], json!(4));
-    h.store.set_down(false);
+    h.sql.set_down(false);
     wait_note(&h, NOTE_A, "v2").await;
     wait_note(&h, NOTE_B, "other").await;
     let status = h.status().await;
@@ -323,7 +323,7 @@ async fn events_wait_out_a_sql_server_outage_in_order() {
         "applied events are pruned"
     );
     assert_eq!(
-        h.store.apply_counts().1,
+        h.sql.apply_counts().1,
         4,
         "every event written once, in order"
     );
@@ -332,8 +332,8 @@ async fn events_wait_out_a_sql_server_outage_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_in_the_inbox_survive_a_restart() {
     let mut h = Harness::start().await;
-    seed_parents(&h.store);
-    h.store.set_down(true);
+    seed_parents(&h.sql);
+    h.sql.set_down(true);
     let body = hook(
         "INSERT",
         "aligner_notes",
@@ -346,8 +346,8 @@ async fn events_in_the_inbox_survive_a_restart() {
     );
     assert_eq!(h.webhook(&body, None).await.0, 200);
     h.stop().await;
-    h.store.set_down(false);
-    assert!(note_text(&h.store, NOTE_A).is_none());
+    h.sql.set_down(false);
+    assert!(note_text(&h.sql, NOTE_A).is_none());
     h.launch(&Options::default()).await;
     wait_note(&h, NOTE_A, "kept across restart").await;
 }
@@ -355,7 +355,7 @@ async fn events_in_the_inbox_survive_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_and_reordered_deliveries_are_harmless() {
     let h = Harness::start().await;
-    seed_parents(&h.store);
+    seed_parents(&h.sql);
     let old = note_record(NOTE_A, "old", "2026-11-25T10:00:00+00:00");
     let new = note_record(NOTE_A, "new", "2026-11-25T10:00:05+00:00");
     for body in [
@@ -371,11 +371,11 @@ async fn duplicate_and_reordered_deliveries_are_harmless() {
     })
     .await;
     assert_eq!(
-        note_text(&h.store, NOTE_A).as_deref(),
+        note_text(&h.sql, NOTE_A).as_deref(),
         Some("new"),
         "an older event never overwrites newer data"
     );
-    assert_eq!(h.store.apply_counts().1, 1, "one write");
+    assert_eq!(h.sql.apply_counts().1, 1, "one write");
     assert_eq!(
         h.status().await["reverse"]["state"]["events_stale"],
         json!(3)
@@ -390,7 +390,7 @@ async fn standard_webhooks_signatures_are_accepted_when_configured() {
         ..Options::default()
     })
     .await;
-    seed_parents(&h.store);
+    seed_parents(&h.sql);
     let body = hook(
         "INSERT",
         "aligner_notes",
@@ -446,7 +446,7 @@ async fn portal_deletes_apply_where_the_map_allows_them() {
         ..Options::default()
     })
     .await;
-    seed_parents(&h.store);
+    seed_parents(&h.sql);
     let rec = note_record(NOTE_A, "to be deleted", "2026-11-25T10:00:00+00:00");
     assert_eq!(
         h.webhook(

@@ -1,6 +1,8 @@
-//! Shared harness for the end-to-end tests: a real PostgreSQL database (fresh per test), the
-//! PostgREST-compatible test server over it, the in-memory SQL Server double, and a real agent
-//! started on 127.0.0.1:0, spoken to over HTTP.
+//! The end-to-end harness, one for either SQL Server side: a real agent started on
+//! 127.0.0.1:0 over a fresh PostgreSQL database and the PostgREST-compatible test server, spoken
+//! to over HTTP, with the SQL Server side a test chooses ([`SqlServerSide`]): the in-memory
+//! double ([`Harness`]) or a test's own database on a real SQL Server ([`E2e`], for
+//! tests/mssql_e2e_*.rs). A test written against [`TestAgent`]'s methods runs on both.
 #![allow(dead_code)]
 
 use std::future::Future;
@@ -11,25 +13,72 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use syncbridge::mapping::TableMap;
 use syncbridge::sqlserver::memory::MemoryStore;
+use syncbridge::sqlserver::tds::TdsStore;
+use syncbridge::sqlserver::SqlStore;
 use syncbridge::{Agent, Config};
 use syncbridge_testkit::{ApiKeys, FakePostgrest, TestDb};
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 mod fixtures;
 pub mod mssql;
-pub mod mssql_e2e;
 
 // Each test binary uses a different part of the fixtures.
 #[allow(unused_imports)]
 pub use fixtures::*;
+
+use mssql::SqlDb;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
 pub const NOTIFY_TOKEN: &str = "test-notify-token-0123456789abcdef";
 pub const WEBHOOK_SECRET: &str = "test-webhook-secret-0123456789abcdef";
 /// Generous: CI machines are small and shared; every wait returns as soon as its condition holds.
 pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// The agent over the in-memory SQL Server double.
+pub type Harness = TestAgent<MemoryStore>;
+/// The agent with the tiberius store over a test's own SQL Server database.
+pub type E2e = TestAgent<SqlDb>;
+
+/// What the agent's SQL Server is, as far as the harness needs to know.
+pub trait SqlServerSide: Send + Sync + 'static {
+    /// The agent's MSSQL_CONNECTION_STRING.
+    fn connection_string(&self) -> String;
+    /// The agent's SYNC_AGENT_ID (`SyncQueue.ClaimedBy`).
+    fn agent_id(&self) -> &'static str;
+    /// The store the agent runs with, for its configuration.
+    fn store(&self, config: &Config) -> Arc<dyn SqlStore>;
+}
+
+impl SqlServerSide for MemoryStore {
+    fn connection_string(&self) -> String {
+        "Server=127.0.0.1,1;Database=Clinic;User Id=sa;Password=unused-in-tests".to_owned()
+    }
+
+    fn agent_id(&self) -> &'static str {
+        "memory-agent"
+    }
+
+    fn store(&self, _: &Config) -> Arc<dyn SqlStore> {
+        Arc::new(self.clone())
+    }
+}
+
+impl SqlServerSide for SqlDb {
+    fn connection_string(&self) -> String {
+        self.ado.clone()
+    }
+
+    fn agent_id(&self) -> &'static str {
+        "mssql-e2e-agent"
+    }
+
+    fn store(&self, config: &Config) -> Arc<dyn SqlStore> {
+        let tds = config.mssql_config().expect("ADO string");
+        Arc::new(TdsStore::new(tds, config.agent_id.clone(), 4))
+    }
+}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum KeyStyle {
@@ -38,6 +87,7 @@ pub enum KeyStyle {
 }
 
 /// Knobs a test may turn before starting its agent.
+#[derive(Clone)]
 pub struct Options {
     pub key_style: KeyStyle,
     /// Overrides the service key sent to PostgREST (to test a wrong key).
@@ -51,7 +101,7 @@ pub struct Options {
     pub signing_secret: Option<&'static str>,
     /// SQL run on the fresh Supabase database before the test server starts.
     pub setup_sql: &'static str,
-    /// The SQL Server double to use (default: the sample clinic schema).
+    /// The SQL Server double [`Harness::start_with`] uses (default: the sample clinic schema).
     pub store: Option<MemoryStore>,
 }
 
@@ -60,6 +110,7 @@ impl Default for Options {
         Self {
             key_style: KeyStyle::LegacyJwt,
             wrong_key: false,
+            // Short, so outage tests recover within the deadline once the other side is back.
             backoff_base: "50ms",
             backoff_cap: "400ms",
             batch_size: 50,
@@ -73,31 +124,34 @@ impl Default for Options {
     }
 }
 
-pub struct Harness {
+/// A running agent and everything around it.
+pub struct TestAgent<S: SqlServerSide> {
+    /// The SQL Server side.
+    pub sql: S,
+    /// The Supabase side's database.
     pub db: TestDb,
     pub rest: FakePostgrest,
     pub keys: ApiKeys,
-    pub store: MemoryStore,
     pub data_dir: Arc<TempDir>,
     pub addr: SocketAddr,
     pub http: reqwest::Client,
-    pub options_map: TableMap,
     shutdown: CancellationToken,
+    /// Stops the agent when a failing test unwinds.
+    _stop_on_drop: DropGuard,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
-/// The agent's configuration: `mssql` is its MSSQL_CONNECTION_STRING and `agent_id` its
-/// SYNC_AGENT_ID; the rest comes from the test server, the data directory and `o`.
-pub fn config(
-    mssql: &str,
-    agent_id: &str,
+/// The agent's configuration: the SQL Server side's connection and agent id; the rest comes
+/// from the test server, the data directory and `o`.
+fn config(
+    sql: &dyn SqlServerSide,
     rest_url: &str,
     key: String,
     data_dir: &TempDir,
     o: &Options,
 ) -> Config {
     let pairs = vec![
-        ("MSSQL_CONNECTION_STRING", mssql.to_owned()),
+        ("MSSQL_CONNECTION_STRING", sql.connection_string()),
         ("SUPABASE_URL", rest_url.to_owned()),
         ("SUPABASE_SERVICE_ROLE_KEY", key),
         ("SUPABASE_WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned()),
@@ -109,7 +163,7 @@ pub fn config(
         ("SYNC_BACKOFF_CAP", o.backoff_cap.to_owned()),
         ("SUPABASE_TIMEOUT", o.timeout.to_owned()),
         ("SYNC_DATA_DIR", data_dir.path().display().to_string()),
-        ("SYNC_AGENT_ID", agent_id.to_owned()),
+        ("SYNC_AGENT_ID", sql.agent_id().to_owned()),
         (
             "SUPABASE_WEBHOOK_SIGNING_SECRET",
             o.signing_secret.unwrap_or("").to_owned(),
@@ -121,40 +175,89 @@ pub fn config(
 }
 
 impl Harness {
+    /// The agent over the sample clinic double, with default options.
     pub async fn start() -> Self {
         Self::start_with(Options::default()).await
     }
 
+    /// The agent over `o.store` (or the sample clinic double).
     pub async fn start_with(o: Options) -> Self {
+        let store = o.store.clone().unwrap_or_else(MemoryStore::sample_clinic);
+        Self::start_on(store, o).await
+    }
+
+    /// Waits until the SQL Server double satisfies `condition`.
+    pub async fn wait_store(&self, what: &str, condition: impl Fn(&MemoryStore) -> bool) {
+        let store = self.sql.clone();
+        let condition = &condition;
+        wait_for(what, || {
+            let store = store.clone();
+            async move { condition(&store) }
+        })
+        .await;
+    }
+
+    /// Waits until the forward queue has no Pending item.
+    pub async fn wait_synced(&self) {
+        self.wait_store("queue drained", |store| {
+            store.queue().iter().all(|q| q.status != "Pending")
+        })
+        .await;
+    }
+}
+
+impl E2e {
+    /// The agent over `sql` (whose ADO string must reach it), with the options the SQL Server
+    /// tests share.
+    pub async fn start(sql: SqlDb) -> Self {
+        sql.assert_ado_reaches_it().await;
+        let options = Options {
+            timeout: "5s",
+            ..Options::default()
+        };
+        Self::start_on(sql, options).await
+    }
+
+    /// Stops the agent gracefully, then drops the SQL Server database.
+    pub async fn finish(mut self) {
+        self.stop().await;
+        let TestAgent { sql, .. } = self;
+        sql.drop_db().await;
+    }
+}
+
+impl<S: SqlServerSide> TestAgent<S> {
+    /// A fresh Supabase database (with `o.setup_sql`), the test server over it, and the agent
+    /// over `sql`, started and ready.
+    pub async fn start_on(sql: S, o: Options) -> Self {
         let db = TestDb::create()
             .await
             .expect("test database (run scripts/pg-test-env.sh)");
-        let keys = ApiKeys::generate();
         if !o.setup_sql.is_empty() {
             db.client()
                 .batch_execute(o.setup_sql)
                 .await
                 .expect("setup SQL");
         }
+        let keys = ApiKeys::generate();
         let rest = FakePostgrest::start(db.url(), keys.clone())
             .await
             .expect("fake PostgREST");
-        let store = o.store.clone().unwrap_or_else(MemoryStore::sample_clinic);
-        let data_dir = Arc::new(tempfile::tempdir().expect("tempdir"));
-        let mut h = Self {
+        let shutdown = CancellationToken::new();
+        let mut agent = Self {
+            sql,
             db,
             rest,
             keys,
-            store,
-            data_dir,
+            data_dir: Arc::new(tempfile::tempdir().expect("tempdir")),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             http: reqwest::Client::new(),
-            options_map: o.map.clone(),
-            shutdown: CancellationToken::new(),
+            _stop_on_drop: shutdown.clone().drop_guard(),
+            shutdown,
             task: None,
         };
-        h.launch(&o).await;
-        h
+        agent.launch(&o).await;
+        agent
     }
 
     fn key(&self, o: &Options) -> String {
@@ -167,51 +270,34 @@ impl Harness {
         }
     }
 
-    /// Starts (or restarts) the agent over the same database, double and data directory.
+    /// Starts (or restarts) the agent over the same databases and data directory, and waits
+    /// until it is ready and its start-up catch-up has run (so its reads do not meet the
+    /// faults a test injects next).
     pub async fn launch(&mut self, o: &Options) {
-        let config = config(
-            "Server=127.0.0.1,1;Database=Clinic;User Id=sa;Password=unused-in-tests",
-            "memory-agent",
-            &self.rest.url(),
-            self.key(o),
-            &self.data_dir,
-            o,
-        );
+        let config = config(&self.sql, &self.rest.url(), self.key(o), &self.data_dir, o);
+        let store = self.sql.store(&config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         self.addr = listener.local_addr().expect("addr");
         self.shutdown = CancellationToken::new();
+        self._stop_on_drop = self.shutdown.clone().drop_guard();
         let agent = Agent {
             config,
-            store: Arc::new(self.store.clone()),
+            store,
             map: o.map.clone(),
         };
-        self.task = Some(tokio::spawn(syncbridge::run(
-            agent,
-            listener,
-            self.shutdown.clone(),
-        )));
-        let url = self.url("/api/sync/status");
-        let http = self.http.clone();
-        wait_for("agent ready and caught up", || {
-            let (http, url) = (http.clone(), url.clone());
-            async move {
-                let r = http.get(url).bearer_auth(ADMIN_TOKEN).send().await;
-                match r {
-                    // Ready, and the start-up catch-up has run (so its reads do not meet the
-                    // faults a test injects next).
-                    Ok(r) => r
-                        .json::<Value>()
-                        .await
-                        .map(|v| {
-                            v["agent"]["ready"] == json!(true)
-                                && !v["reverse"]["state"]["catchup_last_run_at"].is_null()
-                        })
-                        .unwrap_or(false),
-                    Err(_) => false,
-                }
-            }
+        let task = tokio::spawn(syncbridge::run(agent, listener, self.shutdown.clone()));
+        self.task = Some(task);
+        let this = &*self;
+        wait_for("agent ready and caught up", move || async move {
+            // A fatal start (e.g. the map does not match the schema) should fail at once.
+            let stopped = this.task.as_ref().is_none_or(JoinHandle::is_finished);
+            assert!(!stopped, "the agent stopped during start-up");
+            this.get_status().await.is_ok_and(|v| {
+                v["agent"]["ready"] == json!(true)
+                    && !v["reverse"]["state"]["catchup_last_run_at"].is_null()
+            })
         })
         .await;
     }
@@ -230,14 +316,17 @@ impl Harness {
 
     /// What sp_NotifyAppOfSync does.
     pub async fn notify(&self) -> reqwest::StatusCode {
-        self.http
+        let status = self
+            .http
             .post(self.url("/api/sync/queue-notify"))
             .bearer_auth(NOTIFY_TOKEN)
             .json(&json!({"source": "sqlserver"}))
             .send()
             .await
             .expect("notify")
-            .status()
+            .status();
+        assert_eq!(status, 202, "queue-notify answered {status}");
+        status
     }
 
     pub async fn trigger(&self, direction: &str) -> Value {
@@ -253,19 +342,23 @@ impl Harness {
         r.json().await.expect("trigger json")
     }
 
-    pub async fn status(&self) -> Value {
+    /// `GET /api/sync/status`, or the error while the agent does not answer.
+    async fn get_status(&self) -> reqwest::Result<Value> {
         self.http
             .get(self.url("/api/sync/status"))
             .bearer_auth(ADMIN_TOKEN)
             .send()
-            .await
-            .expect("status")
+            .await?
             .json()
             .await
-            .expect("status json")
     }
 
-    /// Posts a webhook body with the shared secret (or `secret` when given).
+    pub async fn status(&self) -> Value {
+        self.get_status().await.expect("status")
+    }
+
+    /// Posts a webhook body with the shared secret (or `secret` when given), as Supabase's
+    /// Database Webhooks do.
     pub async fn webhook(
         &self,
         body: &Value,
@@ -283,8 +376,18 @@ impl Harness {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
-    pub async fn rows(&self, sql: &str) -> Vec<Value> {
-        self.db.query_json(sql).await.expect("query")
+    /// Posts a webhook as [`Self::webhook`] does and checks that the agent accepted it.
+    pub async fn webhook_accepted(&self, body: &Value) {
+        let (status, body) = self.webhook(body, None).await;
+        assert_eq!(
+            (status.as_u16(), body["status"].clone()),
+            (200, json!("accepted"))
+        );
+    }
+
+    /// Rows of a query on the Supabase side.
+    pub async fn pg_rows(&self, sql: &str) -> Vec<Value> {
+        self.db.query_json(sql).await.expect("PostgreSQL query")
     }
 
     /// Waits until `GET /api/sync/status` satisfies `condition`; returns that status.
@@ -304,39 +407,12 @@ impl Harness {
         }
     }
 
-    /// Waits until the SQL Server double satisfies `condition`.
-    pub async fn wait_store(&self, what: &str, condition: impl Fn(&MemoryStore) -> bool) {
-        let store = self.store.clone();
-        let condition = &condition;
-        wait_for(what, || {
-            let store = store.clone();
-            async move { condition(&store) }
-        })
-        .await;
-    }
-
     /// Waits until the reverse inbox is empty (every accepted event applied or skipped).
     pub async fn wait_inbox_empty(&self) {
         self.wait_status("inbox empty", |s| {
             s["reverse"]["inbox"]["depth"] == json!(0)
         })
         .await;
-    }
-
-    /// Waits until the forward queue has no Pending item and the last drain finished.
-    pub async fn wait_synced(&self) {
-        let store = self.store.clone();
-        wait_for("queue drained", || {
-            let store = store.clone();
-            async move { store.queue().iter().all(|q| q.status != "Pending") }
-        })
-        .await;
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
     }
 }
 
