@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::schema_cache::SchemaCache;
 use crate::agent::workers::{self, Sides};
 use crate::agent::{startup, Agent, AgentHandle};
+use crate::config::Config;
 use crate::http::auth::Tokens;
 use crate::http::{routes, AppState};
 use crate::local_db::LocalDb;
@@ -32,14 +34,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let Agent { config, store, map } = agent;
-    let db = LocalDb::open(&config.data_dir).context("opening the reverse-sync inbox")?;
-    let inbox = Inbox::open(db.clone()).context("opening the reverse-sync inbox")?;
-    let cache = SchemaCache::open(db).context("opening the schema cache")?;
-    if let Ok(n) = inbox.prune_dead(DEAD_EVENT_DAYS).await {
-        if n > 0 {
-            tracing::info!(events = n, "pruned old dead inbox events");
-        }
-    }
+    let (inbox, cache) = open_local_db(&config).await?;
     let supabase: Arc<dyn SupabaseApi> = Arc::new(
         PostgrestClient::new(
             &config.supabase_url,
@@ -50,28 +45,11 @@ pub async fn run(
         .context("building the PostgREST client")?,
     );
     let handle = AgentHandle::new(store.clone(), inbox.clone());
-    let state = Arc::new(AppState {
-        tokens: Tokens::from_config(&config),
-        max_body_bytes: config.max_body_bytes,
-        agent: handle.clone(),
-    });
-    let addr = listener.local_addr().ok();
-    let server = warp::serve(routes(state))
-        .incoming(listener)
-        .graceful(shutdown.clone().cancelled_owned());
-    let server = tokio::spawn(server.run());
-    tracing::info!(?addr, sql_server = %config.mssql_label, supabase = %config.supabase_url, "syncbridge listening");
+    let server = serve(&config, listener, handle.clone(), &shutdown);
 
-    let resolved = startup::resolve_map(
-        store.as_ref(),
-        &map,
-        &cache,
-        &handle,
-        config.backoff,
-        &shutdown,
-    )
-    .await;
-    let resolved = match resolved {
+    let backoff = config.backoff;
+    let resolved = startup::resolve_map(store.as_ref(), &map, &cache, &handle, backoff, &shutdown);
+    let resolved = match resolved.await {
         Ok(Some(resolved)) => resolved,
         Ok(None) => {
             let _ = server.await;
@@ -93,6 +71,45 @@ pub async fn run(
     handle.set_ready(ready);
 
     shutdown.cancelled().await;
+    finish(server, tasks).await;
+    Ok(())
+}
+
+/// The inbox and the schema cache in the data directory; old dead events pruned.
+async fn open_local_db(config: &Config) -> anyhow::Result<(Inbox, SchemaCache)> {
+    let db = LocalDb::open(&config.data_dir).context("opening the reverse-sync inbox")?;
+    let inbox = Inbox::open(db.clone()).context("opening the reverse-sync inbox")?;
+    let cache = SchemaCache::open(db).context("opening the schema cache")?;
+    if let Ok(n) = inbox.prune_dead(DEAD_EVENT_DAYS).await {
+        if n > 0 {
+            tracing::info!(events = n, "pruned old dead inbox events");
+        }
+    }
+    Ok((inbox, cache))
+}
+
+/// Starts the HTTP server on `listener`; it stops accepting when `shutdown` fires.
+fn serve(
+    config: &Config,
+    listener: TcpListener,
+    agent: AgentHandle,
+    shutdown: &CancellationToken,
+) -> JoinHandle<()> {
+    let state = Arc::new(AppState {
+        tokens: Tokens::from_config(config),
+        max_body_bytes: config.max_body_bytes,
+        agent,
+    });
+    let addr = listener.local_addr().ok();
+    let server = warp::serve(routes(state))
+        .incoming(listener)
+        .graceful(shutdown.clone().cancelled_owned());
+    tracing::info!(?addr, sql_server = %config.mssql_label, supabase = %config.supabase_url, "syncbridge listening");
+    tokio::spawn(server.run())
+}
+
+/// Waits for in-flight work after shutdown, within [`SHUTDOWN_GRACE`].
+async fn finish(server: JoinHandle<()>, tasks: Vec<JoinHandle<()>>) {
     tracing::info!("shutting down: finishing in-flight work");
     let all = async {
         let _ = server.await;
@@ -103,5 +120,4 @@ pub async fn run(
             "in-flight work did not finish within {SHUTDOWN_GRACE:?}; leased items will be retried"
         );
     }
-    Ok(())
 }

@@ -13,8 +13,6 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use syncbridge::mapping::TableMap;
 use syncbridge::sqlserver::memory::MemoryStore;
-use syncbridge::sqlserver::tds::TdsStore;
-use syncbridge::sqlserver::SqlStore;
 use syncbridge::{Agent, Config};
 use syncbridge_testkit::{ApiKeys, FakePostgrest, TestDb};
 use tempfile::TempDir;
@@ -23,12 +21,14 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 mod fixtures;
 pub mod mssql;
+mod sides;
 
 // Each test binary uses a different part of the fixtures.
 #[allow(unused_imports)]
 pub use fixtures::*;
 
 use mssql::SqlDb;
+pub use sides::SqlServerSide;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
 pub const NOTIFY_TOKEN: &str = "test-notify-token-0123456789abcdef";
@@ -40,45 +40,6 @@ pub const DEADLINE: Duration = Duration::from_secs(20);
 pub type Harness = TestAgent<MemoryStore>;
 /// The agent with the tiberius store over a test's own SQL Server database.
 pub type E2e = TestAgent<SqlDb>;
-
-/// What the agent's SQL Server is, as far as the harness needs to know.
-pub trait SqlServerSide: Send + Sync + 'static {
-    /// The agent's MSSQL_CONNECTION_STRING.
-    fn connection_string(&self) -> String;
-    /// The agent's SYNC_AGENT_ID (`SyncQueue.ClaimedBy`).
-    fn agent_id(&self) -> &'static str;
-    /// The store the agent runs with, for its configuration.
-    fn store(&self, config: &Config) -> Arc<dyn SqlStore>;
-}
-
-impl SqlServerSide for MemoryStore {
-    fn connection_string(&self) -> String {
-        "Server=127.0.0.1,1;Database=Clinic;User Id=sa;Password=unused-in-tests".to_owned()
-    }
-
-    fn agent_id(&self) -> &'static str {
-        "memory-agent"
-    }
-
-    fn store(&self, _: &Config) -> Arc<dyn SqlStore> {
-        Arc::new(self.clone())
-    }
-}
-
-impl SqlServerSide for SqlDb {
-    fn connection_string(&self) -> String {
-        self.ado.clone()
-    }
-
-    fn agent_id(&self) -> &'static str {
-        "mssql-e2e-agent"
-    }
-
-    fn store(&self, config: &Config) -> Arc<dyn SqlStore> {
-        let tds = config.mssql_config().expect("ADO string");
-        Arc::new(TdsStore::new(tds, config.agent_id.clone(), 4))
-    }
-}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum KeyStyle {

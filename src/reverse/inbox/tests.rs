@@ -1,6 +1,7 @@
 use serde_json::json;
 
 use super::*;
+use crate::reverse::event::EventKind;
 use crate::sqlserver::Op;
 
 fn open(dir: &std::path::Path) -> Inbox {

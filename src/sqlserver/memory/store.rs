@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::{MemQueueRow, MemoryStore};
+use super::{MemQueueRow, MemoryStore, Table};
 use crate::sqlserver::SqlValue;
 use crate::sqlserver::*;
 
@@ -230,28 +230,36 @@ impl SqlStore for MemoryStore {
         let table = s.tables.get_mut(&write.table).ok_or_else(|| {
             StoreError::Invalid(format!("Invalid object name '{}'.", write.table))
         })?;
-        let key = RecordKey(
-            write
-                .key
-                .iter()
-                .map(|(c, v)| {
-                    let part = match v {
-                        SqlValue::Int(i) => KeyPart::Int(*i),
-                        SqlValue::Guid(g) => {
-                            KeyPart::Text(g.hyphenated().to_string().to_uppercase())
-                        }
-                        SqlValue::Text(t) => KeyPart::Text(t.clone()),
-                        other => KeyPart::Text(format!("{other:?}")),
-                    };
-                    (c.clone(), part)
-                })
-                .collect(),
-        );
         // The agent's session is marked with SESSION_CONTEXT, so the trigger emulation is
         // skipped here: nothing is queued for these writes.
-        let outcome = match (&write.action, table.rows.get_mut(&key)) {
+        let outcome = table.apply(record_key(write), &write.action);
+        if !matches!(outcome, WriteOutcome::Unchanged | WriteOutcome::Missing) {
+            s.writes += 1;
+        }
+        Ok(outcome)
+    }
+}
+
+/// The key of the row `write` targets, spelled as the queue spells keys (GUIDs upper case).
+fn record_key(write: &ReverseWrite) -> RecordKey {
+    let parts = write.key.iter().map(|(c, v)| {
+        let part = match v {
+            SqlValue::Int(i) => KeyPart::Int(*i),
+            SqlValue::Guid(g) => KeyPart::Text(g.hyphenated().to_string().to_uppercase()),
+            SqlValue::Text(t) => KeyPart::Text(t.clone()),
+            other => KeyPart::Text(format!("{other:?}")),
+        };
+        (c.clone(), part)
+    });
+    RecordKey(parts.collect())
+}
+
+impl Table {
+    /// One reverse write, as the tiberius store's statements would do it.
+    fn apply(&mut self, key: RecordKey, action: &WriteAction) -> WriteOutcome {
+        match (action, self.rows.get_mut(&key)) {
             (WriteAction::Delete, Some(_)) => {
-                table.rows.remove(&key);
+                self.rows.remove(&key);
                 WriteOutcome::Deleted
             }
             (WriteAction::Delete, None) => WriteOutcome::Missing,
@@ -259,30 +267,25 @@ impl SqlStore for MemoryStore {
                 WriteAction::Upsert { update, .. } | WriteAction::UpdateOnly { update },
                 Some(row),
             ) => {
-                if differs(row, update) {
-                    for (c, v) in update {
-                        row.insert(c.clone(), v.clone());
-                    }
-                    WriteOutcome::Updated
-                } else {
-                    WriteOutcome::Unchanged
+                if !differs(row, update) {
+                    return WriteOutcome::Unchanged;
                 }
+                for (c, v) in update {
+                    row.insert(c.clone(), v.clone());
+                }
+                WriteOutcome::Updated
             }
             (WriteAction::UpdateOnly { .. }, None) => WriteOutcome::Missing,
             (WriteAction::Upsert { insert, .. }, None) => {
-                let mut row: Row = table
+                let mut row: Row = self
                     .columns
                     .iter()
                     .map(|c| (c.name.clone(), SqlValue::Null))
                     .collect();
                 row.extend(insert.iter().cloned());
-                table.rows.insert(key, row);
+                self.rows.insert(key, row);
                 WriteOutcome::Inserted
             }
-        };
-        if !matches!(outcome, WriteOutcome::Unchanged | WriteOutcome::Missing) {
-            s.writes += 1;
         }
-        Ok(outcome)
     }
 }
