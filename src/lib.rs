@@ -1,5 +1,22 @@
 //! syncbridge keeps a clinic's SQL Server and its Supabase project in sync, both ways, pushed by
 //! notifications rather than polling.
+//!
+//! Modules, bottom to top (each imports only those below it):
+//! `retry`, `config`, `local_db` → [`sqlserver`] (the `SqlStore` seam, its value model, `tds`,
+//! `memory`) and [`supabase`] (the `SupabaseApi` seam, the PostgREST client, `memory`) →
+//! [`mapping`] (table map, resolution, JSON conversion) → `forward` and `reverse` (the two
+//! data paths) → [`check`] and `agent` (start-up, workers, the handle HTTP calls) → `http`
+//! (routes and thin handlers) → `run` (wires one agent).
+//!
+//! Forward, SQL Server → Supabase: `POST /api/sync/queue-notify` (`http::admin`) wakes the
+//! `forward::worker`, which claims `SyncQueue` items, loads their rows (`forward::batch`), maps
+//! them (`mapping`), upserts or deletes them (`forward::send`) and settles the items.
+//!
+//! Reverse, Supabase → SQL Server: `POST /api/sync/webhook` (`http::webhook`) authenticates
+//! (`http::auth`) and decodes it; `reverse::intake` accepts or refuses it; the
+//! `reverse::inbox` stores it durably before the answer; the `reverse::applier` writes it into
+//! SQL Server by `reverse::plan`'s rules. `reverse::catchup` reads what webhooks missed through
+//! the same intake.
 #![deny(unreachable_pub)]
 
 mod agent;

@@ -2,7 +2,7 @@
 //! feature), beside the in-memory doubles (`sqlserver::memory`, `supabase::memory`).
 
 use crate::mapping::{ResolvedTable, TableMap};
-use crate::sqlserver::{DescribedTables, Row, SqlStore, StoreError};
+use crate::sqlserver::{DescribedTables, Row, SqlStore};
 use crate::supabase::JsonRow;
 
 /// A Standard Webhooks signature header value (`v1,<base64>`) over `id.timestamp.body`, as
@@ -19,16 +19,13 @@ pub struct RowMapper {
 
 impl RowMapper {
     /// The mapper for `source` under `map`, resolved against `store`'s catalog.
-    pub async fn new(store: &dyn SqlStore, map: &TableMap, source: &str) -> Result<Self, String> {
-        let described = DescribedTables::read(store, map.sources())
-            .await
-            .map_err(|e: StoreError| e.to_string())?;
-        let resolved =
-            crate::mapping::ResolvedMap::resolve(map, &described).map_err(|e| e.to_string())?;
+    pub async fn new(store: &dyn SqlStore, map: &TableMap, source: &str) -> anyhow::Result<Self> {
+        let described = DescribedTables::read(store, map.sources()).await?;
+        let resolved = crate::mapping::ResolvedMap::resolve(map, &described)?;
         let table = resolved
             .by_source(source)
             .cloned()
-            .ok_or_else(|| format!("{source} is not in the map"))?;
+            .ok_or_else(|| anyhow::anyhow!("{source} is not in the map"))?;
         Ok(Self { table })
     }
 
