@@ -2,7 +2,7 @@
 //! notifications rather than polling.
 //!
 //! Modules, bottom to top (each imports only those below it):
-//! `retry`, `config`, `local_db` → [`sqlserver`] (the `SqlStore` seam, its value model, `tds`,
+//! `retry`, `config`, `local_db`, `counters` → [`sqlserver`] (the `SqlStore` seam, its value model, `tds`,
 //! `memory`) and [`supabase`] (the `SupabaseApi` seam, the PostgREST client, `memory`) →
 //! [`mapping`] (table map, resolution, JSON conversion) → `forward` and `reverse` (the two
 //! data paths) → [`check`] and `agent` (start-up, workers, the handle HTTP calls) → `http`
@@ -22,6 +22,7 @@
 mod agent;
 pub mod check;
 pub mod config;
+mod counters;
 mod forward;
 mod http;
 mod local_db;

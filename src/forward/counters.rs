@@ -3,12 +3,11 @@
 //! last-known states `GET /api/sync/status` shows. Durable numbers (queue counts) come from
 //! SQL Server at request time. The counters are written only through their methods.
 
-use std::sync::{Mutex, MutexGuard};
-
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::batch::BatchOutcome;
+use crate::counters::Counters;
 use crate::sqlserver::Settlement;
 
 /// What one drain (or one batch of it) did.
@@ -90,21 +89,9 @@ pub(crate) struct ForwardState {
     pub(crate) config_fault: Option<String>,
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct ForwardCounters {
-    state: Mutex<ForwardState>,
-}
+pub(crate) type ForwardCounters = Counters<ForwardState>;
 
 impl ForwardCounters {
-    fn lock(&self) -> MutexGuard<'_, ForwardState> {
-        // Counters stay meaningful even if a panicking thread held the lock.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub(crate) fn snapshot(&self) -> ForwardState {
-        self.lock().clone()
-    }
-
     /// A notification arrived (`queue-notify`).
     pub(crate) fn notified(&self) {
         self.lock().notifications += 1;

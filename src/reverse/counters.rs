@@ -3,10 +3,10 @@
 //! time; this holds what only the running agent knows. Written only through the `record_*`
 //! methods, by the reverse side itself.
 
-use std::sync::{Mutex, MutexGuard};
-
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+
+use crate::counters::Counters;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub(crate) struct ReverseState {
@@ -44,21 +44,9 @@ pub(crate) enum EventVerdict {
     Stale,
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct ReverseCounters {
-    state: Mutex<ReverseState>,
-}
+pub(crate) type ReverseCounters = Counters<ReverseState>;
 
 impl ReverseCounters {
-    fn lock(&self) -> MutexGuard<'_, ReverseState> {
-        // Counters stay meaningful even if a panicking thread held the lock.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub(crate) fn snapshot(&self) -> ReverseState {
-        self.lock().clone()
-    }
-
     pub(crate) fn record_webhook(&self, verdict: WebhookVerdict) {
         let mut r = self.lock();
         match verdict {
