@@ -151,10 +151,9 @@ impl Batch<'_> {
         let body: Vec<JsonRow> = rows.iter().map(|(_, r)| r.clone()).collect();
         let conflict = table.on_conflict();
         if !table.has_portal_owned() {
-            let merge = UpsertMode::Merge { columns: None };
             return self
                 .supabase
-                .upsert(&table.target, &body, &conflict, &merge)
+                .upsert(&table.target, &body, &conflict, &UpsertMode::Merge)
                 .await;
         }
         // Portal-owned columns are written when a row is created and never overwritten from

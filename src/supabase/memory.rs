@@ -242,12 +242,8 @@ impl State {
     /// Applies one upserted row to `rows` (a working copy), as `mode` says.
     fn upsert_row(rows: &mut Vec<JsonRow>, row: &JsonRow, key: &KeyFilter, mode: &UpsertMode) {
         match (rows.iter_mut().find(|r| matches_key(r, key)), mode) {
-            (Some(existing), UpsertMode::Merge { columns }) => {
-                for (c, v) in row {
-                    if columns.as_ref().is_none_or(|cols| cols.contains(c)) {
-                        existing.insert(c.clone(), v.clone());
-                    }
-                }
+            (Some(existing), UpsertMode::Merge) => {
+                existing.extend(row.iter().map(|(c, v)| (c.clone(), v.clone())));
             }
             (Some(_), UpsertMode::InsertMissing) => {}
             (None, _) => rows.push(row.clone()),

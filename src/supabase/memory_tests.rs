@@ -16,7 +16,7 @@ async fn a_refused_value_fails_its_whole_request() {
         row(json!({"id": 2, "v": "bad"})),
     ];
     let on = ["id".to_owned()];
-    let merge = UpsertMode::Merge { columns: None };
+    let merge = UpsertMode::Merge;
     let e = s
         .upsert("t", &rows, &on, &merge)
         .await
@@ -34,7 +34,7 @@ async fn foreign_keys_hold_both_ways() {
     let s = MemorySupabase::new();
     s.add_foreign_key("child", "parent_id", "parent", "id");
     let on = ["id".to_owned()];
-    let merge = UpsertMode::Merge { columns: None };
+    let merge = UpsertMode::Merge;
     let child = [row(json!({"id": 10, "parent_id": 1}))];
     let e = s
         .upsert("child", &child, &on, &merge)

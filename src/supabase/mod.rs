@@ -26,8 +26,8 @@ pub type KeyFilter = Vec<(String, Value)>;
 /// How an upsert treats rows that already exist.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpsertMode {
-    /// `resolution=merge-duplicates`; with `columns`, only those columns are written.
-    Merge { columns: Option<Vec<String>> },
+    /// `resolution=merge-duplicates`: insert new rows, overwrite existing ones.
+    Merge,
     /// `resolution=ignore-duplicates`: insert new rows, leave existing ones untouched.
     InsertMissing,
 }

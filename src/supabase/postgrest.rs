@@ -167,14 +167,9 @@ impl SupabaseApi for PostgrestClient {
         }
         let url = self.table_url(table)?;
         let body = serde_json::to_vec(rows).map_err(PostgrestError::Encode)?;
-        let mut query = vec![("on_conflict".to_owned(), on_conflict.join(","))];
+        let query = [("on_conflict".to_owned(), on_conflict.join(","))];
         let resolution = match mode {
-            UpsertMode::Merge { columns } => {
-                if let Some(cols) = columns {
-                    query.push(("columns".to_owned(), cols.join(",")));
-                }
-                "merge-duplicates"
-            }
+            UpsertMode::Merge => "merge-duplicates",
             UpsertMode::InsertMissing => "ignore-duplicates",
         };
         let prefer = format!("resolution={resolution},return=minimal");
