@@ -1,6 +1,6 @@
 //! Retrying, decided in one place: what an error means ([`ErrorClass`], which the error types
 //! of each side answer through their `class()`), the durable rule shared by the forward queue
-//! and the reverse inbox ([`RetryPolicy`]: retry with backoff, give up after the maximum
+//! and the reverse inbox (`RetryPolicy`: retry with backoff, give up after the maximum
 //! attempts), and the backoff arithmetic behind it. Pure: the callers own the clocks and the
 //! randomness source.
 

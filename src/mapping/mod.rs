@@ -1,6 +1,6 @@
 //! What maps to what: the table map (which SQL Server table and column becomes which Supabase
 //! one, who owns each column, which directions sync), the map resolved against SQL Server's
-//! catalog, and exact value conversion between SQL Server values and PostgREST JSON ([`json`]).
+//! catalog, and exact value conversion between SQL Server values and PostgREST JSON (`json`).
 //! No I/O here beyond reading the optional TOML file.
 
 pub(crate) mod json;

@@ -1,6 +1,6 @@
 //! The SQL Server side of syncbridge, behind one narrow trait ([`SqlStore`]), with the value
-//! model it speaks: typed values ([`value`]), record keys ([`key`]), the queue's vocabulary
-//! ([`queue`]), the catalog ([`catalog`]) and reverse writes ([`write`]).
+//! model it speaks: typed values (`value`), record keys (`key`), the queue's vocabulary
+//! (`queue`), the catalog (`catalog`) and reverse writes (`write`).
 //! `tds` is the real implementation (tiberius; every line of T-SQL lives there and in `sql/`);
 //! `memory` is the in-memory double the test suite and benchmarks drive. Nothing above this
 //! module knows which one it talks to, and nothing here knows of JSON or the table map.

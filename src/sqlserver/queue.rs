@@ -67,7 +67,7 @@ pub struct QueueItem {
     pub table: String,
     /// Raw `RecordID`; parsed by the worker so a malformed one fails only its own item.
     pub record_id: String,
-    /// Raw `Operation`; parsed into an [`Op`] by the worker, for the same reason.
+    /// Raw `Operation`; parsed into an `Op` by the worker, for the same reason.
     pub operation: String,
     /// Attempts made before this claim.
     pub attempts: u32,
