@@ -3,8 +3,10 @@
 //! - [`TestDb`]: a fresh database per test, cloned from a template carrying every
 //!   `sql/supabase/*.sql` plus a stand-in for the Supabase platform (API roles,
 //!   `supabase_functions.http_request`).
-//! - [`FakePostgrest`]: a PostgREST v12-compatible `/rest/v1` server over that database, behind
-//!   a stand-in for Supabase's API-key gateway ([`ApiKeys`]), with switches for injected failures.
+//! - [`FakePostgrest`]: a PostgREST v12 stand-in for `/rest/v1` over that database, sized to
+//!   the requests syncbridge sends (upserts, PATCH by key, DELETE by keys, keyset pages, the
+//!   OpenAPI root), behind a stand-in for Supabase's API-key gateway ([`ApiKeys`]), with
+//!   switches for injected faults.
 //! - [`WebhookRelay`]: does pg_net's job for the Database Webhooks the triggers queue, POSTing
 //!   them to their URL after commit, and logs every delivery.
 //!

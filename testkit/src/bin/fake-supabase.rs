@@ -1,4 +1,4 @@
-//! Runs the testkit's fake Supabase (PostgREST + Database Webhook relay) for manual runs of the
+//! Runs the testkit's fake Supabase (PostgREST stand-in + Database Webhook relay) for manual runs of the
 //! agent and the examples, and prints the settings to point the agent at it.
 //!
 //! ```text
@@ -120,7 +120,6 @@ async fn run(options: Options) -> syncbridge_testkit::Result<()> {
         keys.secret_key()
     );
     println!("# anon key: {}", keys.anon_jwt());
-    println!("# publishable key: {}", keys.publishable_key());
     println!("# JWT secret: {}", keys.jwt_secret());
     if let Some((url, secret)) = &options.webhook {
         println!("# webhooks go to {url}");

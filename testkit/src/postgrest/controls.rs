@@ -1,5 +1,5 @@
-//! Test controls of the fake server: injected failures and delays, the outage switch, and the log
-//! of the requests it answered. Shared between the `FakePostgrest` handle and request handlers.
+//! Test controls of the PostgREST stand-in: the faults injected into HTTP answers and the log
+//! of the requests it answered. Shared between the `FakePostgrest` handle and the server.
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::watch;
 
-/// One `/rest/v1` request as the fake answered it.
+/// One `/rest/v1` request as the stand-in answered it.
 #[derive(Debug, Clone)]
 pub struct LoggedRequest {
     pub method: String,
@@ -17,6 +17,7 @@ pub struct LoggedRequest {
     pub query: String,
     /// The `Prefer` header(s), joined with `, `.
     pub prefer: Option<String>,
+    /// The status answered.
     pub status: u16,
     /// Objects in the JSON body: an array's length, 1 for an object, 0 without a body.
     pub body_rows: usize,
@@ -25,7 +26,7 @@ pub struct LoggedRequest {
 }
 
 impl LoggedRequest {
-    /// The table the request addressed (the path after `/rest/v1/`).
+    /// The table or `rpc/<function>` the request addressed (the path after `/rest/v1/`).
     pub fn table(&self) -> &str {
         self.path
             .trim_start_matches("/rest/v1")
@@ -40,8 +41,8 @@ impl LoggedRequest {
     }
 }
 
-/// What the next request gets instead of (or before) normal processing.
-#[derive(Debug)]
+/// What one request gets instead of (or before) normal processing.
+#[derive(Debug, PartialEq)]
 pub(crate) enum Fault {
     /// `set_down(true)`: 503 from the "gateway", nothing reaches the database.
     Down,
@@ -53,16 +54,25 @@ pub(crate) enum Fault {
 
 #[derive(Default)]
 struct State {
-    fail: Option<(usize, u16, Value)>,
+    down: bool,
+    fail: Option<(usize, (u16, Value))>,
     delay: Option<(usize, Duration)>,
     retry_after: Option<u32>,
-    down: bool,
     log: Vec<LoggedRequest>,
 }
 
 pub(crate) struct Controls {
     state: Mutex<State>,
     logged: watch::Sender<usize>,
+}
+
+/// Takes one use of a countdown slot, clearing it when the last one is used.
+fn take<T: Clone>(slot: &mut Option<(usize, T)>) -> Option<T> {
+    let (remaining, value) = slot.take()?;
+    if remaining > 1 {
+        *slot = Some((remaining - 1, value.clone()));
+    }
+    Some(value)
 }
 
 impl Controls {
@@ -80,29 +90,21 @@ impl Controls {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Decides the fault for one incoming request, consuming a `fail_next`/`delay_next` slot.
+    /// Decides the fault for one incoming request, consuming one use of it. Precedence: down,
+    /// `fail_next`, `delay_next`.
     pub fn take_fault(&self) -> Option<Fault> {
         let mut state = self.state();
         if state.down {
             return Some(Fault::Down);
         }
-        if let Some((remaining, status, body)) = state.fail.take() {
-            if remaining > 1 {
-                state.fail = Some((remaining - 1, status, body.clone()));
-            }
+        if let Some((status, body)) = take(&mut state.fail) {
             return Some(Fault::Answer { status, body });
         }
-        if let Some((remaining, delay)) = state.delay.take() {
-            if remaining > 1 {
-                state.delay = Some((remaining - 1, delay));
-            }
-            return Some(Fault::Delay(delay));
-        }
-        None
+        take(&mut state.delay).map(Fault::Delay)
     }
 
     pub fn fail_next(&self, n: usize, status: u16, body: Value) {
-        self.state().fail = (n > 0).then_some((n, status, body));
+        self.state().fail = (n > 0).then_some((n, (status, body)));
     }
 
     pub fn delay_next(&self, n: usize, delay: Duration) {
@@ -148,21 +150,25 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn answer(status: u16) -> Option<Fault> {
+        Some(Fault::Answer {
+            status,
+            body: json!({}),
+        })
+    }
+
     #[test]
-    fn failures_then_delays_are_consumed_in_order() {
+    fn faults_are_consumed_in_order_of_precedence() {
         let controls = Controls::new();
-        controls.fail_next(2, 503, json!({"message": "x"}));
+        controls.fail_next(2, 503, json!({}));
         controls.delay_next(1, Duration::from_millis(5));
-        assert!(matches!(
+        assert_eq!(controls.take_fault(), answer(503));
+        assert_eq!(controls.take_fault(), answer(503));
+        assert_eq!(
             controls.take_fault(),
-            Some(Fault::Answer { status: 503, .. })
-        ));
-        assert!(matches!(
-            controls.take_fault(),
-            Some(Fault::Answer { status: 503, .. })
-        ));
-        assert!(matches!(controls.take_fault(), Some(Fault::Delay(_))));
-        assert!(controls.take_fault().is_none());
+            Some(Fault::Delay(Duration::from_millis(5)))
+        );
+        assert_eq!(controls.take_fault(), None);
     }
 
     #[test]
@@ -170,11 +176,8 @@ mod tests {
         let controls = Controls::new();
         controls.fail_next(1, 500, json!({}));
         controls.set_down(true);
-        assert!(matches!(controls.take_fault(), Some(Fault::Down)));
+        assert_eq!(controls.take_fault(), Some(Fault::Down));
         controls.set_down(false);
-        assert!(matches!(
-            controls.take_fault(),
-            Some(Fault::Answer { status: 500, .. })
-        ));
+        assert_eq!(controls.take_fault(), answer(500));
     }
 }

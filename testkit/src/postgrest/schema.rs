@@ -1,6 +1,6 @@
-//! The fake's "schema cache": tables and columns of the `public` schema, read from the catalog.
-//! Unlike PostgREST, which caches until told to reload (`NOTIFY pgrst`), the fake reads it on
-//! every request, so tables a test creates are visible at once.
+//! The stand-in's "schema cache": tables and columns of the `public` schema, read from the
+//! catalog. Unlike PostgREST, which caches until told to reload (`NOTIFY pgrst`), it
+//! reads them on every request, so what a test creates is visible at once.
 
 use tokio_postgres::GenericClient;
 
@@ -14,9 +14,6 @@ pub(crate) struct Column {
     /// `format_type` without modifiers, e.g. `timestamp with time zone`, `numeric`.
     pub type_name: String,
     pub not_null: bool,
-    pub default: Option<String>,
-    /// `(table, column)` this column references through a single-column foreign key.
-    pub references: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -33,32 +30,19 @@ impl Table {
     }
 }
 
-const CATALOG_SQL: &str = "
+const TABLES_SQL: &str = "
 SELECT c.relname::text,
        a.attname::text,
        quote_ident(tn.nspname) || '.' || quote_ident(t.typname),
        format_type(a.atttypid, NULL),
        a.attnotnull,
-       pg_get_expr(d.adbin, d.adrelid),
-       array_position(pk.conkey, a.attnum),
-       fk.table_name,
-       fk.column_name
+       array_position(pk.conkey, a.attnum)
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
 JOIN pg_catalog.pg_namespace tn ON tn.oid = t.typnamespace
-LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
 LEFT JOIN pg_catalog.pg_constraint pk ON pk.conrelid = c.oid AND pk.contype = 'p'
-LEFT JOIN LATERAL (
-    SELECT fc.relname::text AS table_name, fa.attname::text AS column_name
-    FROM pg_catalog.pg_constraint f
-    JOIN pg_catalog.pg_class fc ON fc.oid = f.confrelid
-    JOIN pg_catalog.pg_attribute fa ON fa.attrelid = f.confrelid AND fa.attnum = f.confkey[1]
-    WHERE f.conrelid = c.oid AND f.contype = 'f' AND f.conkey = ARRAY[a.attnum]
-    ORDER BY f.conname
-    LIMIT 1
-) fk ON true
 WHERE n.nspname = 'public'
   AND c.relkind IN ('r', 'v', 'm', 'f', 'p')
   AND ($1::text IS NULL OR c.relname = $1)
@@ -69,24 +53,17 @@ pub(crate) async fn load_table(
     client: &impl GenericClient,
     name: &str,
 ) -> Result<Option<Table>, tokio_postgres::Error> {
-    Ok(load(client, Some(name)).await?.into_iter().next())
+    Ok(load_tables(client, Some(name)).await?.into_iter().next())
 }
 
-/// Every table and view of the `public` schema, by name.
-pub(crate) async fn load_all(
-    client: &impl GenericClient,
-) -> Result<Vec<Table>, tokio_postgres::Error> {
-    load(client, None).await
-}
-
-async fn load(
+/// Every table and view of the `public` schema (`only`: just that one), by name.
+pub(crate) async fn load_tables(
     client: &impl GenericClient,
     only: Option<&str>,
 ) -> Result<Vec<Table>, tokio_postgres::Error> {
-    let rows = client.query(CATALOG_SQL, &[&only]).await?;
     let mut tables: Vec<Table> = Vec::new();
     let mut key_positions: Vec<Vec<(i32, String)>> = Vec::new();
-    for row in rows {
+    for row in client.query(TABLES_SQL, &[&only]).await? {
         let table_name: String = row.try_get(0)?;
         if tables.last().map(|t| &t.name) != Some(&table_name) {
             tables.push(Table {
@@ -101,13 +78,8 @@ async fn load(
             cast_type: row.try_get(2)?,
             type_name: row.try_get(3)?,
             not_null: row.try_get(4)?,
-            default: row.try_get(5)?,
-            references: match (row.try_get(7)?, row.try_get(8)?) {
-                (Some(table), Some(column)) => Some((table, column)),
-                _ => None,
-            },
         };
-        let key_position: Option<i32> = row.try_get(6)?;
+        let key_position: Option<i32> = row.try_get(5)?;
         if let (Some(position), Some(keys)) = (key_position, key_positions.last_mut()) {
             keys.push((position, column.name.clone()));
         }
