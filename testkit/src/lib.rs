@@ -6,7 +6,7 @@
 //! - [`FakePostgrest`]: a PostgREST v12 stand-in for `/rest/v1` over that database, sized to
 //!   the requests syncbridge sends (upserts, PATCH by key, DELETE by keys, keyset pages, the
 //!   OpenAPI root), behind a stand-in for Supabase's API-key gateway ([`ApiKeys`]), with
-//!   switches for injected faults.
+//!   switches for injected faults (errors, outages, latency, refused and reset connections).
 //! - [`WebhookRelay`]: does pg_net's job for the Database Webhooks the triggers queue, POSTing
 //!   them to their URL after commit, and logs every delivery.
 //!
@@ -32,5 +32,5 @@ mod relay;
 pub use db::{TestDb, DEFAULT_PG_TEST_URL};
 pub use error::{Result, TestkitError};
 pub use keys::ApiKeys;
-pub use postgrest::{FakePostgrest, LoggedRequest};
+pub use postgrest::{FakePostgrest, LoggedRequest, ResetPoint};
 pub use relay::{Delivery, DeliveryOutcome, WebhookRelay};

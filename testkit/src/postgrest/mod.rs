@@ -27,7 +27,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio_postgres::Config;
 
-pub use controls::LoggedRequest;
+pub use controls::{LoggedRequest, ResetPoint};
 
 use crate::error::{redact_url, Result, TestkitError};
 use crate::keys::ApiKeys;
@@ -41,7 +41,7 @@ pub(crate) struct ServerState {
     controls: Controls,
 }
 
-/// The running stand-in; it stops when this is dropped.
+/// The running stand-in; it stops, resetting its connections, when this is dropped.
 pub struct FakePostgrest {
     state: Arc<ServerState>,
     server: Server,
@@ -79,12 +79,12 @@ impl FakePostgrest {
             pool,
             controls: Controls::new(),
         });
-        let server = Server::start(addr, Arc::clone(&state)).await?;
+        let server = Server::start(addr, Arc::clone(&state))?;
         tracing::debug!(addr = %server.addr, "PostgREST stand-in listening");
         Ok(FakePostgrest { state, server })
     }
 
-    /// The address it listens on.
+    /// The address it listens on (also while unreachable: the port it will listen on again).
     pub fn addr(&self) -> SocketAddr {
         self.server.addr
     }
@@ -109,10 +109,30 @@ impl FakePostgrest {
         self.state.controls.fail_next(n, status, body);
     }
 
+    /// From now on every `n`-th request (the n-th, 2n-th, ...) gets `status` and `body` without
+    /// reaching the database: `fail_every(2, 500, ..)` fails every other request. `n = 0`
+    /// stops it. Requests already answered by `set_down` or `fail_next` are not counted.
+    pub fn fail_every(&self, n: usize, status: u16, body: Value) {
+        self.state.controls.fail_every(n, status, body);
+    }
+
     /// The next `n` requests wait `delay` before being processed. They are processed even if the
     /// client gave up meanwhile, like a slow PostgREST: a timed-out write may still commit.
     pub fn delay_next(&self, n: usize, delay: Duration) {
         self.state.controls.delay_next(n, delay);
+    }
+
+    /// Every request waits `latency` before anything else happens to it, like a slow link or
+    /// a distant server (`Duration::ZERO` to stop).
+    pub fn set_latency(&self, latency: Duration) {
+        self.state.controls.set_latency(latency);
+    }
+
+    /// The next `n` requests have their connection reset (RST, no answer) at `point`; with
+    /// [`ResetPoint::AfterHandling`] the write commits first, so the client cannot know it did.
+    /// They are logged with status 0.
+    pub fn reset_next(&self, n: usize, point: ResetPoint) {
+        self.state.controls.reset_next(n, point);
     }
 
     /// `Retry-After` (seconds) to send with injected 429 and 503 answers; `None` sends none.
@@ -122,9 +142,22 @@ impl FakePostgrest {
 
     /// While down, every request gets `503 {"message":"upstream unavailable"}` (plus
     /// `Retry-After` when set), as the gateway answers when PostgREST is unreachable. The TCP
-    /// listener stays up: for a refused connection, point the client at a closed port instead.
+    /// listener stays up; for refused connections use [`FakePostgrest::set_unreachable`].
     pub fn set_down(&self, down: bool) {
         self.state.controls.set_down(down);
+    }
+
+    /// While unreachable the port is closed: new connections are refused and open ones are
+    /// reset, as when the network or the host is gone. `false` listens on the same port again.
+    /// Requests already being processed still finish (and commit) on the server side.
+    pub async fn set_unreachable(&self, unreachable: bool) -> Result<()> {
+        Ok(self.server.set_unreachable(unreachable).await?)
+    }
+
+    /// Turns off every injected fault and the latency (not `set_unreachable`); the request
+    /// log stays.
+    pub fn clear_faults(&self) {
+        self.state.controls.clear_faults();
     }
 
     /// Every `/rest/v1` request answered so far, in the order they finished.
