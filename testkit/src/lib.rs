@@ -4,8 +4,8 @@
 //!   `sql/supabase/*.sql` plus a stand-in for the Supabase platform (API roles,
 //!   `supabase_functions.http_request`).
 //! - [`FakePostgrest`]: a PostgREST v12 stand-in for `/rest/v1` over that database, sized to
-//!   the requests syncbridge sends (upserts, PATCH by key, DELETE by keys, keyset pages, the
-//!   OpenAPI root), behind a stand-in for Supabase's API-key gateway ([`ApiKeys`]), with
+//!   the requests syncbridge sends (upserts, PATCH by key, DELETE by keys, keyset pages, RPC,
+//!   the OpenAPI root), behind a stand-in for Supabase's API-key gateway ([`ApiKeys`]), with
 //!   switches for injected faults (errors, outages, latency, refused and reset connections).
 //! - [`WebhookRelay`]: does pg_net's job for the Database Webhooks the triggers queue, POSTing
 //!   them to their URL after commit, and logs every delivery.

@@ -1,5 +1,5 @@
 //! One `/rest/v1` request from authentication to answer: the gateway checks, routing to the
-//! OpenAPI root or a table, and the per-request transaction that first publishes the
+//! OpenAPI root, a table or an RPC, and the per-request transaction that first publishes the
 //! request to SQL as PostgREST does (`request.method`, `request.path`, `request.headers`,
 //! `request.jwt.claims`, `role`, `search_path`), so triggers and functions can read them.
 
@@ -15,7 +15,7 @@ use super::auth::{authenticate, Caller};
 use super::error::ApiError;
 use super::pool::PooledClient;
 use super::reply::{Prefer, Reply};
-use super::{openapi, table, ServerState};
+use super::{openapi, rpc, table, ServerState};
 
 /// A request as the handlers see it (body fully read).
 pub(crate) struct ApiRequest {
@@ -27,13 +27,13 @@ pub(crate) struct ApiRequest {
     pub body: Bytes,
 }
 
-/// Everything a table handler needs about the request.
+/// Everything a table or RPC handler needs about the request.
 pub(crate) struct Context<'a> {
     pub state: &'a ServerState,
     pub request: &'a ApiRequest,
     pub caller: Caller,
     pub prefer: Prefer,
-    /// The path PostgREST sees behind the gateway, e.g. `/patients`.
+    /// The path PostgREST sees behind the gateway, e.g. `/patients` or `/rpc/f`.
     pub resource_path: String,
 }
 
@@ -78,8 +78,12 @@ async fn route(state: &ServerState, request: &ApiRequest) -> Result<Reply, ApiEr
         prefer: Prefer::parse(&request.headers),
         resource_path: format!("/{resource}"),
     };
-    if resource.starts_with("rpc/") {
-        return Err(ApiError::not_implemented("RPC calls (/rpc/...)"));
+    if let Some(function) = resource.strip_prefix("rpc/") {
+        return match method {
+            Method::POST => rpc::call(&context, &decode_segment(function)).await,
+            Method::GET => Err(ApiError::not_implemented("GET on /rpc (use POST)")),
+            _ => Err(unsupported_method(&method)),
+        };
     }
     if resource.contains('/') {
         let message = "Invalid path specified in request URL";

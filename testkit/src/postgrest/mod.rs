@@ -1,9 +1,9 @@
 //! A PostgREST v12 stand-in over a real PostgreSQL database, behind a stand-in for Supabase's
-//! API gateway, serving the requests syncbridge sends to `/rest/v1` (see `table`, `openapi`),
-//! with switches for injected faults.
+//! API gateway, serving the requests syncbridge sends to `/rest/v1` (see `table`, `rpc`,
+//! `openapi`), with switches for injected faults.
 //!
 //! Request path, top to bottom: `server` (TCP, faults, latency, request log) → `handler` (API
-//! keys, routing, per-request transaction) → `table` / `openapi` (with `query` and
+//! keys, routing, per-request transaction) → `table` / `rpc` / `openapi` (with `query` and
 //! `filter` for the query string, `schema` for the catalog) → `error` / `reply`
 //! (PostgREST-shaped answers). `controls` holds the test switches, `pool` the connections.
 
@@ -16,6 +16,7 @@ mod openapi;
 mod pool;
 mod query;
 mod reply;
+mod rpc;
 mod schema;
 mod server;
 mod table;

@@ -81,6 +81,9 @@ pub(crate) enum Representation {
 pub(crate) struct Prefer {
     pub resolution: Option<Resolution>,
     pub representation: Option<Representation>,
+    /// `params=single-object` (deprecated in v12.2, removed in v13): the whole body is the one
+    /// json/jsonb argument of an RPC.
+    pub single_object: bool,
 }
 
 impl Prefer {
@@ -90,6 +93,7 @@ impl Prefer {
             .iter()
             .filter_map(|v| v.to_str().ok());
         let mut prefer = Prefer::default();
+        let mut params_seen = false;
         for item in values.flat_map(|v| v.split(',')).map(str::trim) {
             let (resolution, representation) = (prefer.resolution, prefer.representation);
             match item {
@@ -104,6 +108,10 @@ impl Prefer {
                 }
                 "return=representation" | "return=headers-only" if representation.is_none() => {
                     prefer.representation = Some(Representation::Other)
+                }
+                _ if item.starts_with("params=") && !params_seen => {
+                    params_seen = true;
+                    prefer.single_object = item == "params=single-object";
                 }
                 _ => {}
             }
@@ -133,7 +141,10 @@ mod tests {
             Prefer {
                 resolution: Some(Resolution::Ignore),
                 representation: Some(Representation::Minimal),
+                single_object: false,
             }
         );
+        headers.insert("prefer", HeaderValue::from_static("params=single-object"));
+        assert!(Prefer::parse(&headers).single_object);
     }
 }
