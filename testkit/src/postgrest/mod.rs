@@ -124,7 +124,8 @@ impl FakePostgrest {
     }
 
     /// Every request waits `latency` before anything else happens to it, like a slow link or
-    /// a distant server (`Duration::ZERO` to stop).
+    /// a distant server (`Duration::ZERO` to stop). For a network round trip per TCP chunk,
+    /// put a [`LatencyProxy`](crate::LatencyProxy) in front instead.
     pub fn set_latency(&self, latency: Duration) {
         self.state.controls.set_latency(latency);
     }
