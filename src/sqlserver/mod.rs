@@ -306,7 +306,9 @@ pub trait SqlStore: Send + Sync + 'static {
     /// Whether notifications can be sent and which tables have change triggers.
     async fn setup_report(&self) -> Result<SetupReport, StoreError>;
 
-    /// The current rows of `table` for `keys`, with `columns` selected. Missing rows are absent.
+    /// The current rows of `table` for `keys`, with `columns` selected. Missing rows are absent,
+    /// and so are keys that cannot be of their column's type. Text keys match exactly (case
+    /// and trailing spaces count), as Supabase compares them, whatever the column's collation.
     async fn load_rows(
         &self,
         table: &str,
