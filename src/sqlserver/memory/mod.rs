@@ -177,6 +177,11 @@ impl MemoryStore {
         }
     }
 
+    /// Deletes every queue row.
+    pub fn clear_queue(&self) {
+        self.lock().queue.clear();
+    }
+
     /// Appends a raw queue row (for malformed or unknown-table items).
     pub fn enqueue_raw(&self, table: &str, record_id: &str, operation: &str) {
         let mut s = self.lock();

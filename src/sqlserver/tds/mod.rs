@@ -5,7 +5,8 @@
 //! - `catalog` + `rows`: table descriptions, and loading rows by key, exactly typed;
 //! - `write`: reverse-sync upserts and deletes;
 //! - `exec`: sending a statement and collecting its result sets;
-//! - `error`: tiberius errors as [`StoreError`]s.
+//! - `error`: tiberius errors as [`StoreError`]s;
+//! - `self_test`: `syncbridge check --self-test`, the same statements proven on scratch objects.
 //!
 //! Owns no sync logic: what to claim, load or write is decided above the trait.
 
@@ -15,6 +16,7 @@ mod exec;
 mod pool;
 mod queue;
 mod rows;
+pub mod self_test;
 mod write;
 
 use std::sync::Arc;
