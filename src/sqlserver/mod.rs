@@ -271,7 +271,8 @@ impl StoreError {
 ///
 /// Implementations must make every connection they use identify itself as the agent
 /// (`SESSION_CONTEXT(N'syncbridge') = 1`) so that the change triggers skip the agent's own
-/// writes: that is what keeps reverse-synced rows from echoing back to Supabase.
+/// writes: that is what keeps reverse-synced rows from echoing back to Supabase. Only its
+/// direct writes: what the clinic's own triggers change because of them is queued and sent.
 #[async_trait]
 pub trait SqlStore: Send + Sync + 'static {
     /// Cheap round trip, for `check` and health.

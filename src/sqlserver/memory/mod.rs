@@ -1,6 +1,7 @@
 //! An in-memory SQL Server double implementing [`SqlStore`], for the test suite and benchmarks.
 //! It emulates what the `sql/sqlserver/` scripts do: the change triggers (one queue row per
-//! changed row, skipped for the agent's own writes), uncommitted writer transactions (invisible
+//! changed row, skipped for the agent's direct writes), clinic triggers that cascade (queued
+//! even when the agent's write fired them), uncommitted writer transactions (invisible
 //! to `claim`, waited on by `wait_for_writers`), and an outage switch. Its clock is
 //! `tokio::time`, so tests can pause time.
 //!

@@ -19,6 +19,9 @@ mod rows;
 pub mod self_test;
 mod write;
 
+#[cfg(test)]
+mod script_tests;
+
 use std::sync::Arc;
 use std::time::Duration;
 
