@@ -54,9 +54,9 @@ impl SelfTestConfig {
 pub async fn run(config: &SelfTestConfig) -> Report {
     let mut report = Report::default();
     let admin = config.admin.clone().unwrap_or_else(|| config.agent.clone());
-    let installed = self::server_checks::run_server(&admin, &mut report).await;
-    if report.checks.len() == 1 && !report.passed() {
-        // SQL Server itself is not reachable: nothing else can be checked.
+    let server = self::server_checks::run_server(&admin, &mut report).await;
+    if !server.reachable {
+        // Nothing else can be checked.
         return report;
     }
     if config.wants(Group::Permissions) {
@@ -66,7 +66,7 @@ pub async fn run(config: &SelfTestConfig) -> Report {
     if !scratch_groups.iter().any(|g| config.wants(*g)) {
         return report;
     }
-    if !installed {
+    if !server.installed {
         report.skip(
             Group::Scratch,
             "the checks on scratch objects",

@@ -78,13 +78,27 @@ UNION ALL SELECT N'the current ' + p.proc_name FROM (VALUES
     )
 }
 
-pub(crate) async fn run_server(admin: &tiberius::Config, report: &mut Report) -> bool {
+/// What the server checks found that decides what else can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Server {
+    pub(crate) reachable: bool,
+    pub(crate) installed: bool,
+}
+
+pub(crate) async fn run_server(admin: &tiberius::Config, report: &mut Report) -> Server {
     let g = Group::Server;
     let reachable = report
-        .run(g, "SQL Server 2017 (14.x) or later", version(admin))
+        .run(
+            g,
+            "SQL Server reachable, version 2017 (14.x) or later",
+            version(admin),
+        )
         .await;
     if !reachable {
-        return false;
+        return Server {
+            reachable,
+            installed: false,
+        };
     }
     let installed = report
         .run(
@@ -100,7 +114,10 @@ pub(crate) async fn run_server(admin: &tiberius::Config, report: &mut Report) ->
             nested_triggers(admin),
         )
         .await;
-    installed
+    Server {
+        reachable,
+        installed,
+    }
 }
 
 async fn version(admin: &tiberius::Config) -> CheckResult {
