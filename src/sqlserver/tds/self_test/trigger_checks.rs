@@ -38,14 +38,14 @@ pub(crate) async fn run(bench: &Bench, report: &mut Report) {
         .run(
             g,
             "a key change queues DELETE of the old key, then INSERT of the new",
-            key_change(bench),
+            key_changed_to(bench, "xyz"),
         )
         .await;
     report
         .run(
             g,
             "a key changed only in case (case-insensitive column) is a new key",
-            key_case_change(bench),
+            key_changed_to(bench, "GHI"),
         )
         .await;
     report
@@ -146,73 +146,61 @@ fn expect_set(
     }
 }
 
-async fn multi_row_insert(bench: &Bench) -> CheckResult {
-    reset(bench, "(9, N'seed')").await?;
-    let t = format!("[{}].[Types]", bench.schema);
-    bench
-        .clinic_sql(&format!(
-            "INSERT INTO {t} (K1, K2) VALUES (1, N'abc'), (2, N'def'), (3, N'ghi');"
-        ))
-        .await?;
-    let queued = bench.take_queue().await?;
-    let keys = [
+/// Runs one clinic statement on the scratch Types table (written `{T}`) and returns what it
+/// queued.
+async fn clinic_change(bench: &Bench, statement: &str) -> Result<Vec<Queued>, Failure> {
+    let table = format!("[{}].[Types]", bench.schema);
+    bench.clinic_sql(&statement.replace("{T}", &table)).await?;
+    bench.take_queue().await
+}
+
+const THREE_ROWS: &str = "(1, N'abc'), (2, N'def'), (3, N'ghi')";
+
+fn three_keys() -> [RecordKey; 3] {
+    [
         types_key(1, "abc"),
         types_key(2, "def"),
         types_key(3, "ghi"),
-    ];
-    expect_set(bench, &queued, "INSERT", &keys)?;
+    ]
+}
+
+async fn multi_row_insert(bench: &Bench) -> CheckResult {
+    reset(bench, "(9, N'seed')").await?;
+    let queued = clinic_change(
+        bench,
+        &format!("INSERT INTO {{T}} (K1, K2) VALUES {THREE_ROWS};"),
+    )
+    .await?;
+    expect_set(bench, &queued, "INSERT", &three_keys())?;
     Ok(Some("installed as `k1, k2`, queued as K1, K2".to_owned()))
 }
 
 async fn multi_row_update(bench: &Bench) -> CheckResult {
-    reset(bench, "(1, N'abc'), (2, N'def'), (3, N'ghi')").await?;
-    let t = format!("[{}].[Types]", bench.schema);
-    bench
-        .clinic_sql(&format!("UPDATE {t} SET C_int = 7;"))
-        .await?;
-    let queued = bench.take_queue().await?;
-    let keys = [
-        types_key(1, "abc"),
-        types_key(2, "def"),
-        types_key(3, "ghi"),
-    ];
-    expect_set(bench, &queued, "UPDATE", &keys)?;
-    bench
-        .clinic_sql(&format!("UPDATE {t} SET C_int = 8 WHERE 1 = 0;"))
-        .await?;
-    let queued = bench.take_queue().await?;
+    reset(bench, THREE_ROWS).await?;
+    let queued = clinic_change(bench, "UPDATE {T} SET C_int = 7;").await?;
+    expect_set(bench, &queued, "UPDATE", &three_keys())?;
+    let queued = clinic_change(bench, "UPDATE {T} SET C_int = 8 WHERE 1 = 0;").await?;
     expect_set(bench, &queued, "UPDATE", &[])?;
     Ok(None)
 }
 
 async fn multi_row_delete(bench: &Bench) -> CheckResult {
-    reset(bench, "(1, N'abc'), (2, N'def'), (3, N'ghi')").await?;
-    let t = format!("[{}].[Types]", bench.schema);
-    bench
-        .clinic_sql(&format!("DELETE FROM {t} WHERE K1 IN (1, 2);"))
-        .await?;
-    let queued = bench.take_queue().await?;
-    expect_set(
-        bench,
-        &queued,
-        "DELETE",
-        &[types_key(1, "abc"), types_key(2, "def")],
-    )?;
+    reset(bench, THREE_ROWS).await?;
+    let queued = clinic_change(bench, "DELETE FROM {T} WHERE K1 IN (1, 2);").await?;
+    let [abc, def, _] = three_keys();
+    expect_set(bench, &queued, "DELETE", &[abc, def])?;
     Ok(None)
 }
 
-/// Applies `set` to the row `where` and expects DELETE `old` then INSERT `new`.
-async fn expect_key_change(
-    bench: &Bench,
-    set: &str,
-    old: RecordKey,
-    new: RecordKey,
-) -> CheckResult {
-    let t = format!("[{}].[Types]", bench.schema);
-    bench
-        .clinic_sql(&format!("UPDATE {t} SET {set} WHERE K1 = 3;"))
-        .await?;
-    let queued = bench.take_queue().await?;
+/// Changes row 3's K2 from `ghi` to `new` and expects DELETE of the old key, then INSERT.
+async fn key_changed_to(bench: &Bench, new: &str) -> CheckResult {
+    reset(bench, "(3, N'ghi')").await?;
+    let queued = clinic_change(
+        bench,
+        &format!("UPDATE {{T}} SET K2 = N'{new}' WHERE K1 = 3;"),
+    )
+    .await?;
+    let (old, new) = (types_key(3, "ghi"), types_key(3, new));
     expect_ops(
         bench,
         &queued,
@@ -221,43 +209,10 @@ async fn expect_key_change(
     Ok(None)
 }
 
-async fn key_change(bench: &Bench) -> CheckResult {
-    reset(bench, "(3, N'ghi')").await?;
-    expect_key_change(
-        bench,
-        "K2 = N'xyz'",
-        types_key(3, "ghi"),
-        types_key(3, "xyz"),
-    )
-    .await
-}
-
-async fn key_case_change(bench: &Bench) -> CheckResult {
-    reset(bench, "(3, N'ghi')").await?;
-    expect_key_change(
-        bench,
-        "K2 = N'GHI'",
-        types_key(3, "ghi"),
-        types_key(3, "GHI"),
-    )
-    .await
-}
-
 async fn key_trailing_space(bench: &Bench) -> CheckResult {
-    reset(bench, "(3, N'ghi')").await?;
-    expect_key_change(
-        bench,
-        "K2 = N'ghi '",
-        types_key(3, "ghi"),
-        types_key(3, "ghi "),
-    )
-    .await?;
+    key_changed_to(bench, "ghi ").await?;
     // And an update that keeps the key, trailing space and all, is an UPDATE.
-    let t = format!("[{}].[Types]", bench.schema);
-    bench
-        .clinic_sql(&format!("UPDATE {t} SET C_int = 1 WHERE K1 = 3;"))
-        .await?;
-    let queued = bench.take_queue().await?;
+    let queued = clinic_change(bench, "UPDATE {T} SET C_int = 1 WHERE K1 = 3;").await?;
     expect_ops(bench, &queued, &[("Types", "UPDATE", types_key(3, "ghi "))])?;
     Ok(None)
 }
