@@ -65,7 +65,9 @@ impl Default for QueueTable {
 /// 2. Their siblings, the other due items of the same records, so the worker coalesces them:
 ///    one seek per claimed record into IX_SyncQueue_Record, the records driving the join
 ///    (LOOP JOIN fixes that order; the table variable has no statistics, and a plan that read
-///    every Pending row per record made a claim cost batch size × queue length).
+///    every Pending row per record made a claim cost batch size × queue length). That index
+///    is not forced: on a queue whose 02 script was not re-run the claim still works, only
+///    slower, and `check --self-test` names the missing index.
 ///
 /// Hints on both reads of SyncQueue, one reason each:
 /// - READPAST: skip rows another transaction has locked (a writer that has not committed yet,
@@ -119,7 +121,7 @@ SET ClaimToken = @P2, ClaimedBy = @P3, LastAttempt = @now, NextAttemptAt = @unti
 OUTPUT inserted.QueueID, inserted.TableName, inserted.RecordID, inserted.Operation, inserted.Attempts
 INTO @claimed (QueueID, TableName, RecordID, Operation, Attempts)
 FROM @records AS r
-INNER LOOP JOIN {queue} AS q WITH (INDEX(IX_SyncQueue_Record), {HINTS})
+INNER LOOP JOIN {queue} AS q WITH ({HINTS})
     ON q.TableName = r.TableName AND q.RecordID = r.RecordID
 WHERE q.Status = 'Pending' AND q.NextAttemptAt <= @now
   AND (q.ClaimToken IS NULL OR q.ClaimToken <> @P2);
