@@ -237,6 +237,7 @@ impl Batch<'_> {
             return Err(format!("unknown operation {:?}", item.operation));
         }
         let key = RecordKey::parse(&item.record_id).map_err(|e| e.to_string())?;
+        let key = table.canonical_key(&key);
         if table.key_filter(&key).is_none() {
             let expected: Vec<_> = table
                 .key_columns()
@@ -247,7 +248,7 @@ impl Batch<'_> {
                 item.record_id
             ));
         }
-        Ok((self.map.order_of(&item.table), table.canonical_key(&key)))
+        Ok((self.map.order_of(&item.table), key))
     }
 
     fn settle_failed(&self, item: &QueueItem, error: String) -> SettleItem {

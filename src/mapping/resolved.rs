@@ -103,10 +103,12 @@ impl ResolvedTable {
             .map(RecordKey)
     }
 
-    /// `key` with GUID parts in SQL Server's spelling (upper case, as `FOR JSON` writes them),
-    /// so that two queue items of one record always coalesce and match the loaded row.
+    /// `key` with its columns named as declared (a trigger installed with another case writes
+    /// `{"personid":1}`) and GUID parts in SQL Server's spelling (upper case, as `FOR JSON`
+    /// writes them), so that two queue items of one record always coalesce and match the
+    /// loaded row.
     pub fn canonical_key(&self, key: &RecordKey) -> RecordKey {
-        let mut key = key.clone();
+        let mut key = key.with_declared_names(self.key_columns().map(|c| c.source.name.as_str()));
         for col in self
             .key_columns()
             .filter(|c| c.source.sql_type == SqlType::Guid)
@@ -330,6 +332,15 @@ mod tests {
             table.canonical_key(&lower).to_json(),
             r#"{"ID":"6F9619FF-8B86-D011-B42D-00C04FC964FF"}"#
         );
+        // A trigger installed with the key spelled in another case names it that way.
+        let folded =
+            RecordKey::parse(r#"{"id":"6f9619ff-8b86-d011-b42d-00c04fc964ff"}"#).expect("key");
+        let canonical = table.canonical_key(&folded);
+        assert_eq!(
+            canonical.to_json(),
+            r#"{"ID":"6F9619FF-8B86-D011-B42D-00C04FC964FF"}"#
+        );
+        assert!(table.key_filter(&canonical).is_some());
     }
 
     #[test]

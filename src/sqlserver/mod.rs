@@ -93,6 +93,34 @@ impl RecordKey {
     pub fn get(&self, column: &str) -> Option<&KeyPart> {
         self.0.get(column)
     }
+
+    /// The same key with each column named as `declared` spells it, matched as SQL Server
+    /// matches identifiers ([`same_identifier`]): a RecordID written as `{"personid":1}` by a
+    /// trigger installed with `@KeyColumns = N'personid'` is the key of `PersonID`. Parts that
+    /// match no declared name keep theirs.
+    pub fn with_declared_names<'a>(&self, declared: impl IntoIterator<Item = &'a str>) -> Self {
+        let declared: Vec<&str> = declared.into_iter().collect();
+        let name = |column: &str| {
+            declared
+                .iter()
+                .find(|d| **d == column)
+                .or_else(|| declared.iter().find(|d| same_identifier(d, column)))
+                .map_or_else(|| column.to_owned(), |d| (*d).to_owned())
+        };
+        Self(
+            self.0
+                .iter()
+                .map(|(column, part)| (name(column), part.clone()))
+                .collect(),
+        )
+    }
+}
+
+/// Whether two identifiers name the same column or table the way SQL Server resolves names under
+/// a case-insensitive collation (every default install): equal once lower-cased. Callers try an
+/// exact match first, so a case-sensitive database with both `a` and `A` still resolves each.
+pub fn same_identifier(a: &str, b: &str) -> bool {
+    a == b || a.to_lowercase() == b.to_lowercase()
 }
 
 impl fmt::Display for RecordKey {
@@ -243,7 +271,8 @@ impl StoreError {
 ///
 /// Implementations must make every connection they use identify itself as the agent
 /// (`SESSION_CONTEXT(N'syncbridge') = 1`) so that the change triggers skip the agent's own
-/// writes: that is what keeps reverse-synced rows from echoing back to Supabase.
+/// writes: that is what keeps reverse-synced rows from echoing back to Supabase. Only its
+/// direct writes: what the clinic's own triggers change because of them is queued and sent.
 #[async_trait]
 pub trait SqlStore: Send + Sync + 'static {
     /// Cheap round trip, for `check` and health.
@@ -278,7 +307,9 @@ pub trait SqlStore: Send + Sync + 'static {
     /// Whether notifications can be sent and which tables have change triggers.
     async fn setup_report(&self) -> Result<SetupReport, StoreError>;
 
-    /// The current rows of `table` for `keys`, with `columns` selected. Missing rows are absent.
+    /// The current rows of `table` for `keys`, with `columns` selected. Missing rows are absent,
+    /// and so are keys that cannot be of their column's type. Text keys match exactly (case
+    /// and trailing spaces count), as Supabase compares them, whatever the column's collation.
     async fn load_rows(
         &self,
         table: &str,

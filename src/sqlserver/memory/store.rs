@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::triggers::Origin;
 use super::{MemQueueRow, MemoryStore};
 use crate::mapping::value::SqlValue;
 use crate::sqlserver::*;
@@ -227,7 +228,7 @@ impl SqlStore for MemoryStore {
                 "The INSERT statement conflicted with a constraint (memory double).".to_owned(),
             ));
         }
-        let table = s.tables.get_mut(&write.table).ok_or_else(|| {
+        let table = s.tables.get(&write.table).ok_or_else(|| {
             StoreError::Invalid(format!("Invalid object name '{}'.", write.table))
         })?;
         let key = RecordKey(
@@ -247,28 +248,24 @@ impl SqlStore for MemoryStore {
                 })
                 .collect(),
         );
-        // The agent's session is marked with SESSION_CONTEXT, so the trigger emulation is
-        // skipped here: nothing is queued for these writes.
-        let outcome = match (&write.action, table.rows.get_mut(&key)) {
-            (WriteAction::Delete, Some(_)) => {
-                table.rows.remove(&key);
-                WriteOutcome::Deleted
-            }
-            (WriteAction::Delete, None) => WriteOutcome::Missing,
+        // The agent's session is marked with SESSION_CONTEXT: the change trigger skips these
+        // writes themselves, not what the clinic's own triggers do because of them.
+        let (outcome, written) = match (&write.action, table.rows.get(&key)) {
+            (WriteAction::Delete, Some(_)) => (WriteOutcome::Deleted, Some(None)),
+            (WriteAction::Delete, None) => (WriteOutcome::Missing, None),
             (
                 WriteAction::Upsert { update, .. } | WriteAction::UpdateOnly { update },
                 Some(row),
             ) => {
                 if differs(row, update) {
-                    for (c, v) in update {
-                        row.insert(c.clone(), v.clone());
-                    }
-                    WriteOutcome::Updated
+                    let mut row = row.clone();
+                    row.extend(update.iter().cloned());
+                    (WriteOutcome::Updated, Some(Some(row)))
                 } else {
-                    WriteOutcome::Unchanged
+                    (WriteOutcome::Unchanged, None)
                 }
             }
-            (WriteAction::UpdateOnly { .. }, None) => WriteOutcome::Missing,
+            (WriteAction::UpdateOnly { .. }, None) => (WriteOutcome::Missing, None),
             (WriteAction::Upsert { insert, .. }, None) => {
                 let mut row: Row = table
                     .columns
@@ -276,10 +273,12 @@ impl SqlStore for MemoryStore {
                     .map(|c| (c.name.clone(), SqlValue::Null))
                     .collect();
                 row.extend(insert.iter().cloned());
-                table.rows.insert(key, row);
-                WriteOutcome::Inserted
+                (WriteOutcome::Inserted, Some(Some(row)))
             }
         };
+        if let Some(row) = written {
+            Self::write_row(&mut s, &write.table, &key, row, None, Origin::AGENT);
+        }
         if !matches!(outcome, WriteOutcome::Unchanged | WriteOutcome::Missing) {
             s.writes += 1;
         }
