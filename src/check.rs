@@ -2,16 +2,68 @@
 //! mapped table and column present with a convertible type, the queue installed, OLE Automation
 //! on, a notify URL set and a change trigger on every mapped table, Supabase
 //! reachable with this key and every target table and column present with a compatible type —
-//! and prints a readable report.
+//! and prints a readable report. `--self-test` then proves the SQL Server behaviours
+//! themselves ([`crate::sqlserver::tds::self_test`]); [`self_test_config`] prepares it.
 
 use std::fmt::Write as _;
 
 use serde_json::Value;
 
+use crate::config::{Config, ConfigError, Problem};
 use crate::mapping::{ResolvedMap, TableMap};
+use crate::sqlserver::tds::self_test::{NotifyTarget, SelfTestConfig, TableNeeds};
 use crate::sqlserver::SqlType;
 use crate::sqlserver::{DescribedTables, SetupReport, SqlStore};
 use crate::supabase::SupabaseApi;
+
+/// A login allowed to create and drop the self-test's scratch schema (db_owner or
+/// db_ddladmin), when the agent's own least-privilege login is not. Read only by the self-test.
+pub const SELF_TEST_ADMIN_KEY: &str = "MSSQL_SELFTEST_CONNECTION_STRING";
+
+/// The self-test's settings: the agent's login and address from `config`, what the table map
+/// needs that login to do, and an administrator's login from [`SELF_TEST_ADMIN_KEY`] if set.
+pub fn self_test_config(
+    config: &Config,
+    map: &TableMap,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<SelfTestConfig, ConfigError> {
+    let admin = match lookup(SELF_TEST_ADMIN_KEY).filter(|s| !s.trim().is_empty()) {
+        None => None,
+        Some(ado) => Some(tiberius::Config::from_ado_string(&ado).map_err(|_| {
+            ConfigError(vec![Problem {
+                key: SELF_TEST_ADMIN_KEY,
+                message: "is not a valid ADO connection string".to_owned(),
+            }])
+        })?),
+    };
+    let needs = map
+        .tables
+        .iter()
+        .map(|t| {
+            let reverse = t.reverse.as_ref();
+            TableNeeds {
+                table: t.source.clone(),
+                select: true,
+                insert: reverse.is_some_and(|r| r.insert),
+                update: reverse.is_some_and(|r| r.update),
+                delete: reverse.is_some_and(|r| r.delete),
+            }
+        })
+        .collect();
+    let tokens = std::iter::once(config.admin_token.clone())
+        .chain(config.notify_token.clone())
+        .collect();
+    Ok(SelfTestConfig {
+        agent: config.mssql_config()?,
+        admin,
+        needs,
+        notify: NotifyTarget {
+            listen: Some(config.listen_addr),
+            tokens,
+        },
+        only: None,
+    })
+}
 
 #[derive(Debug, Default)]
 pub struct CheckReport {

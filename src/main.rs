@@ -22,7 +22,12 @@ enum Command {
     /// Run the agent (the default).
     Run,
     /// Validate .env, connect to both sides, compare the table map with both schemas.
-    Check,
+    Check {
+        /// Also prove on this SQL Server every behaviour the agent relies on, in scratch
+        /// objects it creates and always removes (run once at install; see README).
+        #[arg(long)]
+        self_test: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -49,7 +54,7 @@ fn main() -> ExitCode {
     runtime.block_on(async move {
         match cli.command.unwrap_or(Command::Run) {
             Command::Run => run(config).await,
-            Command::Check => check(config).await,
+            Command::Check { self_test } => check(config, self_test).await,
         }
     })
 }
@@ -88,7 +93,7 @@ async fn run(config: Config) -> ExitCode {
     }
 }
 
-async fn check(config: Config) -> ExitCode {
+async fn check(config: Config, self_test: bool) -> ExitCode {
     let supabase = match syncbridge::supabase::PostgrestClient::new(
         &config.supabase_url,
         &config.service_key,
@@ -111,7 +116,23 @@ async fn check(config: Config) -> ExitCode {
     println!("syncbridge check");
     let report = syncbridge::check::run_checks(agent.store.as_ref(), &supabase, &agent.map).await;
     print!("{}", report.render());
-    if report.problems == 0 {
+    let mut passed = report.problems == 0;
+    if self_test {
+        let lookup = |key: &str| std::env::var(key).ok();
+        let settings = match syncbridge::check::self_test_config(&agent.config, &agent.map, &lookup)
+        {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("syncbridge: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        };
+        println!("syncbridge check --self-test");
+        let tested = syncbridge::sqlserver::tds::self_test::run(&settings).await;
+        print!("{}", tested.render());
+        passed &= tested.passed();
+    }
+    if passed {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -2,12 +2,14 @@
 //! firing into the relay): a row the agent writes into SQL Server is not queued back, and a row
 //! it upserts into Supabase that comes back as a webhook is not written into SQL Server again.
 //! If either guard broke, these tests would see the change bounce (queue items, writes,
-//! deliveries) without end.
+//! deliveries) without end. And the guard must not be too wide: what the clinic's own triggers
+//! change because of an agent's write is a real change and is sent.
 
 mod common;
 
 use common::*;
 use serde_json::json;
+use syncbridge::sqlserver::memory::{ClinicTrigger, MemoryStore};
 use syncbridge::sqlserver::SqlValue;
 use syncbridge_testkit::WebhookRelay;
 
@@ -65,6 +67,85 @@ async fn a_reverse_write_is_not_queued_back_to_supabase() {
     assert!(
         h.rest.requests().iter().all(|r| r.method == "GET"),
         "nothing was written back to Supabase"
+    );
+    assert_eq!(relay.deliveries().len(), 1, "and nothing came back");
+}
+
+/// A clinic trigger as clinics write them: a new or edited note marks its aligner set (here by
+/// setting `IsActive`, a column the sample schema syncs).
+fn note_marks_its_set() -> ClinicTrigger {
+    ClinicTrigger::new("tblAlignerNotes", "tblAlignerSets", |note| {
+        let SqlValue::Int(set) = note.get("AlignerSetID")? else {
+            return None;
+        };
+        Some((
+            key("AlignerSetID", *set),
+            vec![("IsActive".to_owned(), SqlValue::Bit(true))],
+        ))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_portal_note_that_cascades_to_its_set_reaches_supabase_and_the_note_does_not_echo() {
+    let store = MemoryStore::sample_clinic();
+    store.add_clinic_trigger(note_marks_its_set());
+    let h = Harness::start_with(Options {
+        store: Some(store),
+        ..Options::default()
+    })
+    .await;
+    seed_parents(&h.sql);
+    h.sql.clinic_update(
+        "tblAlignerSets",
+        &key("AlignerSetID", 1),
+        &[("IsActive", SqlValue::Bit(false))],
+    );
+    h.notify().await;
+    h.wait_synced().await;
+    let set = "SELECT is_active FROM aligner_sets WHERE aligner_set_id = 1";
+    assert_eq!(h.pg_rows(set).await, [json!({"is_active": false})]);
+    let relay = install(&h, true).await;
+    h.rest.clear_requests();
+
+    h.db.client()
+        .batch_execute(&format!(
+            "INSERT INTO aligner_notes (note_uid, aligner_set_id, note_type, note_text) VALUES ('{NOTE_A}', 1, 'Doctor', 'from the portal')"
+        ))
+        .await
+        .expect("portal insert");
+    relay
+        .wait_for_deliveries(1, DEADLINE)
+        .await
+        .expect("delivered");
+    h.wait_store("note applied", |store| note_text(store, NOTE_A).is_some())
+        .await;
+    let pending: Vec<_> = h
+        .sql
+        .queue()
+        .into_iter()
+        .filter(|q| q.status == "Pending")
+        .map(|q| (q.table, q.operation))
+        .collect();
+    assert_eq!(
+        pending,
+        [("tblAlignerSets".to_owned(), "UPDATE".to_owned())],
+        "the cascaded change is queued, the agent's own note is not"
+    );
+
+    // What SQL Server's notification trigger would do for the queued change.
+    h.notify().await;
+    h.wait_synced().await;
+    assert_eq!(h.pg_rows(set).await, [json!({"is_active": true})]);
+    let notes_written: Vec<_> = h
+        .rest
+        .requests()
+        .into_iter()
+        .filter(|r| r.method != "GET" && r.path.contains("aligner_notes"))
+        .map(|r| (r.method, r.path))
+        .collect();
+    assert!(
+        notes_written.is_empty(),
+        "the note echoed: {notes_written:?}"
     );
     assert_eq!(relay.deliveries().len(), 1, "and nothing came back");
 }

@@ -9,6 +9,7 @@ use common::mssql::{owned, SqlDb, ARABIC, KURDISH};
 use common::E2e;
 use common::{batch_record, hook, note_record, wait_for};
 use serde_json::json;
+use syncbridge::sqlserver::RecordKey;
 
 /// A note's shared key as the portal creates it (lower case, as PostgreSQL renders uuids).
 const NOTE_UID: &str = "6f9619ff-8b86-d011-b42d-00c04fc964ff";
@@ -136,10 +137,16 @@ async fn portal_writes_reach_sql_server_and_do_not_echo() {
         queue[0][..4].to_vec(),
         owned(&[
             Some("tblAlignerNotes"),
-            Some("{\"NoteUID\":\"6F9619FF-8B86-D011-B42D-00C04FC964FF\"}"),
+            queue[0][1].as_deref(),
             Some("UPDATE"),
             Some("Pending"),
         ])
+    );
+    // Compared as the key it stands for, not as FOR JSON's formatting of it.
+    let record_id = queue[0][1].as_deref().expect("RecordID");
+    assert_eq!(
+        RecordKey::parse(record_id).expect("a key"),
+        common::text_key("NoteUID", &NOTE_UID.to_uppercase())
     );
     e.finish().await;
 }
@@ -222,6 +229,63 @@ async fn work_that_arrives_while_the_database_is_offline_is_done_when_it_returns
             .await,
         0,
         "the late write did not echo either"
+    );
+    e.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MSSQL_TEST_URL (a real SQL Server); run scripts/test.sh with it set"]
+async fn a_portal_note_that_cascades_to_its_set_reaches_supabase_and_the_note_does_not_echo() {
+    let sql = SqlDb::create().await;
+    sql.seed_parents(FIRST_BATCH).await;
+    let e = E2e::start(sql).await;
+    // The parents in Supabase first (seed_parents removed the items they caused).
+    e.sql
+        .sql(
+            "UPDATE dbo.tblPatients SET PatientName = PatientName;
+             UPDATE dbo.tblWork SET TypeOfWork = TypeOfWork;
+             UPDATE dbo.tblAlignerSets SET IsActive = 0;",
+        )
+        .await;
+    e.notify().await;
+    e.sql.wait_all_synced(3).await;
+    let set = "SELECT is_active FROM aligner_sets WHERE aligner_set_id = 1";
+    assert_eq!(e.pg_rows(set).await, [json!({"is_active": false})]);
+    e.sql.install_note_marks_its_set().await;
+
+    e.webhook_accepted(&hook(
+        "INSERT",
+        "aligner_notes",
+        Some(note_record(NOTE_UID, ARABIC, "2026-11-25T10:00:00+00:00")),
+        None,
+    ))
+    .await;
+    let db = &e.sql;
+    db.wait_int(
+        "the note in SQL Server",
+        &format!("SELECT COUNT(*) FROM dbo.tblAlignerNotes WHERE NoteUID = '{NOTE_UID}';"),
+        |n| n == 1,
+    )
+    .await;
+    let pending = e
+        .sql
+        .strings("SELECT TableName, Operation FROM dbo.SyncQueue WHERE Status = 'Pending';")
+        .await;
+    assert_eq!(
+        pending,
+        [owned(&[Some("tblAlignerSets"), Some("UPDATE")])],
+        "the cascade is queued, the agent's own note is not"
+    );
+    // What trg_SyncQueue_NotifyApp does when OLE Automation works.
+    e.notify().await;
+    e.sql.wait_all_synced(4).await;
+    assert_eq!(e.pg_rows(set).await, [json!({"is_active": true})]);
+    assert_eq!(
+        e.sql
+            .int("SELECT COUNT(*) FROM dbo.SyncQueue WHERE TableName = N'tblAlignerNotes';")
+            .await,
+        0,
+        "the note did not echo"
     );
     e.finish().await;
 }

@@ -75,8 +75,11 @@ GO
       (OLE Automation off, no permission, Linux).
     Timeouts (milliseconds) resolve/connect/send/receive = 250 each: the agent answers on the
     same machine or LAN in a few milliseconds, and a writer must never wait longer than ~1 s.
+    @TargetUrl, when given, is POSTed to instead of SyncConfig's NotifyUrl (with the same token):
+    `syncbridge check --self-test` uses it to time a notification that nobody answers.
 */
 CREATE OR ALTER PROCEDURE dbo.sp_NotifyAppOfSync
+    @TargetUrl nvarchar(4000) = NULL  -- not "Url": variable names ignore case, and @url is taken
 AS
 BEGIN
     SET NOCOUNT ON;
@@ -93,7 +96,9 @@ BEGIN
             @result int = 0;
 
     BEGIN TRY
-        SELECT @url = Value FROM dbo.SyncConfig WHERE Name = N'NotifyUrl';
+        SET @url = @TargetUrl;
+        IF @url IS NULL
+            SELECT @url = Value FROM dbo.SyncConfig WHERE Name = N'NotifyUrl';
         SELECT @token = Value FROM dbo.SyncConfig WHERE Name = N'NotifyToken';
 
         IF NULLIF(LTRIM(RTRIM(@url)), N'') IS NOT NULL

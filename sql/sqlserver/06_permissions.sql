@@ -8,7 +8,8 @@
     Targets: SQL Server 2017 (14.x) and later, every edition including Express.
 
     What the agent does, and the permission each needs:
-      - reads the catalog (sys.objects, sys.columns) for the mapped tables    VIEW DEFINITION
+      - reads the catalog for the mapped tables (names from
+        INFORMATION_SCHEMA, types from sys.columns)                           VIEW DEFINITION
       - reads changed rows of every mapped table                              SELECT
       - writes reverse-synced rows (sample map: notes are created and
         edited in the portal, batches get their Days changed there)          INSERT/UPDATE
@@ -17,6 +18,10 @@
         open to every user)
     The agent never needs db_owner, ALTER, DELETE on SyncQueue, or any server-level permission.
     If your table map allows reverse deletes on a table, add GRANT DELETE on that table.
+    `syncbridge check --self-test` checks these grants as the agent's login and names any that
+    are missing; its scratch objects need a login that may create a schema, tables and
+    triggers (db_owner or db_ddladmin): give it one in MSSQL_SELFTEST_CONNECTION_STRING rather
+    than widening this login.
 
     Writers (the clinic's own applications) need no extra permission for the change triggers:
     the triggers, SyncQueue and sp_NotifyAppOfSync share the dbo owner (ownership chaining).

@@ -191,13 +191,14 @@ impl Batch<'_> {
         // above, decides between upsert and delete.
         item.operation.parse::<Op>()?;
         let key = RecordKey::parse(&item.record_id)?;
+        let key = table.canonical_key(&key);
         if table.key_filter(&key).is_none() {
             return Err(ItemProblem::WrongKey {
                 record_id: item.record_id.clone(),
                 expected: table.key_columns().map(|c| c.source.name.clone()).collect(),
             });
         }
-        Ok((self.map.order_of(&item.table), table.canonical_key(&key)))
+        Ok((self.map.order_of(&item.table), key))
     }
 
     /// A failed attempt of `item`: retried on the durable schedule, or given up on.

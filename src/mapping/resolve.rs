@@ -192,6 +192,15 @@ mod tests {
             table.canonical_key(&lower).to_json(),
             r#"{"ID":"6F9619FF-8B86-D011-B42D-00C04FC964FF"}"#
         );
+        // A trigger installed with the key spelled in another case names it that way.
+        let folded =
+            RecordKey::parse(r#"{"id":"6f9619ff-8b86-d011-b42d-00c04fc964ff"}"#).expect("key");
+        let canonical = table.canonical_key(&folded);
+        assert_eq!(
+            canonical.to_json(),
+            r#"{"ID":"6F9619FF-8B86-D011-B42D-00C04FC964FF"}"#
+        );
+        assert!(table.key_filter(&canonical).is_some());
     }
 
     #[test]

@@ -103,10 +103,12 @@ impl ResolvedTable {
             .map(RecordKey)
     }
 
-    /// `key` with GUID parts in SQL Server's spelling (upper case, as `FOR JSON` writes them),
-    /// so that two queue items of one record always coalesce and match the loaded row.
+    /// `key` with its columns named as declared (a trigger installed with another case writes
+    /// `{"personid":1}`) and GUID parts in SQL Server's spelling (upper case, as `FOR JSON`
+    /// writes them), so that two queue items of one record always coalesce and match the
+    /// loaded row.
     pub(crate) fn canonical_key(&self, key: &RecordKey) -> RecordKey {
-        let mut key = key.clone();
+        let mut key = key.with_declared_names(self.key_columns().map(|c| c.source.name.as_str()));
         for col in self
             .key_columns()
             .filter(|c| c.source.sql_type == SqlType::Guid)

@@ -73,6 +73,37 @@ impl RecordKey {
     pub fn get(&self, column: &str) -> Option<&KeyPart> {
         self.0.get(column)
     }
+
+    /// The same key with each column named as `declared` spells it, matched as SQL Server
+    /// matches identifiers ([`same_identifier`]): a RecordID written as `{"personid":1}` by a
+    /// trigger installed with `@KeyColumns = N'personid'` is the key of `PersonID`. Parts that
+    /// match no declared name keep theirs.
+    pub(crate) fn with_declared_names<'a>(
+        &self,
+        declared: impl IntoIterator<Item = &'a str>,
+    ) -> Self {
+        let declared: Vec<&str> = declared.into_iter().collect();
+        let name = |column: &str| {
+            declared
+                .iter()
+                .find(|d| **d == column)
+                .or_else(|| declared.iter().find(|d| same_identifier(d, column)))
+                .map_or_else(|| column.to_owned(), |d| (*d).to_owned())
+        };
+        Self(
+            self.0
+                .iter()
+                .map(|(column, part)| (name(column), part.clone()))
+                .collect(),
+        )
+    }
+}
+
+/// Whether two identifiers name the same column or table the way SQL Server resolves names under
+/// a case-insensitive collation (every default install): equal once lower-cased. Callers try an
+/// exact match first, so a case-sensitive database with both `a` and `A` still resolves each.
+pub(crate) fn same_identifier(a: &str, b: &str) -> bool {
+    a == b || a.to_lowercase() == b.to_lowercase()
 }
 
 impl fmt::Display for RecordKey {

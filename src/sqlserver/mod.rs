@@ -22,6 +22,7 @@ use crate::retry::ErrorClass;
 
 pub(crate) use catalog::DescribedTables;
 pub use catalog::{SetupReport, SourceColumn};
+pub(crate) use key::same_identifier;
 pub use key::{KeyPart, RecordKey, RecordKeyError};
 pub use queue::{ClaimToken, QueueId, QueueItem, QueueStats, SettleItem, Settlement, WriterWait};
 pub(crate) use queue::{Op, UnknownOp};
@@ -63,7 +64,8 @@ impl StoreError {
 ///
 /// Implementations must make every connection they use identify itself as the agent
 /// (`SESSION_CONTEXT(N'syncbridge') = 1`) so that the change triggers skip the agent's own
-/// writes: that is what keeps reverse-synced rows from echoing back to Supabase.
+/// writes: that is what keeps reverse-synced rows from echoing back to Supabase. Only its
+/// direct writes: what the clinic's own triggers change because of them is queued and sent.
 #[async_trait]
 pub trait SqlStore: Send + Sync + 'static {
     /// Cheap round trip, for `check` and health.
@@ -98,7 +100,9 @@ pub trait SqlStore: Send + Sync + 'static {
     /// Whether notifications can be sent and which tables have change triggers.
     async fn setup_report(&self) -> Result<SetupReport, StoreError>;
 
-    /// The current rows of `table` for `keys`, with `columns` selected. Missing rows are absent.
+    /// The current rows of `table` for `keys`, with `columns` selected. Missing rows are absent,
+    /// and so are keys that cannot be of their column's type. Text keys match exactly (case
+    /// and trailing spaces count), as Supabase compares them, whatever the column's collation.
     async fn load_rows(
         &self,
         table: &str,

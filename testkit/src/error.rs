@@ -42,7 +42,7 @@ pub enum TestkitError {
     #[error("database error")]
     Db(#[from] tokio_postgres::Error),
 
-    /// Binding the fake server's listener failed.
+    /// Binding or re-binding a listener failed.
     #[error("I/O error")]
     Io(#[from] std::io::Error),
 

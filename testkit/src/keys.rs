@@ -1,5 +1,5 @@
 //! The API keys of a fake Supabase project: legacy HS256 JWTs (anon, service_role) signed with
-//! the project's JWT secret, and new-style `sb_secret_...` / `sb_publishable_...` keys.
+//! the project's JWT secret, and the new-style `sb_secret_...` key.
 //! Signing and checking live here; what the gateway does with a key lives in `postgrest::auth`.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -20,7 +20,6 @@ pub struct ApiKeys {
     anon_jwt: String,
     service_role_jwt: String,
     secret_key: String,
-    publishable_key: String,
 }
 
 impl std::fmt::Debug for ApiKeys {
@@ -62,7 +61,6 @@ impl ApiKeys {
             anon_jwt,
             service_role_jwt,
             secret_key: format!("sb_secret_{}", derive(jwt_secret, "secret")),
-            publishable_key: format!("sb_publishable_{}", derive(jwt_secret, "publishable")),
         }
     }
 
@@ -84,11 +82,6 @@ impl ApiKeys {
     /// New-style secret key (`sb_secret_...`), sent as `apikey` only; acts as `service_role`.
     pub fn secret_key(&self) -> &str {
         &self.secret_key
-    }
-
-    /// New-style publishable key (`sb_publishable_...`), sent as `apikey` only; acts as `anon`.
-    pub fn publishable_key(&self) -> &str {
-        &self.publishable_key
     }
 
     /// Signs arbitrary claims with the project secret, e.g. an expired token for a test.
@@ -132,14 +125,9 @@ impl ApiKeys {
 
     /// Whether `key` is one this project accepts as `apikey`.
     pub(crate) fn is_known_apikey(&self, key: &str) -> bool {
-        [
-            &self.anon_jwt,
-            &self.service_role_jwt,
-            &self.secret_key,
-            &self.publishable_key,
-        ]
-        .iter()
-        .any(|known| subtle::ConstantTimeEq::ct_eq(known.as_bytes(), key.as_bytes()).into())
+        [&self.anon_jwt, &self.service_role_jwt, &self.secret_key]
+            .iter()
+            .any(|known| subtle::ConstantTimeEq::ct_eq(known.as_bytes(), key.as_bytes()).into())
     }
 }
 
@@ -200,7 +188,6 @@ mod tests {
         let b = ApiKeys::from_jwt_secret("s");
         assert_eq!(a.secret_key(), b.secret_key());
         assert!(a.secret_key().starts_with("sb_secret_"));
-        assert!(a.publishable_key().starts_with("sb_publishable_"));
         assert_ne!(a.secret_key(), ApiKeys::from_jwt_secret("t").secret_key());
     }
 

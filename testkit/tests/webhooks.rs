@@ -3,8 +3,8 @@
 
 mod common;
 
-use axum::http::Method;
 use common::{json, send, Env, Receiver, WAIT};
+use reqwest::Method;
 use serde_json::{json, Value};
 use syncbridge_testkit::{DeliveryOutcome, WebhookRelay};
 
@@ -32,14 +32,14 @@ async fn triggers_see_the_request_as_postgrest_publishes_it() {
         )
         .await
         .expect("probe table");
-    let (status, _, body) = send(
+    let (status, body) = send(
         env.service(Method::POST, "/probe")
             .header("X-Syncbridge-Origin", "clinic")
             .json(&json!({"id": 1})),
     )
     .await;
     assert_eq!(status, 201, "{body}");
-    let (status, _, _) = send(env.service(Method::POST, "/probe").json(&json!({"id": 2}))).await;
+    let (status, _) = send(env.service(Method::POST, "/probe").json(&json!({"id": 2}))).await;
     assert_eq!(status, 201);
     let rows = env
         .db
@@ -85,7 +85,7 @@ async fn webhooks_arrive_in_supabase_shape_and_skip_the_agents_own_writes() {
         .expect("install webhooks");
 
     // The agent's own write carries its origin header and must not echo back...
-    let (status, _, _) = send(
+    let (status, _) = send(
         env.service(Method::POST, "/aligner_notes")
             .header("x-syncbridge-origin", "clinic")
             .json(&note("from clinic")),
@@ -94,9 +94,8 @@ async fn webhooks_arrive_in_supabase_shape_and_skip_the_agents_own_writes() {
     assert_eq!(status, 201);
     // ...while a portal write does. Queue order is write order, so the first delivery seen
     // proves the agent's write produced none.
-    let (status, _, _) = send(
+    let (status, _) = send(
         env.service(Method::POST, "/aligner_notes")
-            .header("Prefer", "return=representation")
             .json(&note("from portal")),
     )
     .await;
@@ -134,7 +133,7 @@ async fn webhooks_arrive_in_supabase_shape_and_skip_the_agents_own_writes() {
     );
 
     // A batch update carries old and new rows.
-    let (status, _, _) = send(
+    let (status, _) = send(
         env.service(Method::PATCH, "/aligner_batches?aligner_batch_id=eq.3")
             .json(&json!({"days": 21})),
     )
@@ -154,7 +153,7 @@ async fn webhooks_arrive_in_supabase_shape_and_skip_the_agents_own_writes() {
     );
 
     // A delete carries only the old row.
-    let (status, _, _) =
+    let (status, _) =
         send(env.service(Method::DELETE, "/aligner_notes?note_text=eq.from%20portal")).await;
     assert_eq!(status, 204);
     let delete: Value = serde_json::from_slice(&receiver.next().await.body).expect("JSON");
@@ -186,7 +185,7 @@ async fn dropping_loses_webhooks_like_a_failing_pg_net() {
         .expect("install webhooks");
 
     relay.set_dropping(true);
-    let (status, _, _) = send(
+    let (status, _) = send(
         env.service(Method::POST, "/aligner_notes")
             .json(&note("lost")),
     )
@@ -200,7 +199,7 @@ async fn dropping_loses_webhooks_like_a_failing_pg_net() {
     assert_eq!(dropped[0].payload["record"]["note_text"], "lost");
 
     relay.set_dropping(false);
-    let (status, _, _) = send(
+    let (status, _) = send(
         env.service(Method::POST, "/aligner_notes")
             .json(&note("kept")),
     )
@@ -242,7 +241,7 @@ async fn payloads_beyond_notify_limits_are_delivered_whole() {
 
     // NOTIFY payloads stop at 8000 bytes; a long doctor's note must still go through.
     let long_text = "x".repeat(20_000);
-    let (status, _, body) = send(
+    let (status, body) = send(
         env.service(Method::POST, "/aligner_notes")
             .json(&note(&long_text)),
     )

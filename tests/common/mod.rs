@@ -104,7 +104,7 @@ pub struct TestAgent<S: SqlServerSide> {
 
 /// The agent's configuration: the SQL Server side's connection and agent id; the rest comes
 /// from the test server, the data directory and `o`.
-fn config(
+pub fn config(
     sql: &dyn SqlServerSide,
     rest_url: &str,
     key: String,

@@ -131,6 +131,14 @@ pub fn scripts() -> Vec<(String, Vec<String>)> {
         .collect()
 }
 
+/// The clinic's own trigger of issue 6.7: a new or edited note marks its aligner set
+/// (`IsActive`, a column the sample map syncs), as a "has new note" flag would.
+pub const NOTE_MARKS_ITS_SET: &str = "CREATE TRIGGER dbo.trg_tblAlignerNotes_MarkSet ON dbo.tblAlignerNotes AFTER INSERT, UPDATE AS
+BEGIN
+    SET NOCOUNT ON;
+    UPDATE s SET IsActive = 1 FROM dbo.tblAlignerSets AS s WHERE s.AlignerSetID IN (SELECT i.AlignerSetID FROM inserted AS i);
+END;";
+
 /// Turns a row of [`SqlDb::strings`] into owned text, for comparing with it.
 pub fn owned(values: &[Option<&str>]) -> Vec<Option<String>> {
     values.iter().map(|v| v.map(str::to_owned)).collect()
@@ -246,6 +254,19 @@ impl SqlDb {
              DELETE FROM dbo.SyncQueue;"
         ))
         .await;
+    }
+
+    /// Creates [`NOTE_MARKS_ITS_SET`], set to fire before the change trigger: a loop guard that
+    /// counted the triggers already run for the statement (instead of those on the call stack)
+    /// would then queue the agent's own note.
+    pub async fn install_note_marks_its_set(&self) {
+        self.sql(NOTE_MARKS_ITS_SET).await;
+        for event in ["INSERT", "UPDATE"] {
+            self.sql(&format!(
+                "EXEC sp_settriggerorder @triggername = N'dbo.trg_tblAlignerNotes_MarkSet', @order = N'First', @stmttype = N'{event}';"
+            ))
+            .await;
+        }
     }
 
     /// The rows of the first result of `sql`, read on the observer connection.

@@ -1,13 +1,16 @@
 //! An in-memory SQL Server double implementing [`SqlStore`], for the test suite and benchmarks.
 //! It emulates what the `sql/sqlserver/` scripts do: the change triggers (one queue row per
-//! changed row, skipped for the agent's own writes), uncommitted writer transactions (invisible
+//! changed row, skipped for the agent's direct writes), clinic triggers that cascade (queued
+//! even when the agent's write fired them), uncommitted writer transactions (invisible
 //! to `claim`, waited on by `wait_for_writers`), and an outage switch. Its clock is
 //! `tokio::time`, so tests can pause time.
 //!
-//! `sample` builds the sample clinic schema; `store` implements the trait.
+//! `sample` builds the sample clinic schema; `store` implements the trait; `triggers` emulates
+//! the change trigger and the clinic's own triggers.
 
 mod sample;
 mod store;
+mod triggers;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,6 +19,8 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use self::triggers::Origin;
+pub use self::triggers::{ClinicRule, ClinicTrigger};
 use super::*;
 
 #[derive(Debug, Clone)]
@@ -58,6 +63,8 @@ struct State {
     setup: Option<SetupReport>,
     /// Calls per trait method, to prove an idle agent makes none.
     calls: BTreeMap<&'static str, u64>,
+    /// The clinic's own triggers a test registered (see `triggers`).
+    clinic_triggers: Vec<ClinicTrigger>,
 }
 
 /// The double. Cheap to clone; clones share state.
@@ -144,7 +151,7 @@ impl MemoryStore {
     /// emulation queues one item per changed row. `None` deletes.
     pub fn clinic_write(&self, table: &str, key: &RecordKey, row: Option<Row>) {
         let mut s = self.lock();
-        Self::write_row(&mut s, table, key, row, None);
+        Self::write_row(&mut s, table, key, row, None, Origin::CLINIC);
     }
 
     /// Applies `changes` to an existing row as a clinic UPDATE would.
@@ -156,7 +163,7 @@ impl MemoryStore {
         for (c, v) in changes {
             row.insert((*c).to_owned(), v.clone());
         }
-        Self::write_row(&mut s, table, key, Some(row), None);
+        Self::write_row(&mut s, table, key, Some(row), None, Origin::CLINIC);
     }
 
     /// Opens a writer transaction: its queue rows exist but stay locked until `commit`.
@@ -171,31 +178,15 @@ impl MemoryStore {
         }
     }
 
+    /// Deletes every queue row.
+    pub fn clear_queue(&self) {
+        self.lock().queue.clear();
+    }
+
     /// Appends a raw queue row (for malformed or unknown-table items).
     pub fn enqueue_raw(&self, table: &str, record_id: &str, operation: &str) {
         let mut s = self.lock();
         Self::enqueue(&mut s, table, record_id, operation, None);
-    }
-
-    fn write_row(s: &mut State, table: &str, key: &RecordKey, row: Option<Row>, tx: Option<u64>) {
-        let Some(t) = s.tables.get(table) else {
-            return;
-        };
-        let existed = t.rows.contains_key(key);
-        let operation = match (&row, existed) {
-            (None, _) => Op::Delete,
-            (Some(_), true) => Op::Update,
-            (Some(_), false) => Op::Insert,
-        };
-        match tx {
-            Some(tx) => s
-                .pending
-                .entry(tx)
-                .or_default()
-                .push((table.to_owned(), key.clone(), row)),
-            None => Self::put(s, table, key, row),
-        }
-        Self::enqueue(s, table, &key.to_json(), operation.as_str(), tx);
     }
 
     fn put(s: &mut State, table: &str, key: &RecordKey, row: Option<Row>) {
@@ -272,7 +263,7 @@ pub struct MemTx {
 impl MemTx {
     pub fn write(&self, table: &str, key: &RecordKey, row: Option<Row>) {
         let mut s = self.store.lock();
-        MemoryStore::write_row(&mut s, table, key, row, Some(self.tx));
+        MemoryStore::write_row(&mut s, table, key, row, Some(self.tx), Origin::CLINIC);
     }
 
     pub fn commit(self) {

@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::{MemQueueRow, MemoryStore, Table};
+use super::triggers::Origin;
+use super::{MemQueueRow, MemoryStore};
 use crate::sqlserver::SqlValue;
 use crate::sqlserver::*;
 
@@ -227,65 +228,60 @@ impl SqlStore for MemoryStore {
                 "The INSERT statement conflicted with a constraint (memory double).".to_owned(),
             ));
         }
-        let table = s.tables.get_mut(&write.table).ok_or_else(|| {
+        let table = s.tables.get(&write.table).ok_or_else(|| {
             StoreError::Invalid(format!("Invalid object name '{}'.", write.table))
         })?;
-        // The agent's session is marked with SESSION_CONTEXT, so the trigger emulation is
-        // skipped here: nothing is queued for these writes.
-        let outcome = table.apply(record_key(write), &write.action);
-        if !matches!(outcome, WriteOutcome::Unchanged | WriteOutcome::Missing) {
-            s.writes += 1;
-        }
-        Ok(outcome)
-    }
-}
-
-/// The key of the row `write` targets, spelled as the queue spells keys (GUIDs upper case).
-fn record_key(write: &ReverseWrite) -> RecordKey {
-    let parts = write.key.iter().map(|(c, v)| {
-        let part = match v {
-            SqlValue::Int(i) => KeyPart::Int(*i),
-            SqlValue::Guid(g) => KeyPart::Text(g.hyphenated().to_string().to_uppercase()),
-            SqlValue::Text(t) => KeyPart::Text(t.clone()),
-            other => KeyPart::Text(format!("{other:?}")),
-        };
-        (c.clone(), part)
-    });
-    RecordKey(parts.collect())
-}
-
-impl Table {
-    /// One reverse write, as the tiberius store's statements would do it.
-    fn apply(&mut self, key: RecordKey, action: &WriteAction) -> WriteOutcome {
-        match (action, self.rows.get_mut(&key)) {
-            (WriteAction::Delete, Some(_)) => {
-                self.rows.remove(&key);
-                WriteOutcome::Deleted
-            }
-            (WriteAction::Delete, None) => WriteOutcome::Missing,
+        let key = RecordKey(
+            write
+                .key
+                .iter()
+                .map(|(c, v)| {
+                    let part = match v {
+                        SqlValue::Int(i) => KeyPart::Int(*i),
+                        SqlValue::Guid(g) => {
+                            KeyPart::Text(g.hyphenated().to_string().to_uppercase())
+                        }
+                        SqlValue::Text(t) => KeyPart::Text(t.clone()),
+                        other => KeyPart::Text(format!("{other:?}")),
+                    };
+                    (c.clone(), part)
+                })
+                .collect(),
+        );
+        // The agent's session is marked with SESSION_CONTEXT: the change trigger skips these
+        // writes themselves, not what the clinic's own triggers do because of them.
+        let (outcome, written) = match (&write.action, table.rows.get(&key)) {
+            (WriteAction::Delete, Some(_)) => (WriteOutcome::Deleted, Some(None)),
+            (WriteAction::Delete, None) => (WriteOutcome::Missing, None),
             (
                 WriteAction::Upsert { update, .. } | WriteAction::UpdateOnly { update },
                 Some(row),
             ) => {
-                if !differs(row, update) {
-                    return WriteOutcome::Unchanged;
+                if differs(row, update) {
+                    let mut row = row.clone();
+                    row.extend(update.iter().cloned());
+                    (WriteOutcome::Updated, Some(Some(row)))
+                } else {
+                    (WriteOutcome::Unchanged, None)
                 }
-                for (c, v) in update {
-                    row.insert(c.clone(), v.clone());
-                }
-                WriteOutcome::Updated
             }
-            (WriteAction::UpdateOnly { .. }, None) => WriteOutcome::Missing,
+            (WriteAction::UpdateOnly { .. }, None) => (WriteOutcome::Missing, None),
             (WriteAction::Upsert { insert, .. }, None) => {
-                let mut row: Row = self
+                let mut row: Row = table
                     .columns
                     .iter()
                     .map(|c| (c.name.clone(), SqlValue::Null))
                     .collect();
                 row.extend(insert.iter().cloned());
-                self.rows.insert(key, row);
-                WriteOutcome::Inserted
+                (WriteOutcome::Inserted, Some(Some(row)))
             }
+        };
+        if let Some(row) = written {
+            Self::write_row(&mut s, &write.table, &key, row, None, Origin::AGENT);
         }
+        if !matches!(outcome, WriteOutcome::Unchanged | WriteOutcome::Missing) {
+            s.writes += 1;
+        }
+        Ok(outcome)
     }
 }

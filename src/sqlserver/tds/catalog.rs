@@ -12,7 +12,7 @@ use super::error::SqlResult;
 use super::exec::all_results;
 use super::pool::TdsClient;
 use crate::sqlserver::SqlType;
-use crate::sqlserver::{SourceColumn, StoreError};
+use crate::sqlserver::{same_identifier, SourceColumn, StoreError};
 
 /// A table (or view) as the catalog names and types it.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,7 +38,7 @@ impl TableInfo {
     }
 
     /// The column called `name`: exact match first, then the single case-insensitive match
-    /// (SQL Server names usually compare case-insensitively).
+    /// (SQL Server names usually compare case-insensitively: [`same_identifier`]).
     pub(crate) fn column(&self, name: &str) -> Result<&ColumnInfo, StoreError> {
         if let Some(c) = self.columns.iter().find(|c| c.source.name == name) {
             return Ok(c);
@@ -46,7 +46,7 @@ impl TableInfo {
         let mut folded = self
             .columns
             .iter()
-            .filter(|c| c.source.name.eq_ignore_ascii_case(name));
+            .filter(|c| same_identifier(&c.source.name, name));
         match (folded.next(), folded.next()) {
             (Some(c), None) => Ok(c),
             _ => Err(StoreError::Invalid(format!(
@@ -208,27 +208,28 @@ pub(super) fn column_type(
     (ty, Some(decl))
 }
 
-/// Reads the catalog: `None` when no table or view of that name exists (or the login may not
-/// see it).
-pub(super) async fn describe(
-    client: &mut TdsClient,
-    table: &str,
-) -> Result<Option<TableInfo>, StoreError> {
-    const SQL: &str = "\
+/// The table's names and columns. The object is found the way the engine resolves a name
+/// (OBJECT_ID over QUOTENAME'd parts: the database's collation decides case), and every name
+/// the agent will use is read from INFORMATION_SCHEMA, which reports names as declared on every
+/// engine (some fold the sys.* views' names), with OBJECT_NAME/COL_NAME as a fallback; types,
+/// lengths and flags come from sys.columns, which INFORMATION_SCHEMA does not describe fully.
+/// Columns are joined by id (COLUMNPROPERTY resolves each reported name to its column_id), never
+/// by comparing names as text.
+pub(super) const DESCRIBE_SQL: &str = "\
 SET NOCOUNT ON;
-DECLARE @id int = (
-    SELECT TOP (1) o.object_id
-    FROM sys.objects AS o
-    JOIN sys.schemas AS s ON s.schema_id = o.schema_id
-    WHERE o.type IN ('U', 'V') AND s.name = @P1 AND o.name = @P2
-);
-SELECT s.name AS SchemaName, o.name AS TableName
-FROM sys.objects AS o
-JOIN sys.schemas AS s ON s.schema_id = o.schema_id
-WHERE o.object_id = @id;
+DECLARE @id int = OBJECT_ID(QUOTENAME(@P1) + N'.' + QUOTENAME(@P2));
+IF OBJECTPROPERTY(@id, 'IsTable') = 0 AND OBJECTPROPERTY(@id, 'IsView') = 0
+    SET @id = NULL;
+SELECT COALESCE(t.TABLE_SCHEMA, OBJECT_SCHEMA_NAME(o.id)) AS SchemaName,
+       COALESCE(t.TABLE_NAME, OBJECT_NAME(o.id)) AS TableName
+FROM (SELECT @id AS id) AS o
+LEFT JOIN INFORMATION_SCHEMA.TABLES AS t
+    ON t.TABLE_SCHEMA = OBJECT_SCHEMA_NAME(o.id) AND t.TABLE_NAME = OBJECT_NAME(o.id)
+   AND OBJECT_ID(QUOTENAME(t.TABLE_SCHEMA) + N'.' + QUOTENAME(t.TABLE_NAME)) = o.id
+WHERE o.id IS NOT NULL;
 -- A user-defined type (and sysname) resolves to its base type through system_type_id; CLR
 -- types (system_type_id 240) have no base row and keep their own name.
-SELECT c.name AS ColumnName,
+SELECT COALESCE(ic.COLUMN_NAME, COL_NAME(c.object_id, c.column_id)) AS ColumnName,
        COALESCE(bt.name, TYPE_NAME(c.user_type_id)) AS TypeName,
        c.max_length AS MaxLength,
        c.precision AS NumericPrecision,
@@ -237,11 +238,21 @@ SELECT c.name AS ColumnName,
        c.is_identity AS IsIdentity,
        c.is_computed AS IsComputed
 FROM sys.columns AS c
+LEFT JOIN INFORMATION_SCHEMA.COLUMNS AS ic
+    ON ic.TABLE_SCHEMA = OBJECT_SCHEMA_NAME(@id) AND ic.TABLE_NAME = OBJECT_NAME(@id)
+   AND COLUMNPROPERTY(@id, ic.COLUMN_NAME, 'ColumnId') = c.column_id
 LEFT JOIN sys.types AS bt ON bt.user_type_id = c.system_type_id AND bt.is_user_defined = 0
 WHERE c.object_id = @id
 ORDER BY c.column_id;";
+
+/// Reads the catalog: `None` when no table or view of that name exists (or the login may not
+/// see it).
+pub(super) async fn describe(
+    client: &mut TdsClient,
+    table: &str,
+) -> Result<Option<TableInfo>, StoreError> {
     let (schema, name) = parse_table_name(table)?;
-    let mut query = Query::new(SQL);
+    let mut query = Query::new(DESCRIBE_SQL);
     query.bind(schema);
     query.bind(name);
     let results = all_results(query, client).await?;

@@ -137,3 +137,22 @@ fn columns_are_found_exactly_then_case_insensitively() {
     assert!(info.column("missing").is_err());
     assert_eq!(info.quoted(), "[dbo].[t]");
 }
+
+#[test]
+fn names_come_from_information_schema_and_types_from_sys_columns() {
+    let sql = DESCRIBE_SQL;
+    // The object is resolved as the engine resolves names, never by comparing catalog text
+    // with what the agent was told.
+    assert!(
+        sql.contains("OBJECT_ID(QUOTENAME(@P1) + N'.' + QUOTENAME(@P2))"),
+        "{sql}"
+    );
+    assert!(!sql.contains("= @P1") && !sql.contains("= @P2"), "{sql}");
+    assert!(sql.contains("COALESCE(t.TABLE_SCHEMA, OBJECT_SCHEMA_NAME(o.id))"));
+    assert!(sql.contains("COALESCE(t.TABLE_NAME, OBJECT_NAME(o.id))"));
+    assert!(sql.contains("COALESCE(ic.COLUMN_NAME, COL_NAME(c.object_id, c.column_id))"));
+    // Columns are paired by id, and sys.columns keeps the types.
+    assert!(sql.contains("COLUMNPROPERTY(@id, ic.COLUMN_NAME, 'ColumnId') = c.column_id"));
+    assert!(sql.contains("c.max_length AS MaxLength"));
+    assert!(!sql.contains("c.name AS"), "{sql}");
+}

@@ -5,7 +5,8 @@
 //! - `catalog` + `rows`: table descriptions, and loading rows by key, exactly typed;
 //! - `write`: reverse-sync upserts and deletes;
 //! - `exec`: sending a statement and collecting its result sets;
-//! - `error`: tiberius errors as [`StoreError`]s.
+//! - `error`: tiberius errors as [`StoreError`]s;
+//! - `self_test`: `syncbridge check --self-test`, the same statements proven on scratch objects.
 //!
 //! Owns no sync logic: what to claim, load or write is decided above the trait.
 
@@ -15,7 +16,11 @@ mod exec;
 mod pool;
 mod queue;
 mod rows;
+pub mod self_test;
 mod write;
+
+#[cfg(test)]
+mod script_tests;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +30,7 @@ use async_trait::async_trait;
 use self::catalog::{TableCache, TableInfo};
 use self::error::SqlResult;
 use self::pool::{Pool, TdsClient};
+use self::queue::QueueTable;
 use crate::sqlserver::{
     QueueItem, QueueStats, RecordKey, ReverseWrite, Row, SettleItem, SetupReport, SourceColumn,
     SqlStore, StoreError, WriteOutcome, WriterWait,
@@ -39,6 +45,7 @@ pub struct TdsStore {
     pool: Pool,
     agent_id: String,
     tables: TableCache,
+    queue: QueueTable,
 }
 
 impl TdsStore {
@@ -50,7 +57,15 @@ impl TdsStore {
             pool: Pool::new(config, pool_size),
             agent_id: agent_id.chars().take(MAX_AGENT_ID).collect(),
             tables: TableCache::default(),
+            queue: QueueTable::default(),
         }
+    }
+
+    /// The same store working on `<schema>.SyncQueue` instead of `dbo.SyncQueue`: the
+    /// self-test's scratch queue, so that it runs exactly the agent's statements.
+    pub(crate) fn with_queue_schema(mut self, schema: &str) -> Self {
+        self.queue = QueueTable::in_schema(schema);
+        self
     }
 
     /// Runs `op` on a pooled connection. The connection goes back to the pool only when `op`
@@ -128,7 +143,7 @@ impl SqlStore for TdsStore {
     }
 
     async fn claim(&self, limit: usize, lease: Duration) -> Result<Vec<QueueItem>, StoreError> {
-        self.with_conn(async |c| queue::claim(c, limit, lease, &self.agent_id).await)
+        self.with_conn(async |c| queue::claim(c, &self.queue, limit, lease, &self.agent_id).await)
             .await
     }
 
@@ -136,18 +151,19 @@ impl SqlStore for TdsStore {
         if items.is_empty() {
             return Ok(());
         }
-        self.with_conn(async |c| queue::settle(c, items).await)
+        self.with_conn(async |c| queue::settle(c, &self.queue, items).await)
             .await
     }
 
     async fn next_due_in(&self) -> Result<Option<Duration>, StoreError> {
-        self.with_conn(async |c| queue::next_due_in(c).await).await
+        self.with_conn(async |c| queue::next_due_in(c, &self.queue).await)
+            .await
     }
 
     async fn wait_for_writers(&self, max_wait: Duration) -> Result<WriterWait, StoreError> {
         let max_wait = max_wait.min(self.pool.max_lock_wait());
         let waited = self
-            .with_conn(async |c| queue::wait_for_writers(c, max_wait).await)
+            .with_conn(async |c| queue::wait_for_writers(c, &self.queue, max_wait).await)
             .await?;
         Ok(if waited {
             WriterWait::Waited
@@ -157,12 +173,13 @@ impl SqlStore for TdsStore {
     }
 
     async fn release_own_claims(&self) -> Result<u64, StoreError> {
-        self.with_conn(async |c| queue::release_own_claims(c, &self.agent_id).await)
+        self.with_conn(async |c| queue::release_own_claims(c, &self.queue, &self.agent_id).await)
             .await
     }
 
     async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
-        self.with_conn(async |c| queue::stats(c).await).await
+        self.with_conn(async |c| queue::stats(c, &self.queue).await)
+            .await
     }
 
     async fn setup_report(&self) -> Result<SetupReport, StoreError> {

@@ -36,7 +36,7 @@ const MAX_IDLE: Duration = Duration::from_secs(300);
 /// (read-only, so nothing later on the connection can clear it). The SET options are the ones
 /// DML needs on tables with filtered indexes, indexed views or indexed computed columns;
 /// tiberius' login already asks for most of them, this makes it explicit.
-const SESSION_SETUP: &str = "\
+pub(super) const SESSION_SETUP: &str = "\
 EXEC sys.sp_set_session_context @key = N'syncbridge', @value = 1, @read_only = 1;
 SET ANSI_NULLS, ANSI_PADDING, ANSI_WARNINGS, ARITHABORT, CONCAT_NULL_YIELDS_NULL, QUOTED_IDENTIFIER ON;
 SET NUMERIC_ROUNDABORT OFF;
@@ -56,12 +56,10 @@ struct Idle {
 }
 
 impl Pool {
-    pub(super) fn new(mut config: Config, size: u32) -> Self {
+    pub(super) fn new(config: Config, size: u32) -> Self {
         let size = usize::try_from(size.max(1)).unwrap_or(1);
-        config.handshake_timeout(Some(CONNECT_TIMEOUT));
-        config.command_timeout(Some(COMMAND_TIMEOUT));
         Self {
-            config,
+            config: with_timeouts(config),
             idle: Mutex::new(Vec::new()),
             permits: Semaphore::new(size),
             size,
@@ -113,26 +111,38 @@ impl Pool {
     }
 
     async fn open(&self) -> Result<TdsClient, StoreError> {
-        let opening = async {
-            // Resolves `host\INSTANCE` through SQL Browser (UDP 1434); a plain host connects
-            // directly. Sets TCP_NODELAY.
-            let tcp = TcpStream::connect_named(&self.config).await?;
-            let mut client = Client::connect(self.config.clone(), tcp.compat_write()).await?;
-            client
-                .simple_query(SESSION_SETUP)
-                .await?
-                .into_results()
-                .await?;
-            Ok::<_, tiberius::error::Error>(client)
-        };
-        match tokio::time::timeout(CONNECT_TIMEOUT, opening).await {
-            Ok(Ok(client)) => Ok(client),
-            Ok(Err(e)) => Err(connect_failed(&e)),
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "cannot connect: no answer within {} s",
-                CONNECT_TIMEOUT.as_secs()
-            ))),
+        connect(&self.config, SESSION_SETUP).await
+    }
+}
+
+/// `config` with the agent's handshake and per-round-trip timeouts.
+pub(super) fn with_timeouts(mut config: Config) -> Config {
+    config.handshake_timeout(Some(CONNECT_TIMEOUT));
+    config.command_timeout(Some(COMMAND_TIMEOUT));
+    config
+}
+
+/// A new connection that has run `setup`, bounded by [`CONNECT_TIMEOUT`]. The pool's
+/// connections run [`SESSION_SETUP`]; the self-test also opens plain ones (`""`), which act as
+/// the clinic's applications do.
+pub(super) async fn connect(config: &Config, setup: &str) -> Result<TdsClient, StoreError> {
+    let opening = async {
+        // Resolves `host\INSTANCE` through SQL Browser (UDP 1434); a plain host connects
+        // directly. Sets TCP_NODELAY.
+        let tcp = TcpStream::connect_named(config).await?;
+        let mut client = Client::connect(config.clone(), tcp.compat_write()).await?;
+        if !setup.is_empty() {
+            client.simple_query(setup).await?.into_results().await?;
         }
+        Ok::<_, tiberius::error::Error>(client)
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, opening).await {
+        Ok(Ok(client)) => Ok(client),
+        Ok(Err(e)) => Err(connect_failed(&e)),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "cannot connect: no answer within {} s",
+            CONNECT_TIMEOUT.as_secs()
+        ))),
     }
 }
 

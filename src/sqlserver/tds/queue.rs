@@ -1,4 +1,4 @@
-//! The `dbo.SyncQueue` statements: claim, settle, next due time, waiting on writers, releasing
+//! The SyncQueue statements: claim, settle, next due time, waiting on writers, releasing
 //! this agent's claims after a crash, and counts. Every time is SQL Server's own clock
 //! (SYSUTCDATETIME), never the agent's, so clock skew between the two machines cannot make an
 //! item due early or late.
@@ -13,6 +13,7 @@ use std::time::Duration;
 use tiberius::{FromSql, Query, Row};
 use uuid::Uuid;
 
+use super::catalog::quote;
 use super::error::SqlResult;
 use super::exec::{all_results, first_result, optional_row};
 use super::pool::TdsClient;
@@ -28,7 +29,47 @@ const MAX_ERROR_UNITS: usize = 2000;
 /// Delays and leases are clamped to ten years: DATEADD takes an int number of seconds.
 const MAX_DELAY_MS: u128 = 10 * 365 * 24 * 3600 * 1000;
 
-/// Hints on the claim's scan of SyncQueue, one reason each:
+/// The queue table the statements work on: `[dbo].[SyncQueue]` for the agent, a scratch
+/// schema's SyncQueue for the self-test (built by the same `sp_SyncInstallQueue`), so that the
+/// self-test runs exactly the agent's statements. The schema name comes from our own code,
+/// never from input, and is quoted anyway.
+#[derive(Debug, Clone)]
+pub(super) struct QueueTable {
+    name: String,
+    claim: String,
+}
+
+impl QueueTable {
+    pub(super) fn in_schema(schema: &str) -> Self {
+        let name = format!("{}.[SyncQueue]", quote(schema));
+        let claim = claim_sql(&name);
+        Self { name, claim }
+    }
+
+    pub(super) fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Default for QueueTable {
+    fn default() -> Self {
+        Self::in_schema("dbo")
+    }
+}
+
+/// The claim: two statements in one short transaction.
+///
+/// 1. The oldest due items, through IX_SyncQueue_Status_QueueID (forced: its (Status, QueueID)
+///    order is the FIFO order, so TOP/ORDER BY stops after `limit` rows with no sort; a plan
+///    that scanned the clustered index in QueueID order would first read every Synced row).
+/// 2. Their siblings, the other due items of the same records, so the worker coalesces them:
+///    one seek per claimed record into IX_SyncQueue_Record, the records driving the join
+///    (LOOP JOIN fixes that order; the table variable has no statistics, and a plan that read
+///    every Pending row per record made a claim cost batch size × queue length). That index
+///    is not forced: on a queue whose 02 script was not re-run the claim still works, only
+///    slower, and `check --self-test` names the missing index.
+///
+/// Hints on both reads of SyncQueue, one reason each:
 /// - READPAST: skip rows another transaction has locked (a writer that has not committed yet,
 ///   or a concurrent claim) instead of waiting for it: two claims never block each other and
 ///   never return the same row.
@@ -38,7 +79,15 @@ const MAX_DELAY_MS: u128 = 10 * 365 * 24 * 3600 * 1000;
 ///   would hide (or block on) a neighbour's unrelated rows.
 /// - READCOMMITTEDLOCK: READPAST is refused under READ_COMMITTED_SNAPSHOT unless the statement
 ///   reads with locks; harmless where RCSI is off.
-const CLAIM_SQL: &str = "\
+///
+/// The records are copied out of @claimed first so that the second statement does not read the
+/// table it outputs into. OUTPUT always goes INTO a table variable: OUTPUT without INTO is
+/// refused on a table with triggers (SyncQueue has one). Operation is upper-cased on the way
+/// out: the CHECK constraint compares under the column's collation, so `insert` passes it.
+pub(super) fn claim_sql(queue: &str) -> String {
+    const HINTS: &str = "ROWLOCK, READPAST, UPDLOCK, READCOMMITTEDLOCK";
+    format!(
+        "\
 SET NOCOUNT ON;
 SET XACT_ABORT ON;
 DECLARE @now datetime2(7) = SYSUTCDATETIME();
@@ -50,12 +99,13 @@ DECLARE @claimed TABLE (
     Operation varchar(10) NOT NULL,
     Attempts int NOT NULL
 );
+DECLARE @records TABLE (TableName sysname NOT NULL, RecordID nvarchar(450) NOT NULL);
 BEGIN TRANSACTION;
 
 WITH due AS (
     SELECT TOP (@P1) q.QueueID, q.TableName, q.RecordID, q.Operation, q.Attempts,
            q.ClaimToken, q.ClaimedBy, q.LastAttempt, q.NextAttemptAt
-    FROM dbo.SyncQueue AS q WITH (ROWLOCK, READPAST, UPDLOCK, READCOMMITTEDLOCK)
+    FROM {queue} AS q WITH (INDEX(IX_SyncQueue_Status_QueueID), {HINTS})
     WHERE q.Status = 'Pending' AND q.NextAttemptAt <= @now
     ORDER BY q.QueueID
 )
@@ -64,31 +114,28 @@ SET ClaimToken = @P2, ClaimedBy = @P3, LastAttempt = @now, NextAttemptAt = @unti
 OUTPUT inserted.QueueID, inserted.TableName, inserted.RecordID, inserted.Operation, inserted.Attempts
 INTO @claimed (QueueID, TableName, RecordID, Operation, Attempts);
 
--- The other due items of the same records, so the worker coalesces them into one sync.
--- Same hints and reasons: a sibling another claim holds is left to that claim. (The records
--- are copied out first so the next statement does not read the table it outputs into.)
-DECLARE @records TABLE (TableName sysname NOT NULL, RecordID nvarchar(450) NOT NULL);
 INSERT INTO @records (TableName, RecordID) SELECT DISTINCT TableName, RecordID FROM @claimed;
 
-WITH siblings AS (
-    SELECT q.QueueID, q.TableName, q.RecordID, q.Operation, q.Attempts,
-           q.ClaimToken, q.ClaimedBy, q.LastAttempt, q.NextAttemptAt
-    FROM dbo.SyncQueue AS q WITH (ROWLOCK, READPAST, UPDLOCK, READCOMMITTEDLOCK)
-    WHERE q.Status = 'Pending' AND q.NextAttemptAt <= @now
-      AND (q.ClaimToken IS NULL OR q.ClaimToken <> @P2)
-      AND EXISTS (SELECT 1 FROM @records AS r WHERE r.TableName = q.TableName AND r.RecordID = q.RecordID)
-)
-UPDATE siblings
+UPDATE q
 SET ClaimToken = @P2, ClaimedBy = @P3, LastAttempt = @now, NextAttemptAt = @until
 OUTPUT inserted.QueueID, inserted.TableName, inserted.RecordID, inserted.Operation, inserted.Attempts
-INTO @claimed (QueueID, TableName, RecordID, Operation, Attempts);
+INTO @claimed (QueueID, TableName, RecordID, Operation, Attempts)
+FROM @records AS r
+INNER LOOP JOIN {queue} AS q WITH ({HINTS})
+    ON q.TableName = r.TableName AND q.RecordID = r.RecordID
+WHERE q.Status = 'Pending' AND q.NextAttemptAt <= @now
+  AND (q.ClaimToken IS NULL OR q.ClaimToken <> @P2);
 
 COMMIT TRANSACTION;
 
-SELECT QueueID, TableName, RecordID, Operation, Attempts FROM @claimed ORDER BY QueueID;";
+SELECT QueueID, TableName, RecordID, UPPER(Operation) AS Operation, Attempts
+FROM @claimed ORDER BY QueueID;"
+    )
+}
 
 pub(super) async fn claim(
     client: &mut TdsClient,
+    queue: &QueueTable,
     limit: usize,
     lease: Duration,
     agent: &str,
@@ -97,7 +144,7 @@ pub(super) async fn claim(
         return Ok(Vec::new());
     }
     let token = Uuid::new_v4();
-    let mut query = Query::new(CLAIM_SQL);
+    let mut query = Query::new(queue.claim.as_str());
     query.bind(i64::try_from(limit).unwrap_or(i64::MAX));
     query.bind(token);
     query.bind(agent.to_owned());
@@ -120,10 +167,14 @@ pub(super) async fn claim(
 /// One statement per chunk of outcomes, every kind at once: the outcomes arrive as a VALUES
 /// list of parameters and are joined to the queue on (QueueID, ClaimToken), so an item whose
 /// token no longer matches (its lease ran out and another claim took it) is left alone.
-pub(super) async fn settle(client: &mut TdsClient, items: &[SettleItem]) -> Result<(), StoreError> {
+pub(super) async fn settle(
+    client: &mut TdsClient,
+    queue: &QueueTable,
+    items: &[SettleItem],
+) -> Result<(), StoreError> {
     for chunk in items.chunks(SETTLE_CHUNK) {
         let slots = bucket(chunk.len(), SETTLE_CHUNK);
-        let mut query = Query::new(settle_sql(slots));
+        let mut query = Query::new(settle_sql(queue.name(), slots));
         for item in chunk {
             let (kind, delay, error) = match &item.outcome {
                 Settlement::Synced => ("S", None, None),
@@ -156,7 +207,7 @@ pub(super) async fn settle(client: &mut TdsClient, items: &[SettleItem]) -> Resu
 /// Synced: done, no error. Retry (R): one more attempt counted, due after the delay. Failed
 /// (F): one more attempt, given up. Release (L): due after the delay, attempts untouched, the
 /// previous error kept unless a new one is given. Every outcome clears the claim token.
-pub(super) fn settle_sql(slots: usize) -> String {
+pub(super) fn settle_sql(queue: &str, slots: usize) -> String {
     let values = (0..slots)
         .map(|i| {
             let p = |n: usize| format!("@P{}", i * 5 + n);
@@ -182,7 +233,7 @@ SET Status = CASE s.Kind WHEN 'S' THEN 'Synced' WHEN 'F' THEN 'Failed' ELSE q.St
         THEN DATEADD(MILLISECOND, CAST(s.DelayMs % 1000 AS int), DATEADD(SECOND, CAST(s.DelayMs / 1000 AS int), @now))
         ELSE q.NextAttemptAt END,
     ClaimToken = NULL
-FROM dbo.SyncQueue AS q
+FROM {queue} AS q
 JOIN (VALUES
     {values}
 ) AS s (QueueID, Token, Kind, DelayMs, Error)
@@ -193,12 +244,17 @@ JOIN (VALUES
 /// Milliseconds until the earliest Pending item is due (clamped at zero), or `None`. READPAST
 /// skips items a writer has not committed yet, as a claim would: `wait_for_writers` deals with
 /// those. READCOMMITTEDLOCK because READPAST requires locking reads under RCSI.
-pub(super) async fn next_due_in(client: &mut TdsClient) -> Result<Option<Duration>, StoreError> {
-    const SQL: &str = "\
-SELECT DATEDIFF_BIG(MILLISECOND, SYSUTCDATETIME(), MIN(q.NextAttemptAt)) AS DueInMs
-FROM dbo.SyncQueue AS q WITH (READCOMMITTEDLOCK, READPAST, ROWLOCK)
-WHERE q.Status = 'Pending';";
-    let row = optional_row(Query::new(SQL), client).await?;
+pub(super) async fn next_due_in(
+    client: &mut TdsClient,
+    queue: &QueueTable,
+) -> Result<Option<Duration>, StoreError> {
+    let sql = format!(
+        "SELECT DATEDIFF_BIG(MILLISECOND, SYSUTCDATETIME(), MIN(q.NextAttemptAt)) AS DueInMs
+FROM {} AS q WITH (READCOMMITTEDLOCK, READPAST, ROWLOCK)
+WHERE q.Status = 'Pending';",
+        queue.name()
+    );
+    let row = optional_row(Query::new(sql), client).await?;
     let ms = match row {
         Some(row) => row.try_get::<i64, _>(0).sql()?,
         None => None,
@@ -214,14 +270,17 @@ WHERE q.Status = 'Pending';";
 /// block even where READ_COMMITTED_SNAPSHOT would serve the last committed version instead.
 pub(super) async fn wait_for_writers(
     client: &mut TdsClient,
+    queue: &QueueTable,
     max_wait: Duration,
 ) -> Result<bool, StoreError> {
-    const FIND: &str = "\
-SELECT TOP (1) q.QueueID
-FROM dbo.SyncQueue AS q WITH (READUNCOMMITTED)
+    let queue = queue.name();
+    let find = format!(
+        "SELECT TOP (1) q.QueueID
+FROM {queue} AS q WITH (READUNCOMMITTED)
 WHERE q.Status = 'Pending' AND q.NextAttemptAt <= SYSUTCDATETIME()
-ORDER BY q.QueueID;";
-    let found = optional_row(Query::new(FIND), client).await?;
+ORDER BY q.QueueID;"
+    );
+    let found = optional_row(Query::new(find), client).await?;
     let Some(id) = found.map(|row| get::<i64>(&row, 0)).transpose()? else {
         return Ok(false);
     };
@@ -232,7 +291,7 @@ ORDER BY q.QueueID;";
 DECLARE @seen int = 0;
 SET LOCK_TIMEOUT {wait_ms};
 BEGIN TRY
-    SELECT @seen = COUNT(*) FROM dbo.SyncQueue WITH (READCOMMITTEDLOCK) WHERE QueueID = @P1;
+    SELECT @seen = COUNT(*) FROM {queue} WITH (READCOMMITTEDLOCK) WHERE QueueID = @P1;
 END TRY
 BEGIN CATCH
     IF ERROR_NUMBER() <> 1222
@@ -254,16 +313,19 @@ SELECT @seen AS Seen;"
 /// are never this agent's claims, so they are skipped rather than waited for.
 pub(super) async fn release_own_claims(
     client: &mut TdsClient,
+    queue: &QueueTable,
     agent: &str,
 ) -> Result<u64, StoreError> {
-    const SQL: &str = "\
-SET NOCOUNT ON;
+    let sql = format!(
+        "SET NOCOUNT ON;
 UPDATE q
 SET NextAttemptAt = SYSUTCDATETIME(), ClaimToken = NULL
-FROM dbo.SyncQueue AS q WITH (ROWLOCK, READPAST, READCOMMITTEDLOCK)
+FROM {} AS q WITH (ROWLOCK, READPAST, READCOMMITTEDLOCK)
 WHERE q.Status = 'Pending' AND q.ClaimedBy = @P1 AND q.ClaimToken IS NOT NULL;
-SELECT @@ROWCOUNT AS Released;";
-    let mut query = Query::new(SQL);
+SELECT @@ROWCOUNT AS Released;",
+        queue.name()
+    );
+    let mut query = Query::new(sql);
     query.bind(agent.to_owned());
     let row = optional_row(query, client).await?;
     let released = row.map(|r| get::<i32>(&r, 0)).transpose()?.unwrap_or(0);
@@ -271,28 +333,31 @@ SELECT @@ROWCOUNT AS Released;";
 }
 
 /// Counts per status and the age of the oldest Pending item, skipping rows locked by open
-/// transactions (they are not committed, so not yet queued) instead of waiting on them.
-pub(super) async fn stats(client: &mut TdsClient) -> Result<QueueStats, StoreError> {
-    const SQL: &str = "\
-SET NOCOUNT ON;
-SELECT q.Status, COUNT_BIG(*) AS Items
-FROM dbo.SyncQueue AS q WITH (READCOMMITTEDLOCK, READPAST, ROWLOCK)
-GROUP BY q.Status;
+/// transactions (they are not committed, so not yet queued) instead of waiting on them. The
+/// statuses are compared by SQL Server, under the column's collation, as the claim compares
+/// them: the agent never matches the text of a status itself.
+pub(super) async fn stats(
+    client: &mut TdsClient,
+    queue: &QueueTable,
+) -> Result<QueueStats, StoreError> {
+    let queue = queue.name();
+    let sql = format!(
+        "SET NOCOUNT ON;
+SELECT COUNT_BIG(CASE WHEN q.Status = 'Pending' THEN 1 END) AS Pending,
+       COUNT_BIG(CASE WHEN q.Status = 'Synced' THEN 1 END) AS Synced,
+       COUNT_BIG(CASE WHEN q.Status = 'Failed' THEN 1 END) AS Failed
+FROM {queue} AS q WITH (READCOMMITTEDLOCK, READPAST, ROWLOCK);
 SELECT TOP (1) DATEDIFF_BIG(SECOND, q.CreatedAt, SYSUTCDATETIME()) AS AgeSeconds
-FROM dbo.SyncQueue AS q WITH (READCOMMITTEDLOCK, READPAST, ROWLOCK)
+FROM {queue} AS q WITH (READCOMMITTEDLOCK, READPAST, ROWLOCK)
 WHERE q.Status = 'Pending'
-ORDER BY q.QueueID;";
-    let results = all_results(Query::new(SQL), client).await?;
+ORDER BY q.QueueID;"
+    );
+    let results = all_results(Query::new(sql), client).await?;
     let mut stats = QueueStats::default();
     let mut sets = results.into_iter();
-    for row in sets.next().unwrap_or_default() {
-        let count = u64::try_from(get::<i64>(&row, 1)?).unwrap_or(0);
-        match get::<&str>(&row, 0)? {
-            "Pending" => stats.pending = count,
-            "Synced" => stats.synced = count,
-            "Failed" => stats.failed = count,
-            _ => {}
-        }
+    if let Some(row) = sets.next().and_then(|rows| rows.into_iter().next()) {
+        let count = |i| get::<i64>(&row, i).map(|n| u64::try_from(n).unwrap_or(0));
+        (stats.pending, stats.synced, stats.failed) = (count(0)?, count(1)?, count(2)?);
     }
     if let Some(row) = sets.next().and_then(|rows| rows.into_iter().next()) {
         stats.oldest_pending_age_secs = Some(u64::try_from(get::<i64>(&row, 0)?).unwrap_or(0));
@@ -356,63 +421,5 @@ pub(super) fn truncate_error(error: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use tiberius::ColumnData;
-
-    use super::*;
-
-    #[test]
-    fn settle_matches_on_id_and_token_for_every_slot() {
-        let sql = settle_sql(2);
-        assert!(sql.contains("(CAST(@P1 AS bigint), CAST(@P2 AS uniqueidentifier), CAST(@P3 AS char(1)), CAST(@P4 AS bigint), CAST(@P5 AS nvarchar(2000)))"), "{sql}");
-        assert!(sql.contains("(CAST(@P6 AS bigint)"), "{sql}");
-        assert!(!sql.contains("@P11"), "{sql}");
-        assert!(
-            sql.contains("ON s.QueueID = q.QueueID AND s.Token = q.ClaimToken"),
-            "{sql}"
-        );
-        assert!(sql.contains("ClaimToken = NULL"), "{sql}");
-    }
-
-    #[test]
-    fn claim_uses_the_queue_hints_and_server_time() {
-        assert!(CLAIM_SQL.contains("WITH (ROWLOCK, READPAST, UPDLOCK, READCOMMITTEDLOCK)"));
-        assert!(CLAIM_SQL.contains("SYSUTCDATETIME()"));
-        assert!(CLAIM_SQL.contains("OUTPUT inserted.QueueID"));
-        // OUTPUT without INTO is refused on a table with triggers (SyncQueue has one).
-        assert_eq!(
-            CLAIM_SQL.matches("OUTPUT ").count(),
-            CLAIM_SQL.matches("INTO @claimed").count()
-        );
-    }
-
-    #[test]
-    fn errors_fit_last_error() {
-        assert_eq!(truncate_error("short"), "short");
-        let long = "خطأ".repeat(1000);
-        let cut = truncate_error(&long);
-        assert_eq!(cut.encode_utf16().count(), 2000);
-        // Astral characters take two units and are never split.
-        let emoji = "😀".repeat(1500);
-        assert_eq!(truncate_error(&emoji).encode_utf16().count(), 2000);
-    }
-
-    #[test]
-    fn delays_are_clamped_to_what_dateadd_takes() {
-        assert_eq!(millis(Duration::from_millis(1500)), 1500);
-        assert!(millis(Duration::from_secs(u64::MAX)) / 1000 < i64::from(i32::MAX));
-    }
-
-    #[test]
-    fn typed_nulls_pad_unused_slots() {
-        // Padding binds these; they must encode as typed NULLs, never as missing parameters.
-        assert_eq!(
-            tiberius::IntoSql::into_sql(None::<i64>),
-            ColumnData::I64(None)
-        );
-        assert_eq!(
-            tiberius::IntoSql::into_sql(None::<Uuid>),
-            ColumnData::Guid(None)
-        );
-    }
-}
+#[path = "queue_tests.rs"]
+mod tests;

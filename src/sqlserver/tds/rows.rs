@@ -12,15 +12,26 @@ use super::error::SqlResult;
 use super::exec::first_result;
 use super::pool::TdsClient;
 use crate::sqlserver::{Decimal, SqlType, SqlValue};
-use crate::sqlserver::{RecordKey, Row, SourceColumn, StoreError};
+use crate::sqlserver::{KeyPart, RecordKey, Row, SourceColumn, StoreError};
 
-/// Parameters per statement: SQL Server accepts 2100 per request.
+/// Parameters per statement: SQL Server accepts 2100 per request (sp_executesql's own two
+/// included); the rest is headroom.
 const MAX_PARAMS: usize = 2000;
+/// Binary comparison for text keys: `=` under the column's collation also matches a key in
+/// another case (CI) or with other trailing spaces (every collation pads), which to Supabase is
+/// another record.
+const EXACT: &str = "Latin1_General_BIN2";
 
 /// Loads the rows of `info` whose keys are in `keys`, selecting `columns` (named as the caller
-/// names them). Keys are matched set-based: one statement per chunk of keys, the keys bound as
-/// parameters in a `VALUES` list. (Not OPENJSON: it needs database compatibility level 130,
-/// and clinic databases restored from older servers often run at 100-120.)
+/// names them). One statement per chunk of keys (chunks only when the parameters would not fit
+/// in one request): the keys arrive as a VALUES table of parameters typed as the key columns
+/// are (int as int, uniqueidentifier as uniqueidentifier, text in the column's own family), so
+/// the join compares the key column with a value of its own type and the engine can seek the
+/// key; nothing is converted on the column side and nothing is cast per row. A key value that
+/// cannot be of the column's type ("abc" for an int key) identifies no row and is dropped here.
+/// Text keys must also match exactly: a RecordID of `abc` does not load the row `ABC`.
+/// (Not OPENJSON: it needs database compatibility level 130, and clinic databases restored
+/// from older servers often run at 100-120.)
 pub(super) async fn load(
     client: &mut TdsClient,
     info: &TableInfo,
@@ -48,28 +59,31 @@ pub(super) async fn load(
             .push(key);
     }
     let mut rows = Vec::new();
-    for (key_columns, keys) in by_columns {
+    for (names, keys) in by_columns {
         // A RecordID naming columns the table does not have identifies no row: those keys are
         // simply absent from the result, like any other missing row.
-        let Some(matchers) = key_columns
+        let Some(key_columns) = names
             .iter()
-            .map(|k| key_matcher(info, k))
+            .map(|k| key_column(info, k))
             .collect::<Option<Vec<_>>>()
         else {
             continue;
         };
-        let per_chunk = (MAX_PARAMS / matchers.len()).max(1);
-        for chunk in keys.chunks(per_chunk) {
+        let bound: Vec<Vec<ColumnData<'static>>> = keys
+            .iter()
+            .filter_map(|k| bind_key(&key_columns, k))
+            .collect();
+        let per_chunk = (MAX_PARAMS / key_columns.len()).max(1);
+        for chunk in bound.chunks(per_chunk) {
             let slots = bucket(chunk.len(), per_chunk);
-            let sql = select_sql(info, &selected, &matchers, slots);
-            let mut query = Query::new(sql);
-            for key in chunk {
-                for part in key.0.values() {
-                    query.bind(Some(part.to_string()));
-                }
+            let mut query = Query::new(select_sql(info, &selected, &key_columns, slots));
+            for param in chunk.iter().flatten() {
+                query.bind(param.clone());
             }
-            for _ in chunk.len() * matchers.len()..slots * matchers.len() {
-                query.bind(None::<String>);
+            for _ in chunk.len()..slots {
+                for (_, kind) in &key_columns {
+                    query.bind(kind.null());
+                }
             }
             let found = first_result(query, client).await?;
             for row in &found {
@@ -123,26 +137,92 @@ fn select_expr(col: &ColumnInfo) -> Result<String, StoreError> {
     })
 }
 
-/// The predicate comparing a key column with the parameter `k.{slot}` (always nvarchar), or
-/// `None` if the table has no such column or it cannot be a key.
-fn key_matcher(info: &TableInfo, column: &str) -> Option<(String, String)> {
-    let col = info.column(column).ok()?;
-    let target = format!("t.{}", quote(&col.source.name));
-    let cast = match &col.source.sql_type {
-        SqlType::Unsupported(_) => return None,
-        SqlType::Text { unicode: true, .. } => "{}".to_owned(),
-        // varchar(max): never truncates the parameter, so never matches a shorter key.
-        SqlType::Text { unicode: false, .. } => "CAST({} AS varchar(max))".to_owned(),
-        // A key that does not convert (a RecordID with "abc" for an int key) matches nothing.
-        _ => format!("TRY_CAST({{}} AS {})", col.decl.as_deref()?),
-    };
-    Some((target, cast))
+/// How a key column's values are bound: as a parameter of the column's own type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum KeyKind {
+    TinyInt,
+    SmallInt,
+    Int,
+    BigInt,
+    Guid,
+    /// nchar/nvarchar: bound as tiberius binds text, nvarchar.
+    UnicodeText,
+    /// char/varchar: bound as nvarchar (tiberius sends no varchar) and converted once per key
+    /// to varchar(8000) (longer than any key column, and not a LOB type) in the VALUES table,
+    /// so the column is compared in its own family and not converted to nvarchar per row.
+    Text,
 }
 
-fn select_sql(
+impl KeyKind {
+    /// The parameter for `part`, or `None` when no row of this column can have that value.
+    pub(super) fn param(self, part: &KeyPart) -> Option<ColumnData<'static>> {
+        let int = || match part {
+            KeyPart::Int(i) => Some(*i),
+            KeyPart::Text(t) => t.parse::<i64>().ok(),
+        };
+        Some(match self {
+            Self::TinyInt => ColumnData::U8(Some(u8::try_from(int()?).ok()?)),
+            Self::SmallInt => ColumnData::I16(Some(i16::try_from(int()?).ok()?)),
+            Self::Int => ColumnData::I32(Some(i32::try_from(int()?).ok()?)),
+            Self::BigInt => ColumnData::I64(Some(int()?)),
+            Self::Guid => match part {
+                KeyPart::Text(t) => ColumnData::Guid(Some(t.trim().parse().ok()?)),
+                KeyPart::Int(_) => return None,
+            },
+            Self::UnicodeText | Self::Text => ColumnData::String(Some(part.to_string().into())),
+        })
+    }
+
+    /// A NULL of the same parameter type, for the unused slots of a statement.
+    pub(super) fn null(self) -> ColumnData<'static> {
+        match self {
+            Self::TinyInt => ColumnData::U8(None),
+            Self::SmallInt => ColumnData::I16(None),
+            Self::Int => ColumnData::I32(None),
+            Self::BigInt => ColumnData::I64(None),
+            Self::Guid => ColumnData::Guid(None),
+            Self::UnicodeText | Self::Text => ColumnData::String(None),
+        }
+    }
+}
+
+/// The key column called `name` and how it is bound, or `None` if the table has no such
+/// column or the sync cannot key on its type (the table map refuses such keys at start-up).
+pub(super) fn key_column<'a>(info: &'a TableInfo, name: &str) -> Option<(&'a ColumnInfo, KeyKind)> {
+    let col = info.column(name).ok()?;
+    let kind = match (&col.source.sql_type, col.type_name.as_str()) {
+        (SqlType::Int { bits: 8 }, _) => KeyKind::TinyInt,
+        (SqlType::Int { bits: 16 }, _) => KeyKind::SmallInt,
+        (SqlType::Int { bits: 32 }, _) => KeyKind::Int,
+        (SqlType::Int { .. }, _) => KeyKind::BigInt,
+        (SqlType::Guid, _) => KeyKind::Guid,
+        (SqlType::Text { .. }, "text" | "ntext") => return None,
+        (SqlType::Text { unicode: true, .. }, _) => KeyKind::UnicodeText,
+        (SqlType::Text { unicode: false, .. }, _) => KeyKind::Text,
+        _ => return None,
+    };
+    Some((col, kind))
+}
+
+/// The key's parameters in key-column order, or `None` if one part cannot be of its column's
+/// type. `key_columns` is in the key's own (sorted) column order.
+fn bind_key(
+    key_columns: &[(&ColumnInfo, KeyKind)],
+    key: &RecordKey,
+) -> Option<Vec<ColumnData<'static>>> {
+    key.0
+        .values()
+        .zip(key_columns)
+        .map(|(part, (_, kind))| kind.param(part))
+        .collect()
+}
+
+/// The load statement for `slots` keys: a VALUES table of typed parameters joined to the key
+/// columns, each key column compared with a value of its own type, text keys exactly.
+pub(super) fn select_sql(
     info: &TableInfo,
     selected: &[(String, String)],
-    matchers: &[(String, String)],
+    key_columns: &[(&ColumnInfo, KeyKind)],
     slots: usize,
 ) -> String {
     let list = selected
@@ -151,30 +231,63 @@ fn select_sql(
         .map(|(i, (_, expr))| format!("{expr} AS [c{i}]"))
         .collect::<Vec<_>>()
         .join(", ");
-    let width = matchers.len();
+    let width = key_columns.len();
     let values = (0..slots)
         .map(|row| {
-            let params = (0..width)
-                .map(|i| format!("@P{}", row * width + i + 1))
+            let cells = key_columns
+                .iter()
+                .enumerate()
+                .map(|(i, (_, kind))| {
+                    let p = format!("@P{}", row * width + i + 1);
+                    match kind {
+                        // The converted value to seek with, and the parameter as sent, for the
+                        // exact comparison.
+                        KeyKind::Text => format!("CAST({p} AS varchar(8000)), {p}"),
+                        _ => p,
+                    }
+                })
                 .collect::<Vec<_>>();
-            format!("({})", params.join(", "))
+            format!("({})", cells.join(", "))
         })
         .collect::<Vec<_>>()
-        .join(",\n        ");
-    let names = (0..width)
-        .map(|i| format!("k{i}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let predicate = matchers
+        .join(",\n    ");
+    let names = key_columns
         .iter()
         .enumerate()
-        .map(|(i, (target, cast))| format!("{target} = {}", cast.replace("{}", &format!("k.k{i}"))))
+        .map(|(i, (_, kind))| match kind {
+            KeyKind::Text => format!("k{i}, r{i}"),
+            _ => format!("k{i}"),
+        })
         .collect::<Vec<_>>()
-        .join(" AND ");
+        .join(", ");
+    let join = key_columns
+        .iter()
+        .enumerate()
+        .map(|(i, (col, kind))| key_predicate(&quote(&col.source.name), i, *kind))
+        .collect::<Vec<_>>()
+        .join("\n   AND ");
     format!(
-        "SELECT {list}\nFROM {table} AS t\nWHERE EXISTS (\n    SELECT 1 FROM (VALUES\n        {values}\n    ) AS k ({names})\n    WHERE {predicate}\n);",
+        "SELECT {list}\nFROM (VALUES\n    {values}\n) AS k ({names})\nJOIN {table} AS t\n    ON {join};",
         table = info.quoted(),
     )
+}
+
+/// `t.column = k.k{i}`, and for text the exact check: the same characters under a binary
+/// collation and the same length (DATALENGTH, since `=` pads trailing spaces even under BIN2).
+fn key_predicate(column: &str, i: usize, kind: KeyKind) -> String {
+    let seek = format!("t.{column} = k.k{i}");
+    match kind {
+        KeyKind::UnicodeText => format!(
+            "{seek} AND t.{column} COLLATE {EXACT} = k.k{i} AND DATALENGTH(t.{column}) = DATALENGTH(k.k{i})"
+        ),
+        KeyKind::Text => {
+            let text = format!("CAST(t.{column} AS nvarchar(max))");
+            format!(
+                "{seek} AND {text} COLLATE {EXACT} = k.r{i} AND DATALENGTH({text}) = DATALENGTH(k.r{i})"
+            )
+        }
+        _ => seek,
+    }
 }
 
 fn decode_row(row: &tiberius::Row, selected: &[(String, String)]) -> Result<Row, StoreError> {

@@ -223,48 +223,144 @@ fn lossy_types_are_converted_on_the_server() {
     assert!(select_expr(&xml).is_err());
 }
 
-#[test]
-fn keys_are_matched_through_a_values_list() {
-    let info = TableInfo {
+fn table(name: &str, columns: Vec<ColumnInfo>) -> TableInfo {
+    TableInfo {
         schema: "dbo".into(),
-        name: "tblWork".into(),
-        columns: vec![
-            col("WorkID", SqlType::Int { bits: 32 }, "int", Some("int")),
-            col(
-                "Code",
-                SqlType::Text {
-                    unicode: false,
-                    max_chars: Some(10),
-                },
-                "varchar",
-                Some("varchar(10)"),
-            ),
-        ],
+        name: name.into(),
+        columns,
+    }
+}
+
+fn int_col(name: &str, bits: u8, type_name: &str) -> ColumnInfo {
+    col(name, SqlType::Int { bits }, type_name, Some(type_name))
+}
+
+#[test]
+fn int_keys_are_joined_as_int_parameters_with_nothing_cast() {
+    let info = table("tblPatients", vec![int_col("PersonID", 32, "int")]);
+    let selected = vec![("PersonID".to_owned(), "t.[PersonID]".to_owned())];
+    let keys = vec![key_column(&info, "personid").unwrap()];
+    assert_eq!(keys[0].1, KeyKind::Int);
+    let sql = select_sql(&info, &selected, &keys, 2);
+    assert_eq!(
+        sql,
+        "SELECT t.[PersonID] AS [c0]\nFROM (VALUES\n    (@P1),\n    (@P2)\n) AS k (k0)\nJOIN [dbo].[tblPatients] AS t\n    ON t.[PersonID] = k.k0;"
+    );
+    // int binds as int (i32), not bigint: the column is compared in its own type.
+    assert_eq!(
+        KeyKind::Int.param(&KeyPart::Int(7)),
+        Some(ColumnData::I32(Some(7)))
+    );
+    assert_eq!(KeyKind::Int.null(), ColumnData::I32(None));
+}
+
+#[test]
+fn composite_and_text_keys_match_exactly_in_their_own_type_family() {
+    let varchar = SqlType::Text {
+        unicode: false,
+        max_chars: Some(10),
     };
+    let nvarchar = SqlType::Text {
+        unicode: true,
+        max_chars: Some(20),
+    };
+    let info = table(
+        "tblWork",
+        vec![
+            col("Code", varchar, "varchar", Some("varchar(10)")),
+            col("Tag", nvarchar, "nvarchar", Some("nvarchar(20)")),
+            int_col("WorkID", 64, "bigint"),
+        ],
+    );
     let selected = vec![("WorkID".to_owned(), "t.[WorkID]".to_owned())];
-    let matchers: Vec<_> = ["Code", "WorkID"]
+    let keys: Vec<_> = ["Code", "Tag", "WorkID"]
         .iter()
-        .map(|c| key_matcher(&info, c).unwrap())
+        .map(|c| key_column(&info, c).unwrap())
         .collect();
-    let sql = select_sql(&info, &selected, &matchers, 2);
-    assert!(sql.contains("FROM [dbo].[tblWork] AS t"), "{sql}");
-    assert!(sql.contains("(@P1, @P2),\n        (@P3, @P4)"), "{sql}");
+    let sql = select_sql(&info, &selected, &keys, 2);
     assert!(
         sql.contains(
-            "t.[Code] = CAST(k.k0 AS varchar(max)) AND t.[WorkID] = TRY_CAST(k.k1 AS int)"
+            "(CAST(@P1 AS varchar(8000)), @P1, @P2, @P3),\n    (CAST(@P4 AS varchar(8000)), @P4, @P5, @P6)\n) AS k (k0, r0, k1, k2)"
         ),
         "{sql}"
     );
-    assert!(key_matcher(&info, "Nope").is_none());
-    // Parameters are bound in the RecordKey's (sorted) column order, as strings.
-    let key = RecordKey(
-        [("WorkID".to_owned(), KeyPart::Int(5))]
-            .into_iter()
-            .collect(),
+    assert!(
+        sql.contains("t.[Code] = k.k0 AND CAST(t.[Code] AS nvarchar(max)) COLLATE Latin1_General_BIN2 = k.r0 AND DATALENGTH(CAST(t.[Code] AS nvarchar(max))) = DATALENGTH(k.r0)"),
+        "{sql}"
+    );
+    assert!(
+        sql.contains("t.[Tag] = k.k1 AND t.[Tag] COLLATE Latin1_General_BIN2 = k.k1 AND DATALENGTH(t.[Tag]) = DATALENGTH(k.k1)"),
+        "{sql}"
+    );
+    assert!(sql.contains("\n   AND t.[WorkID] = k.k2;"), "{sql}");
+    assert!(
+        !sql.contains("TRY_CAST") && !sql.contains("CAST(t.[WorkID]"),
+        "{sql}"
     );
     assert_eq!(
-        key.0.values().map(ToString::to_string).collect::<Vec<_>>(),
-        ["5"]
+        KeyKind::BigInt.param(&KeyPart::Int(i64::MAX)),
+        Some(ColumnData::I64(Some(i64::MAX)))
+    );
+}
+
+#[test]
+fn key_values_that_cannot_be_of_the_column_type_are_dropped() {
+    let info = table(
+        "t",
+        vec![
+            int_col("ID", 32, "int"),
+            int_col("Small", 8, "tinyint"),
+            col(
+                "G",
+                SqlType::Guid,
+                "uniqueidentifier",
+                Some("uniqueidentifier"),
+            ),
+            col("X", SqlType::Unsupported("xml".into()), "xml", None),
+        ],
+    );
+    let text = |s: &str| KeyPart::Text(s.to_owned());
+    assert_eq!(KeyKind::Int.param(&text("abc")), None);
+    assert_eq!(KeyKind::Int.param(&KeyPart::Int(1 << 40)), None);
+    assert_eq!(
+        KeyKind::Int.param(&text("12")),
+        Some(ColumnData::I32(Some(12)))
+    );
+    assert_eq!(KeyKind::TinyInt.param(&KeyPart::Int(-1)), None);
+    assert_eq!(KeyKind::Guid.param(&KeyPart::Int(1)), None);
+    assert_eq!(KeyKind::Guid.param(&text("not-a-guid")), None);
+    let g = Uuid::parse_str("6F9619FF-8B86-D011-B42D-00C04FC964FF").unwrap();
+    assert_eq!(
+        KeyKind::Guid.param(&text("6f9619ff-8b86-d011-b42d-00c04fc964ff")),
+        Some(ColumnData::Guid(Some(g)))
+    );
+    assert!(key_column(&info, "X").is_none());
+    assert!(key_column(&info, "Nope").is_none());
+    // A key with one unconvertible part binds nothing at all.
+    let cols = vec![
+        key_column(&info, "G").unwrap(),
+        key_column(&info, "ID").unwrap(),
+    ];
+    let bad = RecordKey(
+        [
+            ("G".to_owned(), text("6f9619ff-8b86-d011-b42d-00c04fc964ff")),
+            ("ID".to_owned(), text("abc")),
+        ]
+        .into_iter()
+        .collect(),
+    );
+    assert_eq!(bind_key(&cols, &bad), None);
+    let good = RecordKey(
+        [
+            ("G".to_owned(), text("6F9619FF-8B86-D011-B42D-00C04FC964FF")),
+            ("ID".to_owned(), KeyPart::Int(3)),
+        ]
+        .into_iter()
+        .collect(),
+    );
+    assert_eq!(
+        bind_key(&cols, &good),
+        Some(vec![ColumnData::Guid(Some(g)), ColumnData::I32(Some(3))])
     );
 }
 

@@ -231,10 +231,11 @@ fn value_expr(col: &ColumnInfo, param: &str) -> String {
 
 /// A parameter compared with a key column: as `value_expr`, except that a varchar key is
 /// compared as varchar (an nvarchar parameter would convert the column and defeat its index);
-/// varchar(max) never truncates the parameter, so it cannot match a shorter key.
+/// varchar(8000) is longer than any key column can be (so a longer key is never cut down to
+/// match a shorter one) and, unlike varchar(max), not a large-object type.
 fn key_expr(col: &ColumnInfo, param: &str) -> String {
     match col.source.sql_type {
-        SqlType::Text { unicode: false, .. } => format!("CAST({param} AS varchar(max))"),
+        SqlType::Text { unicode: false, .. } => format!("CAST({param} AS varchar(8000))"),
         _ => value_expr(col, param),
     }
 }

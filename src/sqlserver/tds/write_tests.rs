@@ -327,3 +327,15 @@ fn values_become_exact_parameters() {
         ColumnData::Binary(Some(Cow::Owned(vec![0, 255])))
     );
 }
+
+#[test]
+fn a_varchar_key_is_compared_as_varchar_without_a_large_object_type() {
+    let varchar = SqlType::Text {
+        unicode: false,
+        max_chars: Some(10),
+    };
+    let code = col("Code", varchar, "varchar", "varchar(10)", false);
+    assert_eq!(key_expr(&code, "@P1"), "CAST(@P1 AS varchar(8000))");
+    let id = col("ID", SqlType::Int { bits: 32 }, "int", "int", false);
+    assert_eq!(key_expr(&id, "@P1"), "CAST(@P1 AS int)");
+}

@@ -1,16 +1,20 @@
-//! Runs the testkit's fake Supabase (PostgREST + Database Webhook relay) for manual runs of the
-//! agent and the examples, and prints the settings to point the agent at it.
+//! Runs the testkit's fake Supabase (PostgREST stand-in + Database Webhook relay) for manual
+//! runs of the agent, the examples and other clients (such as a replica of the old Node.js
+//! processor for benchmarks), and prints the settings to point them at it.
 //!
 //! ```text
-//! fake-supabase [--db-url URL] [--port N] [--jwt-secret S] [--webhook-url URL --webhook-secret S]
+//! fake-supabase [--db-url URL] [--port N] [--jwt-secret S] [--round-trip-ms N]
+//!               [--webhook-url URL --webhook-secret S]
 //! ```
 //! Without `--db-url` it creates a fresh database with the Supabase schema on `PG_TEST_URL`
-//! (dropped on exit). Stop it with Ctrl-C.
+//! (dropped on exit). `--round-trip-ms` puts a latency proxy in front and prints its URL.
+//! Stop it with Ctrl-C.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use syncbridge_testkit::{ApiKeys, FakePostgrest, TestDb, WebhookRelay};
+use syncbridge_testkit::{ApiKeys, FakePostgrest, LatencyProxy, TestDb, WebhookRelay};
 
 /// The Supabase CLI's local default, so keys stay the same from run to run.
 const DEFAULT_JWT_SECRET: &str = "super-secret-jwt-token-with-at-least-32-characters-long";
@@ -19,14 +23,19 @@ struct Options {
     db_url: Option<String>,
     port: u16,
     jwt_secret: String,
+    round_trip: Option<Duration>,
     webhook: Option<(String, String)>,
 }
+
+const USAGE: &str = "usage: fake-supabase [--db-url URL] [--port N] [--jwt-secret S] \
+                     [--round-trip-ms N] [--webhook-url URL --webhook-secret S]";
 
 fn parse_options() -> Result<Options, String> {
     let mut options = Options {
         db_url: None,
         port: 0,
         jwt_secret: DEFAULT_JWT_SECRET.to_owned(),
+        round_trip: None,
         webhook: None,
     };
     let (mut webhook_url, mut webhook_secret) = (None, None);
@@ -37,15 +46,15 @@ fn parse_options() -> Result<Options, String> {
             "--db-url" => options.db_url = Some(value()?),
             "--port" => options.port = value()?.parse().map_err(|e| format!("--port: {e}"))?,
             "--jwt-secret" => options.jwt_secret = value()?,
+            "--round-trip-ms" => {
+                let ms = value()?
+                    .parse()
+                    .map_err(|e| format!("--round-trip-ms: {e}"))?;
+                options.round_trip = Some(Duration::from_millis(ms));
+            }
             "--webhook-url" => webhook_url = Some(value()?),
             "--webhook-secret" => webhook_secret = Some(value()?),
-            "-h" | "--help" => {
-                return Err(
-                    "usage: fake-supabase [--db-url URL] [--port N] [--jwt-secret S] \
-                            [--webhook-url URL --webhook-secret S]"
-                        .to_owned(),
-                )
-            }
+            "-h" | "--help" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument {other} (try --help)")),
         }
     }
@@ -100,6 +109,10 @@ async fn run(options: Options) -> syncbridge_testkit::Result<()> {
     )
     .await?;
     let _relay = WebhookRelay::start(&db_url).await?;
+    let proxy = match options.round_trip {
+        Some(round_trip) => Some(LatencyProxy::start(api.addr(), round_trip).await?),
+        None => None,
+    };
     if let Some((url, secret)) = &options.webhook {
         let (client, connection) = tokio_postgres::connect(&db_url, tokio_postgres::NoTls).await?;
         tokio::spawn(connection);
@@ -113,14 +126,23 @@ async fn run(options: Options) -> syncbridge_testkit::Result<()> {
 
     let keys = api.keys();
     println!("# fake Supabase over {db_url}");
-    println!("SUPABASE_URL={}", api.url());
+    match &proxy {
+        Some(proxy) => {
+            println!("SUPABASE_URL={}", proxy.url());
+            println!(
+                "# {:?} round trip added; direct: {}",
+                proxy.round_trip(),
+                api.url()
+            );
+        }
+        None => println!("SUPABASE_URL={}", api.url()),
+    }
     println!("SUPABASE_SERVICE_ROLE_KEY={}", keys.service_role_jwt());
     println!(
         "# or the new-style secret key: SUPABASE_SERVICE_ROLE_KEY={}",
         keys.secret_key()
     );
     println!("# anon key: {}", keys.anon_jwt());
-    println!("# publishable key: {}", keys.publishable_key());
     println!("# JWT secret: {}", keys.jwt_secret());
     if let Some((url, secret)) = &options.webhook {
         println!("# webhooks go to {url}");

@@ -1,5 +1,7 @@
-//! Test controls of the fake server: injected failures and delays, the outage switch, and the log
-//! of the requests it answered. Shared between the `FakePostgrest` handle and request handlers.
+//! Test controls of the PostgREST stand-in: the faults injected into HTTP answers, the added
+//! latency, and the log of the requests it answered. Shared between the `FakePostgrest` handle
+//! and the server. Faults below HTTP (unreachable, reset connections) are carried out by
+//! `server`; this module only decides which request gets which.
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -7,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::watch;
 
-/// One `/rest/v1` request as the fake answered it.
+/// One `/rest/v1` request as the stand-in answered it.
 #[derive(Debug, Clone)]
 pub struct LoggedRequest {
     pub method: String,
@@ -17,6 +19,7 @@ pub struct LoggedRequest {
     pub query: String,
     /// The `Prefer` header(s), joined with `, `.
     pub prefer: Option<String>,
+    /// The status answered; 0 when the connection was reset instead ([`ResetPoint`]).
     pub status: u16,
     /// Objects in the JSON body: an array's length, 1 for an object, 0 without a body.
     pub body_rows: usize,
@@ -25,7 +28,7 @@ pub struct LoggedRequest {
 }
 
 impl LoggedRequest {
-    /// The table the request addressed (the path after `/rest/v1/`).
+    /// The table or `rpc/<function>` the request addressed (the path after `/rest/v1/`).
     pub fn table(&self) -> &str {
         self.path
             .trim_start_matches("/rest/v1")
@@ -40,29 +43,60 @@ impl LoggedRequest {
     }
 }
 
-/// What the next request gets instead of (or before) normal processing.
-#[derive(Debug)]
+/// When [`FakePostgrest::reset_next`](crate::FakePostgrest::reset_next) resets the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetPoint {
+    /// Before the request reaches the database: nothing happened.
+    BeforeHandling,
+    /// After the request was carried out and committed: the answer is lost, the write is not.
+    AfterHandling,
+}
+
+/// What one request gets instead of (or before) normal processing.
+#[derive(Debug, PartialEq)]
 pub(crate) enum Fault {
     /// `set_down(true)`: 503 from the "gateway", nothing reaches the database.
     Down,
-    /// `fail_next`: this status and body, nothing reaches the database.
+    /// `fail_next` / `fail_every`: this status and body, nothing reaches the database.
     Answer { status: u16, body: Value },
+    /// `reset_next`: the connection is reset at this point.
+    Reset(ResetPoint),
     /// `delay_next`: wait, then process normally.
     Delay(Duration),
 }
 
+/// `fail_every`: every `n`-th request counted since it was set.
+struct Every {
+    n: usize,
+    seen: usize,
+    status: u16,
+    body: Value,
+}
+
 #[derive(Default)]
 struct State {
-    fail: Option<(usize, u16, Value)>,
+    down: bool,
+    fail: Option<(usize, (u16, Value))>,
+    every: Option<Every>,
+    reset: Option<(usize, ResetPoint)>,
     delay: Option<(usize, Duration)>,
     retry_after: Option<u32>,
-    down: bool,
+    latency: Duration,
     log: Vec<LoggedRequest>,
 }
 
 pub(crate) struct Controls {
     state: Mutex<State>,
     logged: watch::Sender<usize>,
+}
+
+/// Takes one use of a countdown slot, clearing it when the last one is used.
+fn take<T: Clone>(slot: &mut Option<(usize, T)>) -> Option<T> {
+    let (remaining, value) = slot.take()?;
+    if remaining > 1 {
+        *slot = Some((remaining - 1, value.clone()));
+    }
+    Some(value)
 }
 
 impl Controls {
@@ -80,29 +114,45 @@ impl Controls {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Decides the fault for one incoming request, consuming a `fail_next`/`delay_next` slot.
+    /// Decides the fault for one incoming request, consuming one use of it. Precedence: down,
+    /// `fail_next`, `fail_every` (which counts only requests that got this far), `reset_next`,
+    /// `delay_next`.
     pub fn take_fault(&self) -> Option<Fault> {
         let mut state = self.state();
         if state.down {
             return Some(Fault::Down);
         }
-        if let Some((remaining, status, body)) = state.fail.take() {
-            if remaining > 1 {
-                state.fail = Some((remaining - 1, status, body.clone()));
-            }
+        if let Some((status, body)) = take(&mut state.fail) {
             return Some(Fault::Answer { status, body });
         }
-        if let Some((remaining, delay)) = state.delay.take() {
-            if remaining > 1 {
-                state.delay = Some((remaining - 1, delay));
+        if let Some(every) = state.every.as_mut() {
+            every.seen += 1;
+            if every.seen % every.n == 0 {
+                let (status, body) = (every.status, every.body.clone());
+                return Some(Fault::Answer { status, body });
             }
-            return Some(Fault::Delay(delay));
         }
-        None
+        if let Some(point) = take(&mut state.reset) {
+            return Some(Fault::Reset(point));
+        }
+        take(&mut state.delay).map(Fault::Delay)
     }
 
     pub fn fail_next(&self, n: usize, status: u16, body: Value) {
-        self.state().fail = (n > 0).then_some((n, status, body));
+        self.state().fail = (n > 0).then_some((n, (status, body)));
+    }
+
+    pub fn fail_every(&self, n: usize, status: u16, body: Value) {
+        self.state().every = (n > 0).then_some(Every {
+            n,
+            seen: 0,
+            status,
+            body,
+        });
+    }
+
+    pub fn reset_next(&self, n: usize, point: ResetPoint) {
+        self.state().reset = (n > 0).then_some((n, point));
     }
 
     pub fn delay_next(&self, n: usize, delay: Duration) {
@@ -119,6 +169,24 @@ impl Controls {
 
     pub fn set_down(&self, down: bool) {
         self.state().down = down;
+    }
+
+    pub fn set_latency(&self, latency: Duration) {
+        self.state().latency = latency;
+    }
+
+    pub fn latency(&self) -> Duration {
+        self.state().latency
+    }
+
+    /// Every fault and the latency off; the request log stays.
+    pub fn clear_faults(&self) {
+        let mut state = self.state();
+        let log = std::mem::take(&mut state.log);
+        *state = State {
+            log,
+            ..State::default()
+        };
     }
 
     pub fn record(&self, request: LoggedRequest) {
@@ -148,21 +216,44 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn answer(status: u16) -> Option<Fault> {
+        Some(Fault::Answer {
+            status,
+            body: json!({}),
+        })
+    }
+
     #[test]
-    fn failures_then_delays_are_consumed_in_order() {
+    fn faults_are_consumed_in_order_of_precedence() {
         let controls = Controls::new();
-        controls.fail_next(2, 503, json!({"message": "x"}));
+        controls.fail_next(2, 503, json!({}));
+        controls.reset_next(1, ResetPoint::AfterHandling);
         controls.delay_next(1, Duration::from_millis(5));
-        assert!(matches!(
+        assert_eq!(controls.take_fault(), answer(503));
+        assert_eq!(controls.take_fault(), answer(503));
+        assert_eq!(
             controls.take_fault(),
-            Some(Fault::Answer { status: 503, .. })
-        ));
-        assert!(matches!(
+            Some(Fault::Reset(ResetPoint::AfterHandling))
+        );
+        assert_eq!(
             controls.take_fault(),
-            Some(Fault::Answer { status: 503, .. })
-        ));
-        assert!(matches!(controls.take_fault(), Some(Fault::Delay(_))));
-        assert!(controls.take_fault().is_none());
+            Some(Fault::Delay(Duration::from_millis(5)))
+        );
+        assert_eq!(controls.take_fault(), None);
+    }
+
+    #[test]
+    fn every_other_request_fails_until_cleared() {
+        let controls = Controls::new();
+        controls.fail_every(2, 500, json!({}));
+        let seen: Vec<bool> = (0..6).map(|_| controls.take_fault().is_some()).collect();
+        assert_eq!(seen, [false, true, false, true, false, true]);
+        controls.set_latency(Duration::from_millis(50));
+        controls.set_down(true);
+        controls.clear_faults();
+        assert_eq!(controls.take_fault(), None);
+        assert_eq!(controls.take_fault(), None);
+        assert_eq!(controls.latency(), Duration::ZERO);
     }
 
     #[test]
@@ -170,11 +261,8 @@ mod tests {
         let controls = Controls::new();
         controls.fail_next(1, 500, json!({}));
         controls.set_down(true);
-        assert!(matches!(controls.take_fault(), Some(Fault::Down)));
+        assert_eq!(controls.take_fault(), Some(Fault::Down));
         controls.set_down(false);
-        assert!(matches!(
-            controls.take_fault(),
-            Some(Fault::Answer { status: 500, .. })
-        ));
+        assert_eq!(controls.take_fault(), answer(500));
     }
 }

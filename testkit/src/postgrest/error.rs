@@ -1,8 +1,7 @@
 //! Error answers in PostgREST's shape `{"code","details","hint","message"}`, the SQLSTATE to HTTP
-//! status mapping of PostgREST v12 (src/PostgREST/Error.hs, `mapSQLtoHTTP`), and the gateway's
+//! status mapping of PostgREST v12 (docs "Errors", `mapSQLtoHTTP` in Error.hs), and the gateway's
 //! own `{"message","hint"}` answers for API-key problems.
 
-use axum::http::{HeaderName, HeaderValue, StatusCode};
 use serde_json::{json, Value};
 
 /// An answer other than success, ready to send.
@@ -10,11 +9,10 @@ use serde_json::{json, Value};
 pub(crate) struct ApiError {
     pub status: u16,
     pub body: Value,
-    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
-    /// A PostgREST-generated (or PostgreSQL-forwarded) error.
+    /// A PostgREST-generated (or PostgreSQL-forwarded) error without details or hint.
     pub fn pgrst(status: u16, code: &str, message: impl Into<String>) -> ApiError {
         Self::full(status, code, message.into(), None, None)
     }
@@ -26,95 +24,59 @@ impl ApiError {
         details: Option<String>,
         hint: Option<String>,
     ) -> ApiError {
-        ApiError {
-            status,
-            body: json!({"code": code, "details": details, "hint": hint, "message": message}),
-            headers: Vec::new(),
-        }
+        let body = json!({"code": code, "details": details, "hint": hint, "message": message});
+        ApiError { status, body }
     }
 
     /// The API gateway's answer, which has no PostgREST code.
     pub fn gateway(status: u16, message: &str, hint: &str) -> ApiError {
-        ApiError {
-            status,
-            body: json!({"message": message, "hint": hint}),
-            headers: Vec::new(),
-        }
+        let body = json!({"message": message, "hint": hint});
+        ApiError { status, body }
     }
 
     /// PGRST301: the Authorization header does not hold a valid JWT for this project.
     pub fn bad_jwt(message: String) -> ApiError {
-        let mut err = Self::pgrst(401, "PGRST301", message.clone());
-        let challenge = format!("Bearer error=\"invalid_token\", error_description=\"{message}\"");
-        if let Ok(value) = HeaderValue::from_str(&challenge) {
-            err.headers
-                .push((axum::http::header::WWW_AUTHENTICATE, value));
-        }
-        err
+        Self::pgrst(401, "PGRST301", message)
     }
 
-    /// PGRST100: the query string does not parse.
+    /// PGRST100: a query parameter does not parse.
     pub fn parse(what: &str, input: &str, position: usize, details: &str) -> ApiError {
-        Self::full(
-            400,
-            "PGRST100",
-            format!(
-                "\"failed to parse {what} ({input})\" (line 1, column {})",
-                position + 1
-            ),
-            Some(details.to_owned()),
-            None,
-        )
+        let message = format!(
+            "\"failed to parse {what} ({input})\" (line 1, column {})",
+            position + 1
+        );
+        Self::full(400, "PGRST100", message, Some(details.to_owned()), None)
     }
 
-    /// PGRST102: the body is not JSON PostgREST can insert.
+    /// PGRST102: the body is not JSON PostgREST can use.
     pub fn invalid_body(message: &str) -> ApiError {
         Self::pgrst(400, "PGRST102", message)
     }
 
-    /// PGRST108: a filter names an embedded resource that the request does not select.
-    pub fn not_embedded(key: &str) -> ApiError {
-        let resource = key.split('.').next().unwrap_or(key);
-        Self::full(
-            400,
-            "PGRST108",
-            format!("'{resource}' is not an embedded resource in this request"),
-            None,
-            Some(format!(
-                "Verify that '{resource}' is included in the 'select' query parameter."
-            )),
-        )
-    }
-
-    /// PGRST127: something real PostgREST supports but this fake does not.
+    /// Something real PostgREST supports but this test server does not: refused loudly, so a
+    /// test never passes because a request was half understood.
     pub fn not_implemented(feature: &str) -> ApiError {
+        let details = format!("syncbridge-testkit's PostgREST stand-in does not support {feature}");
         Self::full(
             400,
             "PGRST127",
             "Feature not implemented".to_owned(),
-            Some(format!(
-                "syncbridge-testkit's fake PostgREST does not support {feature}"
-            )),
+            Some(details),
             None,
         )
     }
 
     /// PGRST204: a payload or `columns` name that is not a column.
     pub fn column_not_found(table: &str, column: &str) -> ApiError {
-        Self::pgrst(
-            400,
-            "PGRST204",
-            format!("Could not find the '{column}' column of '{table}' in the schema cache"),
-        )
+        let message =
+            format!("Could not find the '{column}' column of '{table}' in the schema cache");
+        Self::pgrst(400, "PGRST204", message)
     }
 
     /// PGRST205: no such table in the exposed schema.
     pub fn table_not_found(table: &str) -> ApiError {
-        Self::pgrst(
-            404,
-            "PGRST205",
-            format!("Could not find the table 'public.{table}' in the schema cache"),
-        )
+        let message = format!("Could not find the table 'public.{table}' in the schema cache");
+        Self::pgrst(404, "PGRST205", message)
     }
 
     /// 42703 as PostgreSQL words it, for filters, order and select naming unknown columns.
@@ -130,35 +92,18 @@ impl ApiError {
     /// 42501 (permission denied): 401 for the anonymous role, 403 for everyone else.
     pub fn from_db(err: &tokio_postgres::Error, authenticated: bool) -> ApiError {
         let Some(db) = err.as_db_error() else {
-            // Lost or broken connection: PostgREST's client errors.
-            return Self::full(
-                503,
-                "PGRST001",
-                "Database client error. Retrying the connection.".to_owned(),
-                Some(err.to_string()),
-                None,
-            );
+            // Lost or broken connection: PostgREST's client error.
+            let message = "Database client error. Retrying the connection.".to_owned();
+            return Self::full(503, "PGRST001", message, Some(err.to_string()), None);
         };
         let code = db.code().code();
-        let status = status_for_sqlstate(code, db.message(), authenticated);
-        let mut answer = Self::full(
-            status,
+        Self::full(
+            status_for_sqlstate(code, db.message(), authenticated),
             code,
             db.message().to_owned(),
             db.detail().map(str::to_owned),
             db.hint().map(str::to_owned),
-        );
-        if status == 401 {
-            answer.headers.push((
-                axum::http::header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer"),
-            ));
-        }
-        answer
-    }
-
-    pub fn status_code(&self) -> StatusCode {
-        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        )
     }
 }
 
@@ -177,8 +122,7 @@ pub(crate) fn status_for_sqlstate(code: &str, message: &str, authenticated: bool
         "53400" => return 500,
         "57P01" => return 503,
         "P0001" => return 400,
-        "42883" => return 404,
-        "42P01" => return 404,
+        "42883" | "42P01" => return 404,
         "42P17" => return 500,
         "42501" => return if authenticated { 403 } else { 401 },
         _ => {}
@@ -190,6 +134,7 @@ pub(crate) fn status_for_sqlstate(code: &str, message: &str, authenticated: bool
         "25" | "2D" | "38" | "39" | "3B" | "40" | "54" | "55" | "57" | "58" | "F0" | "HV"
         | "P0" | "XX" => 500,
         "53" => 503,
+        // RAISE ... USING ERRCODE = 'PT409' picks the status itself.
         "PT" => code.get(2..).and_then(|n| n.parse().ok()).unwrap_or(500),
         _ => 400,
     }
@@ -201,25 +146,31 @@ mod tests {
 
     #[test]
     fn maps_like_postgrest_v12() {
-        assert_eq!(status("23503", "", true), 409);
-        assert_eq!(status("23505", "", true), 409);
-        for code in [
-            "23502", "23514", "22P02", "22001", "22003", "42703", "42P10",
+        for (code, expected) in [
+            ("23503", 409),
+            ("23505", 409),
+            ("23502", 400),
+            ("23514", 400),
+            ("22P02", 400),
+            ("42703", 400),
+            ("42P01", 404),
+            ("42883", 404),
+            ("40001", 500),
+            ("57014", 500),
+            ("57P01", 503),
+            ("08006", 503),
+            ("53300", 503),
+            ("25006", 405),
+            ("P0001", 400),
+            ("P0002", 500),
+            ("PT402", 402),
+            ("XX000", 500),
         ] {
-            assert_eq!(status(code, "", true), 400, "{code}");
+            assert_eq!(status(code, "", true), expected, "{code}");
         }
-        assert_eq!(status("42P01", "", true), 404);
         assert_eq!(status("42501", "", false), 401);
         assert_eq!(status("42501", "", true), 403);
-        assert_eq!(status("40001", "", true), 500);
-        assert_eq!(status("40P01", "", true), 500);
-        assert_eq!(status("57014", "", true), 500);
-        assert_eq!(status("57P01", "", true), 503);
-        assert_eq!(status("08006", "", true), 503);
-        assert_eq!(status("53300", "", true), 503);
         assert_eq!(status("21000", "DELETE requires a WHERE clause", true), 400);
         assert_eq!(status("21000", "more than one row returned", true), 500);
-        assert_eq!(status("PT402", "", true), 402);
-        assert_eq!(status("P0001", "", true), 400);
     }
 }

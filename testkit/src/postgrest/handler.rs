@@ -1,40 +1,47 @@
-//! One `/rest/v1` request from authentication to answer: the gateway checks, routing by method,
-//! and the per-request transaction that first publishes the request to SQL as PostgREST does
-//! (`request.headers`, `request.method`, `request.path`, `request.jwt.claims`, role), so triggers
-//! can read them. The reads and writes themselves live in `read` and `write`.
+//! One `/rest/v1` request from authentication to answer: the gateway checks, routing to the
+//! OpenAPI root, a table or an RPC, and the per-request transaction that first publishes the
+//! request to SQL as PostgREST does (`request.method`, `request.path`, `request.headers`,
+//! `request.jwt.claims`, `role`, `search_path`), so triggers and functions can read them.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::body::Bytes;
-use axum::http::{HeaderMap, Method};
+use bytes::Bytes;
+use hyper::header::HeaderMap;
+use hyper::Method;
 use serde_json::{Map, Value};
 use tokio_postgres::{Client, Row, Transaction};
 
 use super::auth::{authenticate, Caller};
 use super::error::ApiError;
-use super::query::QueryParams;
+use super::pool::PooledClient;
 use super::reply::{Prefer, Reply};
-use super::schema::{load_table, Table};
-use super::sql::Statement;
-use super::{openapi, query, read, write, ServerState};
+use super::{openapi, rpc, table, ServerState};
 
 /// A request as the handlers see it (body fully read).
 pub(crate) struct ApiRequest {
     pub method: Method,
+    /// Full path, e.g. `/rest/v1/patients`.
     pub path: String,
     pub query: String,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
 
-/// Everything a read or write needs about the request.
+/// Everything a table or RPC handler needs about the request.
 pub(crate) struct Context<'a> {
     pub state: &'a ServerState,
     pub request: &'a ApiRequest,
     pub caller: Caller,
-    pub table_name: String,
-    pub query: QueryParams,
     pub prefer: Prefer,
+    /// The path PostgREST sees behind the gateway, e.g. `/patients` or `/rpc/f`.
+    pub resource_path: String,
+}
+
+/// One statement and its text parameters ($1, $2, ...); it returns exactly one row.
+#[derive(Debug)]
+pub(crate) struct Statement {
+    pub sql: String,
+    pub params: Vec<String>,
 }
 
 pub(crate) async fn respond(state: &ServerState, request: &ApiRequest) -> Reply {
@@ -47,89 +54,95 @@ pub(crate) async fn respond(state: &ServerState, request: &ApiRequest) -> Reply 
 async fn route(state: &ServerState, request: &ApiRequest) -> Result<Reply, ApiError> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    let caller = authenticate(&state.keys, &request.headers, &request.query, now)?;
-    let resource = request.path.strip_prefix("/rest/v1").unwrap_or_default();
-    let resource = resource.strip_prefix('/').unwrap_or(resource);
-    if resource.is_empty() {
-        return match request.method {
-            Method::GET | Method::HEAD => openapi::document(state, request).await,
-            _ => Err(ApiError::pgrst(
-                405,
-                "PGRST117",
-                format!("Unsupported HTTP method: {}", request.method),
-            )),
-        };
-    }
-    if resource.starts_with("rpc/") {
-        return Err(ApiError::not_implemented("RPC calls (/rpc/...)"));
-    }
-    if resource.contains('/') {
-        return Err(ApiError::pgrst(
-            404,
-            "PGRST125",
-            "Invalid path specified in request URL",
-        ));
-    }
-    let accept = request
-        .headers
-        .get("accept")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if accept.contains("vnd.pgrst") {
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let caller = authenticate(&state.keys, &request.headers, now)?;
+    let accept = request.headers.get("accept").and_then(|v| v.to_str().ok());
+    if accept.is_some_and(|a| a.contains("vnd.pgrst")) {
         return Err(ApiError::not_implemented(
             "application/vnd.pgrst.* media types",
         ));
     }
-    // Percent-decode the path segment; in a path '+' is a plus, not a space.
-    let encoded = format!("t={}", resource.replace('+', "%2B"));
-    let table_name = url::form_urlencoded::parse(encoded.as_bytes())
-        .next()
-        .map(|(_, name)| name.into_owned())
-        .unwrap_or_default();
+    let resource = request.path.strip_prefix("/rest/v1").unwrap_or_default();
+    let resource = resource.trim_start_matches('/');
+    let method = request.method.clone();
+    if resource.is_empty() {
+        return match method {
+            Method::GET => openapi::document(state).await,
+            _ => Err(unsupported_method(&method)),
+        };
+    }
     let context = Context {
         state,
         request,
         caller,
-        table_name,
-        query: query::parse(&request.query)?,
         prefer: Prefer::parse(&request.headers),
+        resource_path: format!("/{resource}"),
     };
-    match request.method {
-        Method::GET | Method::HEAD => read::get(&context).await,
-        Method::POST => write::create(&context).await,
-        Method::PATCH => write::update(&context).await,
-        Method::DELETE => write::delete(&context).await,
-        _ => Err(ApiError::pgrst(
-            405,
-            "PGRST117",
-            format!("Unsupported HTTP method: {}", request.method),
-        )),
+    if let Some(function) = resource.strip_prefix("rpc/") {
+        return match method {
+            Method::POST => rpc::call(&context, &decode_segment(function)).await,
+            Method::GET => Err(ApiError::not_implemented("GET on /rpc (use POST)")),
+            _ => Err(unsupported_method(&method)),
+        };
+    }
+    if resource.contains('/') {
+        let message = "Invalid path specified in request URL";
+        return Err(ApiError::pgrst(404, "PGRST125", message));
+    }
+    let name = decode_segment(resource);
+    match method {
+        Method::GET => table::read(&context, &name).await,
+        Method::POST => table::create(&context, &name).await,
+        Method::PATCH => table::update(&context, &name).await,
+        Method::DELETE => table::delete(&context, &name).await,
+        Method::PUT | Method::HEAD => Err(ApiError::not_implemented("PUT and HEAD")),
+        _ => Err(unsupported_method(&method)),
     }
 }
 
+fn unsupported_method(method: &Method) -> ApiError {
+    ApiError::pgrst(
+        405,
+        "PGRST117",
+        format!("Unsupported HTTP method: {method}"),
+    )
+}
+
+/// Percent-decodes a path segment; in a path `+` is a plus, not a space.
+fn decode_segment(segment: &str) -> String {
+    let encoded = format!("s={}", segment.replace('+', "%2B"));
+    url::form_urlencoded::parse(encoded.as_bytes())
+        .next()
+        .map(|(_, decoded)| decoded.into_owned())
+        .unwrap_or_default()
+}
+
 impl Context<'_> {
-    /// Starts the request's transaction, looks the table up, and sets the request settings.
+    /// A pooled connection, or PostgREST's answer when the database cannot be reached.
+    pub async fn connection(&self) -> Result<PooledClient, ApiError> {
+        self.state.pool.get().await.map_err(|err| {
+            let message = "Database connection error. Retrying the connection.".to_owned();
+            ApiError::full(503, "PGRST000", message, Some(err.to_string()), None)
+        })
+    }
+
+    /// Starts the request's transaction and publishes the request to it.
     pub async fn begin<'c>(
         &self,
         client: &'c mut Client,
         read_only: bool,
-    ) -> Result<(Transaction<'c>, Table), ApiError> {
+    ) -> Result<Transaction<'c>, ApiError> {
         let transaction = client
             .build_transaction()
             .read_only(read_only)
             .start()
             .await
             .map_err(|err| self.db_error(err))?;
-        let table = load_table(&transaction, &self.table_name)
-            .await
-            .map_err(|err| self.db_error(err))?
-            .ok_or_else(|| ApiError::table_not_found(&self.table_name))?;
         self.publish_request(&transaction).await?;
-        Ok((transaction, table))
+        Ok(transaction)
     }
 
-    /// What PostgREST sets before running the statement: transaction-local, so it vanishes at
+    /// What PostgREST sets before the main statement: transaction-local, so it vanishes at
     /// commit and cannot leak to the next request on the same connection.
     async fn publish_request(&self, transaction: &Transaction<'_>) -> Result<(), ApiError> {
         let mut headers = Map::new();
@@ -143,7 +156,6 @@ impl Context<'_> {
         }
         let headers = Value::Object(headers).to_string();
         let claims = self.caller.claims.to_string();
-        let path = format!("/{}", self.table_name);
         transaction
             .execute(
                 "SELECT set_config('search_path', '\"public\", \"extensions\"', true), \
@@ -155,7 +167,7 @@ impl Context<'_> {
                         set_config('role', $5, true)",
                 &[
                     &self.request.method.as_str(),
-                    &path,
+                    &self.resource_path,
                     &headers,
                     &claims,
                     &self.caller.role,
@@ -166,7 +178,6 @@ impl Context<'_> {
         Ok(())
     }
 
-    /// Runs a built statement, which always returns exactly one row.
     pub async fn run(
         &self,
         transaction: &Transaction<'_>,
@@ -177,7 +188,7 @@ impl Context<'_> {
             .iter()
             .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
             .collect();
-        tracing::trace!(sql = %statement.sql, "fake PostgREST statement");
+        tracing::trace!(sql = %statement.sql, "PostgREST stand-in statement");
         transaction
             .query_one(statement.sql.as_str(), &params)
             .await
@@ -192,16 +203,9 @@ impl Context<'_> {
         ApiError::from_db(&err, self.caller.authenticated())
     }
 
-    /// A pooled connection, or PostgREST's answer when the database cannot be reached.
-    pub async fn connection(&self) -> Result<super::pool::PooledClient, ApiError> {
-        self.state.pool.get().await.map_err(|err| {
-            ApiError::full(
-                503,
-                "PGRST000",
-                "Database connection error. Retrying the connection.".to_owned(),
-                Some(err.to_string()),
-                None,
-            )
-        })
+    /// The body as text, which goes to PostgreSQL verbatim (so numbers keep their precision).
+    pub fn body_text(&self) -> Result<&str, ApiError> {
+        std::str::from_utf8(&self.request.body)
+            .map_err(|_| ApiError::invalid_body("Empty or invalid json"))
     }
 }

@@ -1,47 +1,40 @@
-//! A PostgREST-compatible HTTP server over a real PostgreSQL database, behind a stand-in for
-//! Supabase's API gateway, for integration tests of code that talks to `/rest/v1`.
+//! A PostgREST v12 stand-in over a real PostgreSQL database, behind a stand-in for Supabase's
+//! API gateway, serving the requests syncbridge sends to `/rest/v1` (see `table`, `rpc`,
+//! `openapi`), with switches for injected faults.
 //!
-//! Request path, top to bottom: `serve` (test faults, request log) → `handler` (API keys, routing,
-//! per-request transaction) → `query` (query string) → `read` / `write` → `sql` (statement) →
-//! `error` / `reply` (PostgREST-shaped answers). `schema` reads the catalog, `pool` holds
-//! connections, `openapi` serves the root document, `controls` holds the test switches.
+//! Request path, top to bottom: `server` (TCP, faults, latency, request log) → `handler` (API
+//! keys, routing, per-request transaction) → `table` / `rpc` / `openapi` (with `query` and
+//! `filter` for the query string, `schema` for the catalog) → `error` / `reply`
+//! (PostgREST-shaped answers). `controls` holds the test switches, `pool` the connections.
 
 mod auth;
 mod controls;
 mod error;
+mod filter;
 mod handler;
 mod openapi;
 mod pool;
 mod query;
-mod read;
 mod reply;
+mod rpc;
 mod schema;
-mod sql;
-mod write;
+mod server;
+mod table;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::http::{header, HeaderName};
-use axum::response::Response;
-use axum::Router;
-use serde_json::{json, Value};
-use tokio::task::JoinHandle;
+use serde_json::Value;
 use tokio_postgres::Config;
 
-pub use controls::LoggedRequest;
+pub use controls::{LoggedRequest, ResetPoint};
 
 use crate::error::{redact_url, Result, TestkitError};
 use crate::keys::ApiKeys;
-use controls::{Controls, Fault};
-use handler::ApiRequest;
+use controls::Controls;
 use pool::Pool;
-use reply::Reply;
-
-/// Bulk upserts can be large; PostgREST itself sets no limit.
-const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+use server::Server;
 
 pub(crate) struct ServerState {
     keys: ApiKeys,
@@ -49,11 +42,10 @@ pub(crate) struct ServerState {
     controls: Controls,
 }
 
-/// The running fake; the server stops when this is dropped.
+/// The running stand-in; it stops, resetting its connections, when this is dropped.
 pub struct FakePostgrest {
-    addr: SocketAddr,
     state: Arc<ServerState>,
-    server: JoinHandle<()>,
+    server: Server,
 }
 
 impl FakePostgrest {
@@ -83,31 +75,24 @@ impl FakePostgrest {
                     source,
                 })?,
         );
-
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let addr = listener.local_addr()?;
         let state = Arc::new(ServerState {
             keys,
             pool,
             controls: Controls::new(),
         });
-        let app = Router::new().fallback(serve).with_state(Arc::clone(&state));
-        let server = tokio::spawn(async move {
-            if let Err(err) = axum::serve(listener, app).await {
-                tracing::warn!(%err, "fake PostgREST stopped");
-            }
-        });
-        tracing::debug!(%addr, "fake PostgREST listening");
-        Ok(FakePostgrest {
-            addr,
-            state,
-            server,
-        })
+        let server = Server::start(addr, Arc::clone(&state))?;
+        tracing::debug!(addr = %server.addr, "PostgREST stand-in listening");
+        Ok(FakePostgrest { state, server })
+    }
+
+    /// The address it listens on (also while unreachable: the port it will listen on again).
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr
     }
 
     /// Base URL, e.g. `http://127.0.0.1:41234`; the API is under `/rest/v1/`, like a project URL.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.server.addr)
     }
 
     /// `url()` + `/rest/v1`.
@@ -125,10 +110,31 @@ impl FakePostgrest {
         self.state.controls.fail_next(n, status, body);
     }
 
+    /// From now on every `n`-th request (the n-th, 2n-th, ...) gets `status` and `body` without
+    /// reaching the database: `fail_every(2, 500, ..)` fails every other request. `n = 0`
+    /// stops it. Requests already answered by `set_down` or `fail_next` are not counted.
+    pub fn fail_every(&self, n: usize, status: u16, body: Value) {
+        self.state.controls.fail_every(n, status, body);
+    }
+
     /// The next `n` requests wait `delay` before being processed. They are processed even if the
     /// client gave up meanwhile, like a slow PostgREST: a timed-out write may still commit.
     pub fn delay_next(&self, n: usize, delay: Duration) {
         self.state.controls.delay_next(n, delay);
+    }
+
+    /// Every request waits `latency` before anything else happens to it, like a slow link or
+    /// a distant server (`Duration::ZERO` to stop). For a network round trip per TCP chunk,
+    /// put a [`LatencyProxy`](crate::LatencyProxy) in front instead.
+    pub fn set_latency(&self, latency: Duration) {
+        self.state.controls.set_latency(latency);
+    }
+
+    /// The next `n` requests have their connection reset (RST, no answer) at `point`; with
+    /// [`ResetPoint::AfterHandling`] the write commits first, so the client cannot know it did.
+    /// They are logged with status 0.
+    pub fn reset_next(&self, n: usize, point: ResetPoint) {
+        self.state.controls.reset_next(n, point);
     }
 
     /// `Retry-After` (seconds) to send with injected 429 and 503 answers; `None` sends none.
@@ -138,9 +144,22 @@ impl FakePostgrest {
 
     /// While down, every request gets `503 {"message":"upstream unavailable"}` (plus
     /// `Retry-After` when set), as the gateway answers when PostgREST is unreachable. The TCP
-    /// listener stays up: for a refused connection, point the client at a closed port instead.
+    /// listener stays up; for refused connections use [`FakePostgrest::set_unreachable`].
     pub fn set_down(&self, down: bool) {
         self.state.controls.set_down(down);
+    }
+
+    /// While unreachable the port is closed: new connections are refused and open ones are
+    /// reset, as when the network or the host is gone. `false` listens on the same port again.
+    /// Requests already being processed still finish (and commit) on the server side.
+    pub async fn set_unreachable(&self, unreachable: bool) -> Result<()> {
+        Ok(self.server.set_unreachable(unreachable).await?)
+    }
+
+    /// Turns off every injected fault and the latency (not `set_unreachable`); the request
+    /// log stays.
+    pub fn clear_faults(&self) {
+        self.state.controls.clear_faults();
     }
 
     /// Every `/rest/v1` request answered so far, in the order they finished.
@@ -163,98 +182,5 @@ impl FakePostgrest {
         })
         .await?;
         Ok(self.requests())
-    }
-}
-
-impl Drop for FakePostgrest {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
-async fn serve(State(state): State<Arc<ServerState>>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let path = parts.uri.path().to_owned();
-    if path != "/rest/v1" && !path.starts_with("/rest/v1/") {
-        // What Supabase's gateway says for paths it has no route for.
-        let body = json!({"message": "no Route matched with those values"}).to_string();
-        return Reply::json(404, body).into_response();
-    }
-    let Ok(body) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
-        let body = json!({"message": "Request body too large or unreadable"}).to_string();
-        return Reply::json(413, body).into_response();
-    };
-    let request = ApiRequest {
-        method: parts.method,
-        path,
-        query: parts.uri.query().unwrap_or_default().to_owned(),
-        headers: parts.headers,
-        body,
-    };
-    // Answer on a task of its own: hyper drops this future when the client disconnects, and a
-    // slow PostgREST still finishes (and logs) a request whose client has given up.
-    let task = tokio::spawn(answer(state, request));
-    match task.await {
-        Ok(reply) => reply.into_response(),
-        Err(err) => {
-            tracing::error!(%err, "fake PostgREST handler failed");
-            let body = json!({"message": "fake PostgREST handler failed"}).to_string();
-            Reply::json(500, body).into_response()
-        }
-    }
-}
-
-async fn answer(state: Arc<ServerState>, request: ApiRequest) -> Reply {
-    let mut logged = log_entry(&request);
-    let reply = match state.controls.take_fault() {
-        Some(Fault::Down) => {
-            let body = json!({"message": "upstream unavailable"}).to_string();
-            with_retry_after(&state, Reply::json(503, body))
-        }
-        Some(Fault::Answer { status, body }) => {
-            with_retry_after(&state, Reply::json(status, body.to_string()))
-        }
-        Some(Fault::Delay(delay)) => {
-            tokio::time::sleep(delay).await;
-            handler::respond(&state, &request).await
-        }
-        None => handler::respond(&state, &request).await,
-    };
-    logged.status = reply.status;
-    tracing::debug!(method = %logged.method, path = %logged.path, status = reply.status, "fake PostgREST answered");
-    state.controls.record(logged);
-    reply
-}
-
-fn with_retry_after(state: &ServerState, reply: Reply) -> Reply {
-    match state.controls.retry_after() {
-        Some(seconds) if matches!(reply.status, 429 | 503) => {
-            reply.header(header::RETRY_AFTER, &seconds.to_string())
-        }
-        _ => reply,
-    }
-}
-
-fn log_entry(request: &ApiRequest) -> LoggedRequest {
-    let body: Option<Value> = serde_json::from_slice(&request.body).ok();
-    let body_rows = match &body {
-        Some(Value::Array(items)) => items.len(),
-        Some(Value::Object(_)) => 1,
-        _ => 0,
-    };
-    let prefer: Vec<&str> = request
-        .headers
-        .get_all(HeaderName::from_static("prefer"))
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    LoggedRequest {
-        method: request.method.to_string(),
-        path: request.path.clone(),
-        query: request.query.clone(),
-        prefer: (!prefer.is_empty()).then(|| prefer.join(", ")),
-        status: 0,
-        body_rows,
-        body,
     }
 }

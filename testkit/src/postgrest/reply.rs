@@ -1,15 +1,15 @@
-//! Building answers: status, headers (`Content-Range`, `Preference-Applied`, ...) and body, and
-//! reading the `Prefer` header the way PostgREST does (first occurrence of each preference wins,
-//! unknown preferences are ignored, as under `handling=lenient`).
+//! Building answers (status, headers, body) and reading the `Prefer` header the way PostgREST
+//! does: the first occurrence of each preference wins and unknown ones are ignored, as under
+//! the default `handling=lenient`.
 
-use axum::body::Body;
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
-use axum::response::Response;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Response, StatusCode};
 
 use super::error::ApiError;
-use super::sql::Resolution;
 
-const JSON_UTF8: &str = "application/json; charset=utf-8";
+pub(crate) const JSON_UTF8: &str = "application/json; charset=utf-8";
 
 /// A finished answer.
 #[derive(Debug)]
@@ -29,34 +29,23 @@ impl Reply {
     }
 
     pub fn json(status: u16, body: String) -> Reply {
-        Reply::empty(status)
-            .header(header::CONTENT_TYPE, JSON_UTF8)
-            .with_body(body)
+        Reply::with_type(status, JSON_UTF8, body)
     }
 
-    pub fn with_body(mut self, body: String) -> Reply {
-        self.body = Some(body);
+    pub fn with_type(status: u16, content_type: &'static str, body: String) -> Reply {
+        let mut reply = Reply::empty(status);
+        reply.body = Some(body);
+        reply.header(header::CONTENT_TYPE, HeaderValue::from_static(content_type))
+    }
+
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Reply {
+        self.headers.push((name, value));
         self
     }
 
-    /// Adds a header; values that are not valid header text are skipped (they come from the
-    /// fake's own formatting, never from the client).
-    pub fn header(mut self, name: HeaderName, value: &str) -> Reply {
-        if let Ok(value) = HeaderValue::from_str(value) {
-            self.headers.push((name, value));
-        }
-        self
-    }
-
-    pub fn maybe_header(self, name: HeaderName, value: Option<String>) -> Reply {
-        match value {
-            Some(value) => self.header(name, &value),
-            None => self,
-        }
-    }
-
-    pub fn into_response(self) -> Response {
-        let mut response = Response::new(self.body.map(Body::from).unwrap_or_else(Body::empty));
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let body = self.body.map(Bytes::from).unwrap_or_default();
+        let mut response = Response::new(Full::new(body));
         *response.status_mut() =
             StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         for (name, value) in self.headers {
@@ -68,97 +57,66 @@ impl Reply {
 
 impl From<ApiError> for Reply {
     fn from(err: ApiError) -> Reply {
-        let mut reply = Reply::json(err.status_code().as_u16(), err.body.to_string());
-        reply.headers.extend(err.headers);
-        reply
+        Reply::json(err.status, err.body.to_string())
     }
+}
+
+/// How `Prefer: resolution=...` resolves a conflict on POST.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Resolution {
+    Merge,
+    Ignore,
 }
 
 /// `Prefer: return=...`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Representation {
-    Full,
     Minimal,
-    HeadersOnly,
+    /// `representation` or `headers-only`: real PostgREST answers them; this stand-in refuses.
+    Other,
 }
 
-/// The preferences the fake acts on.
-#[derive(Debug, Default)]
+/// The preferences the stand-in acts on.
+#[derive(Debug, Default, PartialEq)]
 pub(crate) struct Prefer {
     pub resolution: Option<Resolution>,
     pub representation: Option<Representation>,
-    pub count_exact: bool,
+    /// `params=single-object` (deprecated in v12.2, removed in v13): the whole body is the one
+    /// json/jsonb argument of an RPC.
+    pub single_object: bool,
 }
 
 impl Prefer {
     pub fn parse(headers: &HeaderMap) -> Prefer {
-        let values: Vec<&str> = headers
+        let values = headers
             .get_all("prefer")
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
+            .filter_map(|v| v.to_str().ok());
         let mut prefer = Prefer::default();
-        let mut counted = false;
-        for item in values.iter().flat_map(|v| v.split(',')).map(str::trim) {
+        let mut params_seen = false;
+        for item in values.flat_map(|v| v.split(',')).map(str::trim) {
+            let (resolution, representation) = (prefer.resolution, prefer.representation);
             match item {
-                "resolution=merge-duplicates" if prefer.resolution.is_none() => {
+                "resolution=merge-duplicates" if resolution.is_none() => {
                     prefer.resolution = Some(Resolution::Merge)
                 }
-                "resolution=ignore-duplicates" if prefer.resolution.is_none() => {
+                "resolution=ignore-duplicates" if resolution.is_none() => {
                     prefer.resolution = Some(Resolution::Ignore)
                 }
-                "return=representation" if prefer.representation.is_none() => {
-                    prefer.representation = Some(Representation::Full)
-                }
-                "return=minimal" if prefer.representation.is_none() => {
+                "return=minimal" if representation.is_none() => {
                     prefer.representation = Some(Representation::Minimal)
                 }
-                "return=headers-only" if prefer.representation.is_none() => {
-                    prefer.representation = Some(Representation::HeadersOnly)
+                "return=representation" | "return=headers-only" if representation.is_none() => {
+                    prefer.representation = Some(Representation::Other)
                 }
-                "count=exact" | "count=planned" | "count=estimated" if !counted => {
-                    counted = true;
-                    prefer.count_exact = item == "count=exact";
+                _ if item.starts_with("params=") && !params_seen => {
+                    params_seen = true;
+                    prefer.single_object = item == "params=single-object";
                 }
                 _ => {}
             }
         }
         prefer
-    }
-
-    /// `Preference-Applied`, listing what was honoured in PostgREST's order.
-    pub fn applied(&self, resolution: bool, representation: bool, count: bool) -> Option<String> {
-        let mut applied = Vec::new();
-        if resolution {
-            match self.resolution {
-                Some(Resolution::Merge) => applied.push("resolution=merge-duplicates"),
-                Some(Resolution::Ignore) => applied.push("resolution=ignore-duplicates"),
-                None => {}
-            }
-        }
-        if representation {
-            match self.representation {
-                Some(Representation::Full) => applied.push("return=representation"),
-                Some(Representation::Minimal) => applied.push("return=minimal"),
-                Some(Representation::HeadersOnly) => applied.push("return=headers-only"),
-                None => {}
-            }
-        }
-        if count && self.count_exact {
-            applied.push("count=exact");
-        }
-        (!applied.is_empty()).then(|| applied.join(", "))
-    }
-}
-
-/// PostgREST's `Content-Range`: `first-last/total`, or `*/total` for an empty range; total is
-/// `*` unless counted.
-pub(crate) fn content_range(first: i64, rows: i64, total: Option<i64>) -> String {
-    let total = total.map_or("*".to_owned(), |t| t.to_string());
-    if rows > 0 {
-        format!("{first}-{}/{total}", first + rows - 1)
-    } else {
-        format!("*/{total}")
     }
 }
 
@@ -167,30 +125,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn first_preference_of_each_kind_wins() {
+    fn first_preference_of_each_kind_wins_and_unknown_ones_are_ignored() {
         let mut headers = HeaderMap::new();
         headers.append(
             "prefer",
-            HeaderValue::from_static("return=minimal, resolution=ignore-duplicates"),
+            HeaderValue::from_static("return=minimal, resolution=ignore-duplicates, bogus"),
         );
         headers.append(
             "prefer",
-            HeaderValue::from_static("resolution=merge-duplicates,return=representation,bogus"),
+            HeaderValue::from_static("resolution=merge-duplicates,return=representation"),
         );
         let prefer = Prefer::parse(&headers);
-        assert_eq!(prefer.resolution, Some(Resolution::Ignore));
-        assert_eq!(prefer.representation, Some(Representation::Minimal));
         assert_eq!(
-            prefer.applied(true, true, false).as_deref(),
-            Some("resolution=ignore-duplicates, return=minimal")
+            prefer,
+            Prefer {
+                resolution: Some(Resolution::Ignore),
+                representation: Some(Representation::Minimal),
+                single_object: false,
+            }
         );
-        assert_eq!(prefer.applied(false, false, false), None);
-    }
-
-    #[test]
-    fn content_ranges() {
-        assert_eq!(content_range(0, 3, None), "0-2/*");
-        assert_eq!(content_range(10, 2, Some(40)), "10-11/40");
-        assert_eq!(content_range(0, 0, None), "*/*");
+        headers.insert("prefer", HeaderValue::from_static("params=single-object"));
+        assert!(Prefer::parse(&headers).single_object);
     }
 }

@@ -1,6 +1,6 @@
-//! The fake's "schema cache": tables and columns of the `public` schema, read from the catalog.
-//! Unlike PostgREST, which caches until told to reload (`NOTIFY pgrst`), the fake reads it on
-//! every request, so tables a test creates are visible at once.
+//! The stand-in's "schema cache": tables, columns and functions of the `public` schema, read
+//! from the catalog. Unlike PostgREST, which caches until told to reload (`NOTIFY pgrst`), it
+//! reads them on every request, so what a test creates is visible at once.
 
 use tokio_postgres::GenericClient;
 
@@ -14,9 +14,6 @@ pub(crate) struct Column {
     /// `format_type` without modifiers, e.g. `timestamp with time zone`, `numeric`.
     pub type_name: String,
     pub not_null: bool,
-    pub default: Option<String>,
-    /// `(table, column)` this column references through a single-column foreign key.
-    pub references: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -33,32 +30,19 @@ impl Table {
     }
 }
 
-const CATALOG_SQL: &str = "
+const TABLES_SQL: &str = "
 SELECT c.relname::text,
        a.attname::text,
        quote_ident(tn.nspname) || '.' || quote_ident(t.typname),
        format_type(a.atttypid, NULL),
        a.attnotnull,
-       pg_get_expr(d.adbin, d.adrelid),
-       array_position(pk.conkey, a.attnum),
-       fk.table_name,
-       fk.column_name
+       array_position(pk.conkey, a.attnum)
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
 JOIN pg_catalog.pg_namespace tn ON tn.oid = t.typnamespace
-LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
 LEFT JOIN pg_catalog.pg_constraint pk ON pk.conrelid = c.oid AND pk.contype = 'p'
-LEFT JOIN LATERAL (
-    SELECT fc.relname::text AS table_name, fa.attname::text AS column_name
-    FROM pg_catalog.pg_constraint f
-    JOIN pg_catalog.pg_class fc ON fc.oid = f.confrelid
-    JOIN pg_catalog.pg_attribute fa ON fa.attrelid = f.confrelid AND fa.attnum = f.confkey[1]
-    WHERE f.conrelid = c.oid AND f.contype = 'f' AND f.conkey = ARRAY[a.attnum]
-    ORDER BY f.conname
-    LIMIT 1
-) fk ON true
 WHERE n.nspname = 'public'
   AND c.relkind IN ('r', 'v', 'm', 'f', 'p')
   AND ($1::text IS NULL OR c.relname = $1)
@@ -69,24 +53,17 @@ pub(crate) async fn load_table(
     client: &impl GenericClient,
     name: &str,
 ) -> Result<Option<Table>, tokio_postgres::Error> {
-    Ok(load(client, Some(name)).await?.into_iter().next())
+    Ok(load_tables(client, Some(name)).await?.into_iter().next())
 }
 
-/// Every table and view of the `public` schema, by name.
-pub(crate) async fn load_all(
-    client: &impl GenericClient,
-) -> Result<Vec<Table>, tokio_postgres::Error> {
-    load(client, None).await
-}
-
-async fn load(
+/// Every table and view of the `public` schema (`only`: just that one), by name.
+pub(crate) async fn load_tables(
     client: &impl GenericClient,
     only: Option<&str>,
 ) -> Result<Vec<Table>, tokio_postgres::Error> {
-    let rows = client.query(CATALOG_SQL, &[&only]).await?;
     let mut tables: Vec<Table> = Vec::new();
     let mut key_positions: Vec<Vec<(i32, String)>> = Vec::new();
-    for row in rows {
+    for row in client.query(TABLES_SQL, &[&only]).await? {
         let table_name: String = row.try_get(0)?;
         if tables.last().map(|t| &t.name) != Some(&table_name) {
             tables.push(Table {
@@ -101,13 +78,8 @@ async fn load(
             cast_type: row.try_get(2)?,
             type_name: row.try_get(3)?,
             not_null: row.try_get(4)?,
-            default: row.try_get(5)?,
-            references: match (row.try_get(7)?, row.try_get(8)?) {
-                (Some(table), Some(column)) => Some((table, column)),
-                _ => None,
-            },
         };
-        let key_position: Option<i32> = row.try_get(6)?;
+        let key_position: Option<i32> = row.try_get(5)?;
         if let (Some(position), Some(keys)) = (key_position, key_positions.last_mut()) {
             keys.push((position, column.name.clone()));
         }
@@ -120,4 +92,114 @@ async fn load(
         table.primary_key = keys.into_iter().map(|(_, name)| name).collect();
     }
     Ok(tables)
+}
+
+/// What a function call returns, which decides the shape of the JSON answer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Returns {
+    Void,
+    Scalar,
+    /// A table or composite type, or OUT/TABLE columns.
+    Composite,
+    /// `record` without OUT columns: needs a column definition list the caller cannot give.
+    Untyped,
+}
+
+/// One overload of a function in `public`.
+#[derive(Debug, Clone)]
+pub(crate) struct Function {
+    /// Input parameters (IN, INOUT, VARIADIC) in order.
+    pub params: Vec<Param>,
+    /// How many trailing input parameters have defaults.
+    pub defaults: usize,
+    pub returns: Returns,
+    pub returns_set: bool,
+    /// `VOLATILE` functions run read-write; `STABLE` and `IMMUTABLE` ones read-only.
+    pub volatile: bool,
+}
+
+/// One input parameter of a function.
+#[derive(Debug, Clone)]
+pub(crate) struct Param {
+    /// Empty when unnamed.
+    pub name: String,
+    /// `format_type`, e.g. `integer`, `jsonb`: for messages and the json/jsonb checks.
+    pub type_name: String,
+    /// Quoted `schema.typname`, for SQL (`character` would mean `char(1)`).
+    pub cast_type: String,
+}
+
+impl Function {
+    /// The input parameters a call must name.
+    pub fn required(&self) -> &[Param] {
+        &self.params[..self.params.len().saturating_sub(self.defaults)]
+    }
+}
+
+const FUNCTIONS_SQL: &str = "
+SELECT coalesce(args.names, '{}'),
+       coalesce(args.types, '{}'),
+       coalesce(args.cast_types, '{}'),
+       p.pronargdefaults::int4,
+       CASE WHEN p.prorettype = 'pg_catalog.void'::regtype THEN 'void'
+            WHEN rt.typtype = 'c' THEN 'composite'
+            WHEN p.prorettype = 'pg_catalog.record'::regtype
+                 AND p.proargmodes && ARRAY['o', 'b', 't']::pg_catalog.\"char\"[] THEN 'composite'
+            WHEN p.prorettype = 'pg_catalog.record'::regtype THEN 'untyped'
+            ELSE 'scalar' END,
+       p.proretset,
+       p.provolatile = 'v'
+FROM pg_catalog.pg_proc p
+JOIN pg_catalog.pg_type rt ON rt.oid = p.prorettype
+LEFT JOIN LATERAL (
+    SELECT array_agg(coalesce(a.name, '') ORDER BY a.ord) AS names,
+           array_agg(format_type(a.type, NULL) ORDER BY a.ord) AS types,
+           array_agg(quote_ident(tn.nspname) || '.' || quote_ident(t.typname) ORDER BY a.ord)
+               AS cast_types
+    FROM unnest(coalesce(p.proallargtypes, p.proargtypes::oid[]), p.proargmodes, p.proargnames)
+         WITH ORDINALITY AS a(type, mode, name, ord)
+    JOIN pg_catalog.pg_type t ON t.oid = a.type
+    JOIN pg_catalog.pg_namespace tn ON tn.oid = t.typnamespace
+    WHERE coalesce(a.mode, 'i') IN ('i', 'b', 'v')
+) args ON true
+WHERE p.pronamespace = 'public'::regnamespace
+  AND p.proname = $1
+  AND p.prokind = 'f'
+  AND p.prorettype NOT IN ('pg_catalog.trigger'::regtype, 'pg_catalog.event_trigger'::regtype)
+ORDER BY p.oid";
+
+/// Every overload of `public.<name>`.
+pub(crate) async fn load_functions(
+    client: &impl GenericClient,
+    name: &str,
+) -> Result<Vec<Function>, tokio_postgres::Error> {
+    let mut functions = Vec::new();
+    for row in client.query(FUNCTIONS_SQL, &[&name]).await? {
+        let names: Vec<String> = row.try_get(0)?;
+        let types: Vec<String> = row.try_get(1)?;
+        let cast_types: Vec<String> = row.try_get(2)?;
+        let params = names
+            .into_iter()
+            .zip(types.into_iter().zip(cast_types))
+            .map(|(name, (type_name, cast_type))| Param {
+                name,
+                type_name,
+                cast_type,
+            })
+            .collect();
+        let returns = match row.try_get::<_, String>(4)?.as_str() {
+            "void" => Returns::Void,
+            "composite" => Returns::Composite,
+            "untyped" => Returns::Untyped,
+            _ => Returns::Scalar,
+        };
+        functions.push(Function {
+            params,
+            defaults: usize::try_from(row.try_get::<_, i32>(3)?).unwrap_or(0),
+            returns,
+            returns_set: row.try_get(5)?,
+            volatile: row.try_get(6)?,
+        });
+    }
+    Ok(functions)
 }

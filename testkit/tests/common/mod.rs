@@ -1,11 +1,14 @@
-//! Shared setup for the testkit's own integration tests: a database, the fake PostgREST and an
-//! HTTP client that speaks to it the way the agent does.
+//! Shared setup for the testkit's own integration tests: a database, the PostgREST stand-in and
+//! an HTTP client that speaks to it the way the agent does, plus a webhook receiver.
 #![allow(dead_code)] // each test binary uses a different subset
 
+use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::http::{HeaderMap, Method};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::HeaderMap;
+use hyper::{Method, Response};
 use reqwest::RequestBuilder;
 use serde_json::Value;
 use syncbridge_testkit::{ApiKeys, FakePostgrest, TestDb};
@@ -28,12 +31,12 @@ impl Env {
             .expect("test database (run scripts/pg-test-env.sh)");
         let api = FakePostgrest::start(db.url(), ApiKeys::generate())
             .await
-            .expect("fake PostgREST");
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("HTTP client");
-        Env { db, api, http }
+            .expect("PostgREST stand-in");
+        Env {
+            db,
+            api,
+            http: client(),
+        }
     }
 
     /// A request with the legacy service_role JWT in `apikey` and `Authorization`.
@@ -65,23 +68,30 @@ impl Env {
             .await
             .expect("seed parents");
     }
+
+    /// `sql`'s rows as JSON objects.
+    pub async fn rows(&self, sql: &str) -> Vec<Value> {
+        self.db.query_json(sql).await.expect("query")
+    }
 }
 
-/// Sends and returns (status, headers, body text).
-pub async fn send(request: RequestBuilder) -> (u16, reqwest::header::HeaderMap, String) {
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("HTTP client")
+}
+
+/// Sends and returns (status, body text).
+pub async fn send(request: RequestBuilder) -> (u16, String) {
     let response = request.send().await.expect("request sent");
     let status = response.status().as_u16();
-    let headers = response.headers().clone();
     let body = response.text().await.expect("body read");
-    (status, headers, body)
+    (status, body)
 }
 
 pub fn json(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|err| panic!("not JSON ({err}): {body}"))
-}
-
-pub fn header<'h>(headers: &'h reqwest::header::HeaderMap, name: &str) -> Option<&'h str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// A request received by [`Receiver`].
@@ -102,18 +112,6 @@ pub struct Receiver {
 impl Receiver {
     pub async fn start() -> Receiver {
         let (tx, requests) = mpsc::unbounded_channel();
-        let app =
-            axum::Router::new().fallback(move |method: Method, headers: HeaderMap, body: Bytes| {
-                let tx = tx.clone();
-                async move {
-                    let _ = tx.send(Received {
-                        method,
-                        headers,
-                        body,
-                    });
-                    "ok"
-                }
-            });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -122,7 +120,32 @@ impl Receiver {
             listener.local_addr().expect("addr")
         );
         let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            while let Ok((stream, _)) = listener.accept().await {
+                let tx = tx.clone();
+                let service = hyper::service::service_fn(
+                    move |request: hyper::Request<hyper::body::Incoming>| {
+                        let tx = tx.clone();
+                        async move {
+                            let (parts, body) = request.into_parts();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let _ = tx.send(Received {
+                                method: parts.method,
+                                headers: parts.headers,
+                                body,
+                            });
+                            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+                        }
+                    },
+                );
+                let io = hyper_util::rt::TokioIo::new(stream);
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new().serve_connection(io, service),
+                );
+            }
         });
         Receiver {
             url,
