@@ -85,11 +85,7 @@ async fn status_retry_failed_metrics_and_log_files_of_the_real_binary() {
     let rest = FakePostgrest::start(db.url(), keys.clone())
         .await
         .expect("rest");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = free_port();
     let dir = tempfile::tempdir().expect("tempdir");
     let env = settings(&rest.url(), keys.service_role_jwt(), port);
     let logs = dir.path().join("logs");
@@ -105,11 +101,7 @@ async fn status_retry_failed_metrics_and_log_files_of_the_real_binary() {
         .expect("start agent");
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    wait_for("agent listening", || {
-        let (http, url) = (http.clone(), format!("{base}/health"));
-        async move { http.get(url).send().await.is_ok() }
-    })
-    .await;
+    wait_listening(&http, &base).await;
     assert_eq!(
         post(&http, format!("{base}/api/sync/webhook"), GUESS).await,
         401

@@ -38,6 +38,19 @@ fn read_error(v: &Value) -> Option<String> {
     v.get("error").map(text)
 }
 
+/// A durable part's line, or why it could not be read.
+fn part(out: &mut String, label: &str, value: &Value, show: impl Fn(&Value) -> String) {
+    match read_error(value) {
+        Some(e) => line(out, label, format!("cannot be read: {e}")),
+        None => line(out, label, show(value)),
+    }
+}
+
+fn last_error(out: &mut String, state: &Value) {
+    let error = when_and_what(&state["last_error_at"], &state["last_error"]);
+    line(out, "last error", error);
+}
+
 fn when_and_what(at: &Value, what: &Value) -> String {
     match (at.is_null(), what.is_null()) {
         (_, true) => "none".to_owned(),
@@ -85,29 +98,19 @@ fn header(out: &mut String, agent: &Value) {
 
 fn forward(out: &mut String, f: &Value) {
     let _ = writeln!(out, "\nSQL Server → Supabase");
-    let q = &f["queue"];
-    match read_error(q) {
-        Some(e) => line(out, "queue", format!("cannot be read: {e}")),
-        None => line(
-            out,
-            "queue",
-            format!(
-                "{} pending (oldest {}) · {} synced · {} failed",
-                text(&q["pending"]),
-                duration(&q["oldest_pending_age_secs"]),
-                text(&q["synced"]),
-                text(&q["failed"])
-            ),
-        ),
-    }
+    part(out, "queue", &f["queue"], |q| {
+        format!(
+            "{} pending (oldest {}) · {} synced · {} failed",
+            text(&q["pending"]),
+            duration(&q["oldest_pending_age_secs"]),
+            text(&q["synced"]),
+            text(&q["failed"])
+        )
+    });
     let state = &f["state"];
     if state.is_object() {
         line(out, "last success", text(&state["last_success_at"]));
-        line(
-            out,
-            "last error",
-            when_and_what(&state["last_error_at"], &state["last_error"]),
-        );
+        last_error(out, state);
         line(
             out,
             "config fault",
@@ -141,28 +144,18 @@ fn forward(out: &mut String, f: &Value) {
 
 fn reverse(out: &mut String, r: &Value) {
     let _ = writeln!(out, "\nSupabase → SQL Server");
-    let inbox = &r["inbox"];
-    match read_error(inbox) {
-        Some(e) => line(out, "inbox", format!("cannot be read: {e}")),
-        None => line(
-            out,
-            "inbox",
-            format!(
-                "{} waiting (oldest {}) · {} dead",
-                text(&inbox["depth"]),
-                duration(&inbox["oldest_unapplied_age_secs"]),
-                text(&inbox["dead"])
-            ),
-        ),
-    }
+    part(out, "inbox", &r["inbox"], |inbox| {
+        format!(
+            "{} waiting (oldest {}) · {} dead",
+            text(&inbox["depth"]),
+            duration(&inbox["oldest_unapplied_age_secs"]),
+            text(&inbox["dead"])
+        )
+    });
     let state = &r["state"];
     if state.is_object() {
         line(out, "last applied", text(&state["last_applied_at"]));
-        line(
-            out,
-            "last error",
-            when_and_what(&state["last_error_at"], &state["last_error"]),
-        );
+        last_error(out, state);
         line(
             out,
             "catch-up",
