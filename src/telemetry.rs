@@ -183,6 +183,13 @@ fn as_i64(n: u64) -> i64 {
 
 /// The scrape-time families, filled from `s`.
 fn register_snapshot(registry: &mut Registry, s: &Snapshot) {
+    register_state(registry, s);
+    register_items(registry, s);
+    register_backfill(registry, &s.backfill);
+}
+
+/// Readiness, faults, the queue and the inbox.
+fn register_state(registry: &mut Registry, s: &Snapshot) {
     gauge(
         registry,
         "syncbridge_ready",
@@ -233,6 +240,10 @@ fn register_snapshot(registry: &mut Registry, s: &Snapshot) {
             as_i64(dead),
         );
     }
+}
+
+/// Items synced and given up on, per direction and table.
+fn register_items(registry: &mut Registry, s: &Snapshot) {
     let synced = Family::<Labels, Counter>::default();
     let failed = Family::<Labels, Counter>::default();
     for (direction, tables) in [
@@ -255,9 +266,12 @@ fn register_snapshot(registry: &mut Registry, s: &Snapshot) {
         "Items given up on (Failed, dead) since the agent started, by direction and table",
         failed,
     );
+}
+
+fn register_backfill(registry: &mut Registry, backfill: &[BackfillProgress]) {
     let enqueued = Family::<Labels, Gauge>::default();
     let rows = Family::<Labels, Gauge>::default();
-    for b in &s.backfill {
+    for b in backfill {
         let l = labels(&[("table", &b.table)]);
         enqueued.get_or_create(&l).set(as_i64(b.enqueued));
         rows.get_or_create(&l).set(as_i64(b.rows));
