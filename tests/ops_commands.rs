@@ -161,6 +161,28 @@ async fn status_and_metrics_report_a_scripted_day_and_retry_failed_wakes_the_age
     let r = h.http.get(h.url("/metrics")).send().await.expect("metrics");
     assert_eq!(r.status(), 401, "metrics need the admin token");
 
+    for bad in [
+        r#"{"queue": 5}"#,
+        r#"{"inbox": {"tabel": "x"}}"#,
+        "not json",
+    ] {
+        let r = h
+            .http
+            .post(h.url("/api/sync/retry-failed"))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("content-type", "application/json")
+            .body(bad)
+            .send()
+            .await
+            .expect("retry-failed");
+        assert_eq!(r.status(), 400, "{bad}");
+    }
+    assert_eq!(
+        h.status().await["forward"]["queue"]["failed"],
+        json!(1),
+        "refusals reset nothing"
+    );
+
     fix_the_parent(&h).await;
     let notifications = h.status().await["forward"]["state"]["notifications"].clone();
     let args = RetryFailedArgs {
