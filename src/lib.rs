@@ -2,11 +2,13 @@
 //! notifications rather than polling.
 //!
 //! Modules, bottom to top (each imports only those below it):
-//! `retry`, `config`, `local_db`, `counters` → [`sqlserver`] (the `SqlStore` seam, its value model, `tds`,
+//! `retry`, `config`, `local_db`, `counters`, `telemetry` → [`sqlserver`] (the `SqlStore` seam, its value model, `tds`,
 //! `memory`) and [`supabase`] (the `SupabaseApi` seam, the PostgREST client, `memory`) →
 //! [`mapping`] (table map, resolution, JSON conversion) → `forward` and `reverse` (the two
-//! data paths) → [`check`] and `agent` (start-up, workers, the handle HTTP calls) → `http`
-//! (routes and thin handlers) → `run` (wires one agent).
+//! data paths) → [`check`] and `agent` (start-up, workers, the handle HTTP calls, status,
+//! metrics, retrying what failed) → `http` (routes and thin handlers) → `run` (wires one
+//! agent) → [`cli`] (the binary's commands: `run`, `init`, `status`, `retry-failed`,
+//! `service`, and logging).
 //!
 //! Forward, SQL Server → Supabase: `POST /api/sync/queue-notify` (`http::admin`) wakes the
 //! `forward::worker`, which claims `SyncQueue` items, loads their rows (`forward::batch`), maps
@@ -21,6 +23,7 @@
 
 mod agent;
 pub mod check;
+pub mod cli;
 pub mod config;
 mod counters;
 mod forward;
@@ -32,6 +35,7 @@ mod reverse;
 mod run;
 pub mod sqlserver;
 pub mod supabase;
+mod telemetry;
 #[cfg(feature = "test-support")]
 pub mod test_support;
 

@@ -31,6 +31,11 @@ pub(crate) struct LocalDb {
 }
 
 impl LocalDb {
+    /// Whether `dir` holds the database (an agent has run there).
+    pub(crate) fn exists_in(dir: &Path) -> bool {
+        dir.join(FILE).is_file()
+    }
+
     /// Opens (creating if needed) `dir/inbox.sqlite3`.
     pub(crate) fn open(dir: &Path) -> Result<Self, LocalDbError> {
         std::fs::create_dir_all(dir).map_err(|source| LocalDbError::Dir {

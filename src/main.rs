@@ -1,14 +1,16 @@
-//! The syncbridge binary: command line → logging → configuration → run or check → exit code.
+//! The syncbridge binary: command line → configuration → logging → the command → exit code.
+//! Each command lives in the library (`syncbridge::cli`); this only dispatches.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use syncbridge::cli::logging::{self, Console};
+use syncbridge::cli::retry_failed::RetryFailedArgs;
+use syncbridge::cli::service::ServiceCommand;
+use syncbridge::cli::status::StatusArgs;
+use syncbridge::cli::{init, EXIT_CONFIG};
 use syncbridge::{Agent, Config};
 use tokio_util::sync::CancellationToken;
-
-/// Exit code for a bad configuration (sysexits' EX_CONFIG), distinct from a crash, so a service
-/// manager can tell "misconfigured" from "failed".
-const EXIT_CONFIG: u8 = 78;
 
 #[derive(Parser)]
 #[command(version, about = "Two-way SQL Server ↔ Supabase sync agent")]
@@ -17,8 +19,22 @@ struct Cli {
     command: Option<Command>,
 }
 
-#[derive(Subcommand, Clone, Copy)]
+#[derive(Subcommand)]
 enum Command {
+    #[command(flatten)]
+    Configured(Configured),
+    /// Write .env with fresh secrets and print the SQL Server and Supabase set-up lines.
+    Init(init::InitArgs),
+    /// Run syncbridge as a Windows service: install, uninstall, start, stop.
+    Service {
+        #[command(subcommand)]
+        command: ServiceCommand,
+    },
+}
+
+/// The commands that read `.env` first.
+#[derive(Subcommand)]
+enum Configured {
     /// Run the agent (the default).
     Run,
     /// Validate .env, connect to both sides, compare the table map with both schemas.
@@ -28,10 +44,22 @@ enum Command {
         #[arg(long)]
         self_test: bool,
     },
+    /// What the running agent knows, or what SQL Server and the inbox say when none runs.
+    Status(StatusArgs),
+    /// Put Failed queue items and dead inbox events back to work, and wake the agent.
+    RetryFailed(RetryFailedArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Configured(Configured::Run)) {
+        Command::Init(args) => init::run(&args),
+        Command::Service { command } => syncbridge::cli::service::run(command),
+        Command::Configured(command) => configured(command),
+    }
+}
+
+fn configured(command: Configured) -> ExitCode {
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {
@@ -39,11 +67,18 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    // Only the agent writes log files and logs to stdout; the other commands print their
+    // answer on stdout and log to stderr.
+    let running = matches!(command, Configured::Run);
+    let console = if running {
+        Console::Stdout
+    } else {
+        Console::Stderr
+    };
+    if let Err(e) = logging::init(&config, console, running) {
+        eprintln!("syncbridge: {e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -52,45 +87,33 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        match cli.command.unwrap_or(Command::Run) {
-            Command::Run => run(config).await,
-            Command::Check { self_test } => check(config, self_test).await,
+        match command {
+            Configured::Run => run(config).await,
+            Configured::Check { self_test } => check(config, self_test).await,
+            Configured::Status(args) => match agent(config) {
+                Ok(agent) => syncbridge::cli::status::run(agent, &args).await,
+                Err(code) => code,
+            },
+            Configured::RetryFailed(args) => match agent(config) {
+                Ok(agent) => syncbridge::cli::retry_failed::run(agent, &args).await,
+                Err(code) => code,
+            },
         }
     })
 }
 
+/// The agent `config` describes, or exit code 78 naming what is wrong (the table map).
+fn agent(config: Config) -> Result<Agent, ExitCode> {
+    Agent::from_config(config).map_err(|e| {
+        eprintln!("syncbridge: {e:#}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
 async fn run(config: Config) -> ExitCode {
-    let addr = config.listen_addr;
-    let agent = match Agent::from_config(config) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("syncbridge: {e:#}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    let listener = match tokio::net::TcpListener::bind(addr).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("syncbridge: cannot listen on {addr} (SYNC_LISTEN_ADDR): {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    match syncbridge::run(agent, listener, shutdown).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e)
-            if e.downcast_ref::<syncbridge::config::ConfigError>()
-                .is_some() =>
-        {
-            tracing::error!("{e:#}");
-            ExitCode::from(EXIT_CONFIG)
-        }
-        Err(e) => {
-            tracing::error!("{e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    ExitCode::from(syncbridge::cli::serve::run(config, shutdown).await)
 }
 
 async fn check(config: Config, self_test: bool) -> ExitCode {
@@ -106,12 +129,9 @@ async fn check(config: Config, self_test: bool) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let agent = match Agent::from_config(config) {
+    let agent = match agent(config) {
         Ok(a) => a,
-        Err(e) => {
-            eprintln!("syncbridge: {e:#}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(code) => return code,
     };
     println!("syncbridge check");
     let report = syncbridge::check::run_checks(agent.store.as_ref(), &supabase, &agent.map).await;

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::schema_cache::SchemaCache;
+use crate::agent::timed;
 use crate::agent::workers::{self, Sides};
 use crate::agent::{startup, Agent, AgentHandle};
 use crate::config::Config;
@@ -20,6 +21,7 @@ use crate::http::{routes, AppState};
 use crate::local_db::LocalDb;
 use crate::reverse::Inbox;
 use crate::supabase::{PostgrestClient, SupabaseApi};
+use crate::telemetry::Telemetry;
 
 /// Dead inbox events are kept this long for inspection.
 const DEAD_EVENT_DAYS: i64 = 30;
@@ -44,7 +46,10 @@ pub async fn run(
         )
         .context("building the PostgREST client")?,
     );
-    let handle = AgentHandle::new(store.clone(), inbox.clone());
+    let telemetry = Telemetry::default();
+    let store = timed::store(store, &telemetry);
+    let supabase = timed::supabase(supabase, &telemetry);
+    let handle = AgentHandle::new(store.clone(), inbox.clone(), telemetry);
     let server = serve(&config, listener, handle.clone(), &shutdown);
 
     let backoff = config.backoff;

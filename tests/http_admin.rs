@@ -22,6 +22,8 @@ async fn public_probes_answer_and_admin_endpoints_need_the_token() {
         ("POST", "/api/sync/queue-notify"),
         ("POST", "/api/sync/trigger"),
         ("GET", "/api/sync/status"),
+        ("POST", "/api/sync/retry-failed"),
+        ("GET", "/metrics"),
     ] {
         // The notify token (readable in SQL Server's SyncConfig) opens queue-notify only.
         let notify_only = (path != "/api/sync/queue-notify").then_some(NOTIFY_TOKEN);

@@ -1,6 +1,6 @@
 //! `TdsStore`'s SyncQueue side against a real SQL Server (2017+), on `dbo.SyncQueue` filled by the
 //! sample tables' triggers: claims, settlements, leases and next-due times, the maintenance
-//! procedures, and a wait that a writer's commit ends (watched in sys.dm_exec_requests). Two
+//! procedures, retrying and listing Failed items, and a wait that a writer's commit ends (watched in sys.dm_exec_requests). Two
 //! agents claiming at once, READPAST and the lock timeout are the self-test's queue checks
 //! (tests/mssql_self_test.rs). Needs MSSQL_TEST_URL: see tests/common/mssql.rs.
 
@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use common::mssql::{exec, query_int, SqlDb};
 use syncbridge::sqlserver::tds::TdsStore;
-use syncbridge::sqlserver::{QueueItem, SettleItem, Settlement, SqlStore, WriterWait};
+use syncbridge::sqlserver::{
+    QueueId, QueueItem, RetryFilter, SettleItem, Settlement, SqlStore, WriterWait,
+};
 use uuid::Uuid;
 
 /// `store.claim(limit, lease)`, which must succeed.
@@ -125,6 +127,79 @@ async fn claim_settle_next_due_and_lease() {
     assert_eq!(store.queue_stats().await.unwrap().pending, 1);
     db.sql("UPDATE dbo.SyncQueue SET CreatedAt = DATEADD(DAY, -40, CreatedAt) WHERE Status = 'Synced'; EXEC dbo.sp_SyncQueuePurgeSynced @olderThanDays = 30, @batchSize = 1;").await;
     assert_eq!(store.queue_stats().await.unwrap().synced, 0);
+    db.drop_db().await;
+}
+
+/// Claims every due item and settles each `Failed` with its own error.
+async fn fail_all(store: &TdsStore) {
+    let items = claim(store, 100, Duration::from_secs(600)).await;
+    let settled: Vec<SettleItem> = items
+        .iter()
+        .map(|i| SettleItem {
+            id: i.id,
+            claim: i.claim,
+            outcome: Settlement::Failed {
+                error: format!("failed {}", i.id.0),
+            },
+        })
+        .collect();
+    store.settle(&settled).await.unwrap();
+}
+
+#[tokio::test]
+#[ignore = "needs MSSQL_TEST_URL (a real SQL Server); run scripts/test.sh with it set"]
+async fn retry_failed_resets_what_the_filter_selects_and_recent_failures_lists_them() {
+    let db = SqlDb::create().await;
+    let store = db.store();
+    db.sql("INSERT INTO dbo.tblPatients (PatientName) VALUES (N'A'), (N'B'), (N'C');")
+        .await;
+    db.sql("INSERT INTO dbo.tblWork (PersonID, TypeOfWork) VALUES (1, N'Aligners');")
+        .await;
+    fail_all(&store).await;
+    let failed = store.recent_failures(10).await.unwrap();
+    assert_eq!(failed.len(), 4, "{failed:?}");
+    assert!(failed.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+    assert_eq!(failed[0].table, "tblWork");
+    assert_eq!(
+        failed[0].error.as_deref(),
+        Some(&*format!("failed {}", failed[0].id.0))
+    );
+    assert_eq!(
+        (failed[0].attempts, failed[0].operation.as_str()),
+        (1, "INSERT")
+    );
+    assert!(failed[0].last_attempt.is_some());
+    assert_eq!(store.recent_failures(2).await.unwrap().len(), 2);
+
+    // One item by id, then a table in another case (the column's collation decides), then the rest.
+    let one = RetryFilter {
+        table: None,
+        id: Some(failed[3].id),
+    };
+    assert_eq!(store.retry_failed(&one).await.unwrap(), 1);
+    let table = RetryFilter {
+        table: Some("TBLWORK".into()),
+        id: None,
+    };
+    assert_eq!(store.retry_failed(&table).await.unwrap(), 1);
+    let none = RetryFilter {
+        table: Some("tblWork".into()),
+        id: Some(QueueId(i64::MAX)),
+    };
+    assert_eq!(store.retry_failed(&none).await.unwrap(), 0);
+    assert_eq!(store.queue_stats().await.unwrap().pending, 2);
+    assert_eq!(
+        db.int("SELECT COUNT(*) FROM dbo.SyncQueue WHERE Status = 'Pending' AND Attempts = 0 AND ClaimToken IS NULL AND NextAttemptAt <= SYSUTCDATETIME();")
+            .await,
+        2
+    );
+    assert_eq!(
+        store.retry_failed(&RetryFilter::default()).await.unwrap(),
+        2
+    );
+    assert_eq!(store.queue_stats().await.unwrap().failed, 0);
+    assert_eq!(claim(&store, 100, Duration::from_secs(60)).await.len(), 4);
+    drop(store);
     db.drop_db().await;
 }
 

@@ -63,12 +63,15 @@ GO
 
 /*
     Puts Failed items back in the queue, due now, with a fresh attempt budget (after fixing the
-    data or the configuration that made them fail). @TableName limits it to one table.
-    Then notifies the agent: an UPDATE does not fire the INSERT notification trigger, and an
+    data or the configuration that made them fail). @TableName limits it to one table,
+    @QueueID to one item. `syncbridge retry-failed` sends this same UPDATE itself (the agent's
+    login executes no procedure) and then wakes the agent; this procedure notifies it through
+    sp_NotifyAppOfSync instead: an UPDATE does not fire the INSERT notification trigger, and an
     idle agent sleeps until told. Returns the number of items reset.
 */
 CREATE OR ALTER PROCEDURE dbo.sp_SyncQueueRetryFailed
-    @TableName sysname = NULL
+    @TableName sysname = NULL,
+    @QueueID bigint = NULL
 AS
 BEGIN
     SET NOCOUNT ON;
@@ -76,14 +79,14 @@ BEGIN
 
     DECLARE @reset int;
 
-    UPDATE dbo.SyncQueue
-    SET Status = 'Pending',
-        Attempts = 0,
-        NextAttemptAt = SYSUTCDATETIME(),
-        ClaimToken = NULL,
-        ClaimedBy = NULL
-    WHERE Status = 'Failed'
-      AND (@TableName IS NULL OR TableName = @TableName);
+    UPDATE q
+    SET Status = 'Pending', Attempts = 0, NextAttemptAt = SYSUTCDATETIME(),
+        ClaimToken = NULL, ClaimedBy = NULL
+    FROM dbo.SyncQueue AS q
+    WHERE q.Status = 'Failed'
+      AND (@TableName IS NULL OR q.TableName = @TableName)
+      AND (@QueueID IS NULL OR q.QueueID = @QueueID)
+    OPTION (RECOMPILE);
     SET @reset = @@ROWCOUNT;
 
     IF @reset > 0

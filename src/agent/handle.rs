@@ -15,6 +15,7 @@ use crate::reverse::{
     WebhookPayload,
 };
 use crate::sqlserver::SqlStore;
+use crate::telemetry::Telemetry;
 
 /// What exists once the table map is resolved against SQL Server.
 pub(crate) struct Ready {
@@ -33,6 +34,7 @@ pub(super) struct Shared {
     pub(super) inbox: Inbox,
     pub(super) forward_counters: Arc<ForwardCounters>,
     pub(super) reverse_counters: Arc<ReverseCounters>,
+    pub(super) telemetry: Telemetry,
     /// Why the agent is not ready yet (SQL Server unreachable, the map does not match).
     pub(super) startup_problem: Mutex<Option<String>>,
     pub(super) ready: OnceLock<Ready>,
@@ -95,7 +97,9 @@ pub(crate) enum AgentWebhookError {
 }
 
 impl AgentHandle {
-    pub(crate) fn new(store: Arc<dyn SqlStore>, inbox: Inbox) -> Self {
+    /// The handle over `store` and `inbox`, which should be timed into `telemetry`
+    /// (`agent::timed`) for `GET /metrics` to show their latencies.
+    pub(crate) fn new(store: Arc<dyn SqlStore>, inbox: Inbox, telemetry: Telemetry) -> Self {
         Self {
             shared: Arc::new(Shared {
                 started_at: Utc::now(),
@@ -103,6 +107,7 @@ impl AgentHandle {
                 inbox,
                 forward_counters: Arc::default(),
                 reverse_counters: Arc::default(),
+                telemetry,
                 startup_problem: Mutex::new(None),
                 ready: OnceLock::new(),
             }),

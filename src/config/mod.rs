@@ -17,9 +17,8 @@ mod read;
 pub(crate) use read::decode_signing_secret;
 use read::Reader;
 
-/// Every setting syncbridge reads. `.env.example` documents exactly these (the test that
-/// checks it is this list's only reader).
-#[cfg(test)]
+/// Every setting syncbridge reads. `.env.example` documents exactly these (a test checks it),
+/// and none of them may keep a placeholder of `.env.example`.
 pub(crate) const KEYS: &[&str] = &[
     "MSSQL_CONNECTION_STRING",
     "SUPABASE_URL",
@@ -39,6 +38,8 @@ pub(crate) const KEYS: &[&str] = &[
     "SYNC_DATA_DIR",
     "SYNC_AGENT_ID",
     "SYNC_MAX_BODY_BYTES",
+    "SYNC_LOG_DIR",
+    "SYNC_LOG_KEEP_DAYS",
 ];
 
 /// How the service key travels: legacy JWT keys go in `apikey` and `Authorization: Bearer`;
@@ -74,6 +75,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub agent_id: String,
     pub max_body_bytes: u64,
+    /// Where `run` writes its daily log files.
+    pub log_dir: PathBuf,
+    /// Daily log files kept (today's included); 0 writes none.
+    pub log_keep_days: u32,
 }
 
 /// One wrong or missing setting.
@@ -114,6 +119,7 @@ impl Config {
     /// are read in a fixed order, so problems are reported in that order.
     pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let mut r = Reader::new(lookup);
+        r.placeholders(KEYS);
         let sides = r.sides();
         let secrets = r.secrets();
         let tuning = r.tuning();
@@ -139,6 +145,8 @@ impl Config {
                 data_dir: local.data_dir,
                 agent_id: local.agent_id,
                 max_body_bytes: local.max_body_bytes,
+                log_dir: local.log_dir,
+                log_keep_days: local.log_keep_days,
             }),
             _ => Err(ConfigError(r.problems)),
         }

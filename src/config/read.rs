@@ -109,9 +109,33 @@ pub(super) struct Local {
     pub(super) data_dir: PathBuf,
     pub(super) agent_id: String,
     pub(super) max_body_bytes: u64,
+    pub(super) log_dir: PathBuf,
+    pub(super) log_keep_days: u32,
 }
 
+/// What `.env.example` holds where a real value belongs (`replace-with-...`, `change-me`,
+/// `your-project.supabase.co`), compared without regard to case.
+const PLACEHOLDERS: &[&str] = &["replace-with-", "change-me", "your-project.supabase.co"];
+
 impl Reader<'_> {
+    /// Names every setting that still holds a placeholder of `.env.example`: copied but not
+    /// filled in, it would otherwise pass as a (wrong) password, key or secret. The value is
+    /// not echoed: it is probably part of a secret.
+    pub(super) fn placeholders(&mut self, keys: &[&'static str]) {
+        for &key in keys {
+            let Some(value) = self.raw(key) else {
+                continue;
+            };
+            let value = value.to_ascii_lowercase();
+            if PLACEHOLDERS.iter().any(|p| value.contains(p)) {
+                self.fail(
+                    key,
+                    "still holds the placeholder from .env.example: put the real value here (or run `syncbridge init`)",
+                );
+            }
+        }
+    }
+
     pub(super) fn sides(&mut self) -> Option<Sides> {
         let mssql = self.required("MSSQL_CONNECTION_STRING");
         let mssql_label = mssql
@@ -240,11 +264,18 @@ impl Reader<'_> {
             self.fail("SYNC_AGENT_ID", "must be at most 128 characters");
         }
         let max_body_bytes = self.parsed("SYNC_MAX_BODY_BYTES", 1 << 20, ranged(1024u64, 64 << 20));
+        let log_dir = PathBuf::from(
+            self.raw("SYNC_LOG_DIR")
+                .unwrap_or_else(|| "logs".to_owned()),
+        );
+        let log_keep_days = self.parsed("SYNC_LOG_KEEP_DAYS", 14, ranged(0u32, 3650));
         Local {
             table_map,
             data_dir,
             agent_id,
             max_body_bytes,
+            log_dir,
+            log_keep_days,
         }
     }
 }

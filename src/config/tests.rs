@@ -141,7 +141,7 @@ fn secrets_never_appear_in_debug_or_errors() {
 }
 
 #[test]
-fn env_example_documents_exactly_the_config_keys_and_parses() {
+fn env_example_documents_exactly_the_config_keys_and_its_placeholders_are_refused_by_name() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/.env.example");
     let pairs: Vec<(String, String)> = dotenvy::from_path_iter(path)
         .expect(".env.example exists")
@@ -164,7 +164,78 @@ fn env_example_documents_exactly_the_config_keys_and_parses() {
             "{key} in .env.example has no comment above it"
         );
     }
-    let map: HashMap<String, String> = pairs.into_iter().collect();
-    let lookup = |k: &str| map.get(k).cloned();
-    Config::from_lookup(&lookup).expect(".env.example values are valid");
+    let mut map: HashMap<String, String> = pairs.into_iter().collect();
+    let err = Config::from_lookup(&|k| map.get(k).cloned()).expect_err("placeholders refused");
+    assert_eq!(
+        keys_of(&err),
+        [
+            "MSSQL_CONNECTION_STRING",
+            "SUPABASE_URL",
+            "SUPABASE_SERVICE_ROLE_KEY",
+            "SUPABASE_WEBHOOK_SECRET",
+            "SYNC_ADMIN_TOKEN",
+            "SYNC_NOTIFY_TOKEN",
+        ]
+    );
+    assert!(err
+        .0
+        .iter()
+        .all(|p| p.message.contains("placeholder from .env.example")));
+    // Filled in, the rest of the file is valid as it stands.
+    for (key, value) in [
+        (
+            "MSSQL_CONNECTION_STRING",
+            valid()["MSSQL_CONNECTION_STRING"].clone(),
+        ),
+        (
+            "SUPABASE_URL",
+            "https://abcdefghijklmnopqrst.supabase.co".to_owned(),
+        ),
+        (
+            "SUPABASE_SERVICE_ROLE_KEY",
+            "sb_secret_0123456789abcdef".to_owned(),
+        ),
+        (
+            "SUPABASE_WEBHOOK_SECRET",
+            "a-real-webhook-secret-0123456789".to_owned(),
+        ),
+        (
+            "SYNC_ADMIN_TOKEN",
+            "a-real-admin-token-0123456789ab".to_owned(),
+        ),
+        (
+            "SYNC_NOTIFY_TOKEN",
+            "a-real-notify-token-0123456789a".to_owned(),
+        ),
+    ] {
+        map.insert(key.to_owned(), value);
+    }
+    let config = Config::from_lookup(&|k| map.get(k).cloned()).expect("filled-in example");
+    assert_eq!(config.log_dir, PathBuf::from("logs"));
+    assert_eq!(config.log_keep_days, 14);
+}
+
+#[test]
+fn a_placeholder_is_refused_in_any_case_without_echoing_the_value() {
+    let mut m = valid();
+    m.insert(
+        "MSSQL_CONNECTION_STRING",
+        "Server=x;Database=Clinic;User Id=sync;Password=Change-Me".into(),
+    );
+    m.insert(
+        "SYNC_NOTIFY_TOKEN",
+        "REPLACE-WITH-a-long-random-token".into(),
+    );
+    let err = parse(&m).expect_err("placeholders");
+    assert_eq!(
+        keys_of(&err),
+        ["MSSQL_CONNECTION_STRING", "SYNC_NOTIFY_TOKEN"]
+    );
+    let text = err.to_string();
+    assert!(
+        !text.contains("Change-Me") && !text.contains("REPLACE-WITH"),
+        "{text}"
+    );
+    m.insert("SYNC_LOG_KEEP_DAYS", "-1".into());
+    assert!(keys_of(&parse(&m).expect_err("bad")).contains(&"SYNC_LOG_KEEP_DAYS"));
 }

@@ -9,8 +9,8 @@ use super::send::{RowError, TablePlan};
 use crate::mapping::ResolvedMap;
 use crate::retry::{Decision, RetryPolicy};
 use crate::sqlserver::{
-    Op, QueueItem, RecordKey, RecordKeyError, SettleItem, Settlement, SqlStore, StoreError,
-    UnknownOp,
+    Op, QueueId, QueueItem, RecordKey, RecordKeyError, SettleItem, Settlement, SqlStore,
+    StoreError, UnknownOp,
 };
 use crate::supabase::{JsonRow, SupabaseApi};
 
@@ -30,6 +30,8 @@ pub(crate) struct BatchOutcome {
     pub(crate) rows_deleted: u64,
     /// Supabase refused the key: work must stop until the configuration is fixed.
     pub(crate) config_fault: Option<String>,
+    /// Each claimed item's table, so the counters can count per table.
+    pub(crate) tables: BTreeMap<QueueId, String>,
 }
 
 /// Why a queue item can never sync as it is.
@@ -63,7 +65,10 @@ pub(crate) struct Batch<'a> {
 impl Batch<'_> {
     /// claim's items → grouped by record → current rows → upserts and deletes → settlements.
     pub(crate) async fn run(&self, items: Vec<QueueItem>) -> Result<BatchOutcome, StoreError> {
-        let mut out = BatchOutcome::default();
+        let mut out = BatchOutcome {
+            tables: items.iter().map(|i| (i.id, i.table.clone())).collect(),
+            ..BatchOutcome::default()
+        };
         let mut by_table = self.group(items, &mut out);
         let plans = self.load(&mut by_table, &mut out).await?;
         let results = self.send(plans, &mut out).await;

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::batch::BatchOutcome;
-use crate::counters::Counters;
+use crate::counters::{add_per_table, Counters, PerTable};
 use crate::sqlserver::Settlement;
 
 /// What one drain (or one batch of it) did.
@@ -28,6 +28,9 @@ pub(crate) struct DrainReport {
     /// Set when Supabase refused the key: forward work is paused.
     #[serde(skip)]
     pub(crate) config_fault: Option<String>,
+    /// Items synced and given up on, per SQL Server table.
+    #[serde(skip)]
+    pub(crate) per_table: PerTable,
 }
 
 impl DrainReport {
@@ -41,8 +44,12 @@ impl DrainReport {
             ..Self::default()
         };
         for s in &outcome.settlements {
+            let table = outcome.tables.get(&s.id).cloned().unwrap_or_default();
             match &s.outcome {
-                Settlement::Synced => batch.items_synced += 1,
+                Settlement::Synced => {
+                    batch.items_synced += 1;
+                    batch.per_table.entry(table).or_default().synced += 1;
+                }
                 Settlement::Retry { error, .. } => {
                     batch.items_retried += 1;
                     batch.last_item_error = Some(error.clone());
@@ -50,6 +57,7 @@ impl DrainReport {
                 Settlement::Failed { error } => {
                     batch.items_failed += 1;
                     batch.last_item_error = Some(error.clone());
+                    batch.per_table.entry(table).or_default().failed += 1;
                 }
                 Settlement::Release { .. } => batch.items_released += 1,
             }
@@ -70,6 +78,7 @@ impl DrainReport {
             self.last_item_error.clone_from(&batch.last_item_error);
         }
         self.config_fault.clone_from(&batch.config_fault);
+        add_per_table(&mut self.per_table, &batch.per_table);
     }
 }
 
@@ -87,6 +96,9 @@ pub(crate) struct ForwardState {
     pub(crate) last_error_at: Option<DateTime<Utc>>,
     /// Set while Supabase refuses the service key (401/403): forward work is paused.
     pub(crate) config_fault: Option<String>,
+    /// Per SQL Server table, for `GET /metrics`.
+    #[serde(skip)]
+    pub(crate) per_table: PerTable,
 }
 
 pub(crate) type ForwardCounters = Counters<ForwardState>;
@@ -110,6 +122,7 @@ impl ForwardCounters {
         f.items_retried += batch.items_retried;
         f.items_failed += batch.items_failed;
         f.config_fault.clone_from(&batch.config_fault);
+        add_per_table(&mut f.per_table, &batch.per_table);
         if batch.items_synced > 0 {
             f.last_success_at = Some(Utc::now());
         }

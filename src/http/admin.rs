@@ -1,5 +1,5 @@
 //! The admin endpoints: `queue-notify` (from `sp_NotifyAppOfSync`), `trigger` (manual drains
-//! and recovery) and `status`. All but the `GET` probe require `Authorization: Bearer
+//! and recovery), `status`, `retry-failed` and `GET /metrics` (Prometheus). All but the `GET` probe require `Authorization: Bearer
 //! <SYNC_ADMIN_TOKEN>` (`queue-notify` also takes `SYNC_NOTIFY_TOKEN`): the tunnel makes this
 //! port reachable from the internet. Each handler authenticates, decodes, calls the agent
 //! once, and maps its answer to a status.
@@ -14,6 +14,7 @@ use warp::reply::Response;
 
 use super::{error_reply, json_reply, AppState, Refused};
 use crate::agent::handle::{Direction, UnknownDirection};
+use crate::agent::retry_failed::RetryScope;
 
 fn unauthorized(endpoint: &str) -> Response {
     tracing::warn!(endpoint, "admin request without a valid token refused");
@@ -95,4 +96,49 @@ pub(crate) async fn status(auth: Option<String>, state: Arc<AppState>) -> Respon
         return unauthorized("status");
     }
     json_reply(StatusCode::OK, state.agent.status_report().await)
+}
+
+/// `POST /api/sync/retry-failed` (`syncbridge retry-failed`): Failed queue items and dead inbox
+/// events back to work, the workers woken; an empty body means everything.
+pub(crate) async fn retry_failed(
+    auth: Option<String>,
+    body: Bytes,
+    state: Arc<AppState>,
+) -> Response {
+    if !state.tokens.is_admin(auth.as_deref()) {
+        return unauthorized("retry-failed");
+    }
+    let scope = if body.iter().all(u8::is_ascii_whitespace) {
+        RetryScope::everything()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(scope) => scope,
+            Err(e) => {
+                let reason = format!("body must be {{\"queue\": ..., \"inbox\": ...}}: {e}");
+                return error_reply(StatusCode::BAD_REQUEST, reason);
+            }
+        }
+    };
+    let report = state.agent.retry_failed(&scope).await;
+    json_reply(StatusCode::OK, json!({ "success": true, "result": report }))
+}
+
+/// `GET /metrics`: Prometheus (OpenMetrics) text.
+pub(crate) async fn metrics(auth: Option<String>, state: Arc<AppState>) -> Response {
+    if !state.tokens.is_admin(auth.as_deref()) {
+        return unauthorized("metrics");
+    }
+    match state.agent.metrics().await {
+        Ok(text) => warp::http::Response::builder()
+            .header(
+                "content-type",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )
+            .body(text.into())
+            .unwrap_or_else(|_| error_reply(StatusCode::INTERNAL_SERVER_ERROR, "metrics")),
+        Err(_) => error_reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "metrics could not be encoded",
+        ),
+    }
 }

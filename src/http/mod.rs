@@ -5,7 +5,7 @@
 //!
 //! The listener is reachable from the internet through the Cloudflare Tunnel, so every route
 //! but `GET /health` and `GET /api/sync/queue-notify` requires a secret: the webhook secret for
-//! `/api/sync/webhook`, the admin token for everything else.
+//! `/api/sync/webhook`, the admin token for everything else (`GET /metrics` included).
 
 pub(crate) mod admin;
 pub(crate) mod auth;
@@ -91,6 +91,17 @@ pub(crate) fn routes(
         .and(warp::header::optional::<String>("authorization"))
         .and(with_state(state.clone()))
         .then(admin::status);
+    let retry = warp::path!("api" / "sync" / "retry-failed")
+        .and(warp::post())
+        .and(warp::header::optional::<String>("authorization"))
+        .and(small_body(4096))
+        .and(with_state(state.clone()))
+        .then(admin::retry_failed);
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(warp::header::optional::<String>("authorization"))
+        .and(with_state(state.clone()))
+        .then(admin::metrics);
     let hook = warp::path!("api" / "sync" / "webhook")
         .and(warp::post())
         .and(warp::body::content_length_limit(max_body))
@@ -106,6 +117,10 @@ pub(crate) fn routes(
         .or(trigger)
         .unify()
         .or(status)
+        .unify()
+        .or(retry)
+        .unify()
+        .or(metrics)
         .unify()
         .or(hook)
         .unify()

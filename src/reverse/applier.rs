@@ -127,13 +127,16 @@ impl Applier {
         let event = &stored.event;
         let Some(table) = self.map.by_target(&event.table) else {
             let why = format!("table {} is no longer in the table map", event.table);
+            self.counters
+                .record_event(&event.table, EventVerdict::GivenUp);
             self.inbox.kill(stored.id, why).await?;
             return Ok(Next::Continue);
         };
         if self.is_stale(&stored).await? {
             // Duplicate or out-of-order delivery: SQL Server already has this or newer data.
             tracing::debug!(table = %event.table, key = %event.record_key, "stale event skipped");
-            self.counters.record_event(EventVerdict::Stale);
+            self.counters
+                .record_event(&event.table, EventVerdict::Stale);
             self.inbox.complete(&stored).await?;
             return Ok(Next::Continue);
         }
@@ -141,12 +144,15 @@ impl Applier {
             Ok(Plan::Write(w)) => w,
             Ok(Plan::Skip(why)) => {
                 tracing::debug!(table = %event.table, key = %event.record_key, why, "event needs no write");
-                self.counters.record_event(EventVerdict::NotNeeded);
+                self.counters
+                    .record_event(&event.table, EventVerdict::NotNeeded);
                 self.inbox.complete(&stored).await?;
                 return Ok(Next::Continue);
             }
             Err(e) => {
                 tracing::warn!(table = %event.table, key = %event.record_key, error = %e, "event cannot be applied");
+                self.counters
+                    .record_event(&event.table, EventVerdict::GivenUp);
                 self.inbox.kill(stored.id, e.to_string()).await?;
                 return Ok(Next::Continue);
             }
@@ -154,10 +160,11 @@ impl Applier {
         match self.store.apply(&write).await {
             Ok(outcome) => {
                 tracing::info!(table = %write.table, key = %event.record_key, ?outcome, source = event.kind.source(), "reverse event applied");
-                self.counters.record_event(match outcome {
+                let verdict = match outcome {
                     WriteOutcome::Unchanged | WriteOutcome::Missing => EventVerdict::Unchanged,
                     _ => EventVerdict::Applied,
-                });
+                };
+                self.counters.record_event(&event.table, verdict);
                 self.inbox.complete(&stored).await?;
                 Ok(Next::Continue)
             }
@@ -205,7 +212,11 @@ impl Applier {
                     .retry(stored.id, delay.as_millis() as i64, e.to_string())
                     .await?
             }
-            Decision::GiveUp => self.inbox.kill(stored.id, e.to_string()).await?,
+            Decision::GiveUp => {
+                let table = &stored.event.table;
+                self.counters.record_event(table, EventVerdict::GivenUp);
+                self.inbox.kill(stored.id, e.to_string()).await?
+            }
         }
         Ok(Next::Continue)
     }

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::counters::Counters;
+use crate::counters::{Counters, PerTable};
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub(crate) struct ReverseState {
@@ -16,11 +16,16 @@ pub(crate) struct ReverseState {
     pub(crate) events_applied: u64,
     pub(crate) events_unchanged: u64,
     pub(crate) events_stale: u64,
+    pub(crate) events_given_up: u64,
     pub(crate) last_applied_at: Option<DateTime<Utc>>,
     pub(crate) last_error: Option<String>,
     pub(crate) last_error_at: Option<DateTime<Utc>>,
     pub(crate) catchup_last_run_at: Option<DateTime<Utc>>,
     pub(crate) catchup_last_error: Option<String>,
+    /// Per Supabase table, for `GET /metrics`: events taken care of (written, or found already
+    /// there) and given up on.
+    #[serde(skip)]
+    pub(crate) per_table: PerTable,
 }
 
 /// What became of one webhook.
@@ -42,6 +47,8 @@ pub(crate) enum EventVerdict {
     NotNeeded,
     /// SQL Server already has this version or a newer one.
     Stale,
+    /// It cannot be applied: kept as a dead event for inspection and `retry-failed`.
+    GivenUp,
 }
 
 pub(crate) type ReverseCounters = Counters<ReverseState>;
@@ -56,12 +63,19 @@ impl ReverseCounters {
         }
     }
 
-    pub(crate) fn record_event(&self, verdict: EventVerdict) {
+    /// What became of one event of Supabase table `table`.
+    pub(crate) fn record_event(&self, table: &str, verdict: EventVerdict) {
         let mut r = self.lock();
         match verdict {
             EventVerdict::Applied => r.events_applied += 1,
             EventVerdict::Unchanged | EventVerdict::NotNeeded => r.events_unchanged += 1,
             EventVerdict::Stale => r.events_stale += 1,
+            EventVerdict::GivenUp => r.events_given_up += 1,
+        }
+        let totals = r.per_table.entry(table.to_owned()).or_default();
+        match verdict {
+            EventVerdict::GivenUp => totals.failed += 1,
+            _ => totals.synced += 1,
         }
         if matches!(verdict, EventVerdict::Applied | EventVerdict::Unchanged) {
             r.last_applied_at = Some(Utc::now());

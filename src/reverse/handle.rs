@@ -94,6 +94,11 @@ impl ReverseHandle {
         }
     }
 
+    /// Wakes the applier (events were revived behind its back, e.g. by `retry-failed`).
+    pub(crate) fn wake(&self) {
+        self.applier.wake();
+    }
+
     /// Recovers now: every dead event gets another full set of attempts (catch-up cannot bring
     /// them back, its watermark has moved past them), then a catch-up runs, then the applier
     /// is woken.

@@ -273,11 +273,23 @@ impl Inbox {
     /// Gives every dead event another full set of attempts (a manual `postgres-to-sql` trigger
     /// does this: catch-up cannot bring them back, its watermark has moved past them).
     pub(crate) async fn revive_dead(&self) -> Result<usize, InboxError> {
+        self.revive(None, None).await
+    }
+
+    /// Gives the dead events of `table` (any case; all tables when `None`), or the one with
+    /// `id`, another full set of attempts, due now (`syncbridge retry-failed`).
+    pub(crate) async fn revive(
+        &self,
+        table: Option<String>,
+        id: Option<i64>,
+    ) -> Result<usize, InboxError> {
         self.db
-            .with(|conn| {
+            .with(move |conn| {
                 conn.execute(
-                    "UPDATE events SET dead = 0, attempts = 0, next_attempt_at = ?1 WHERE dead = 1",
-                    params![now_ms()],
+                    "UPDATE events SET dead = 0, attempts = 0, next_attempt_at = ?1
+                     WHERE dead = 1 AND (?2 IS NULL OR table_name = ?2 COLLATE NOCASE)
+                       AND (?3 IS NULL OR id = ?3)",
+                    params![now_ms(), table, id],
                 )
             })
             .await

@@ -24,7 +24,10 @@ pub(crate) use catalog::DescribedTables;
 pub use catalog::{SetupReport, SourceColumn};
 pub(crate) use key::same_identifier;
 pub use key::{KeyPart, RecordKey, RecordKeyError};
-pub use queue::{ClaimToken, QueueId, QueueItem, QueueStats, SettleItem, Settlement, WriterWait};
+pub use queue::{
+    ClaimToken, FailedItem, QueueId, QueueItem, QueueStats, RetryFilter, SettleItem, Settlement,
+    WriterWait,
+};
 pub(crate) use queue::{Op, UnknownOp};
 pub use value::{Decimal, Row, SqlType, SqlValue};
 pub use write::{ReverseWrite, WriteAction, WriteOutcome};
@@ -96,6 +99,14 @@ pub trait SqlStore: Send + Sync + 'static {
     async fn release_own_claims(&self) -> Result<u64, StoreError>;
 
     async fn queue_stats(&self) -> Result<QueueStats, StoreError>;
+
+    /// Puts the `Failed` items `filter` selects back to `Pending` with no attempts made, due
+    /// now (`syncbridge retry-failed`, after the cause was fixed); returns how many. Wakes
+    /// nobody: the caller notifies the agent.
+    async fn retry_failed(&self, filter: &RetryFilter) -> Result<u64, StoreError>;
+
+    /// The newest `limit` `Failed` items with their last errors, newest first.
+    async fn recent_failures(&self, limit: usize) -> Result<Vec<FailedItem>, StoreError>;
 
     /// Whether notifications can be sent and which tables have change triggers.
     async fn setup_report(&self) -> Result<SetupReport, StoreError>;

@@ -5,6 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -115,6 +116,28 @@ pub struct QueueStats {
     pub failed: u64,
     /// Age in seconds of the oldest `Pending` item, if any.
     pub oldest_pending_age_secs: Option<u64>,
+}
+
+/// Which `Failed` items [`super::SqlStore::retry_failed`] puts back: all of them, one table's
+/// (`SyncQueue.TableName`, compared by SQL Server under the column's collation), one item, or
+/// both conditions at once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetryFilter {
+    pub table: Option<String>,
+    pub id: Option<QueueId>,
+}
+
+/// A `Failed` queue item and why it failed, for `syncbridge status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailedItem {
+    pub id: QueueId,
+    pub table: String,
+    pub record_id: String,
+    pub operation: String,
+    pub attempts: u32,
+    pub error: Option<String>,
+    /// `LastAttempt`, when SQL Server keeps it (the double does not).
+    pub last_attempt: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]

@@ -377,6 +377,23 @@ impl<S: SqlServerSide> TestAgent<S> {
     }
 }
 
+/// A port nothing listens on now, for a binary to bind.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Waits until an agent answers `GET {base}/health` (a binary that has just been started).
+pub async fn wait_listening(http: &reqwest::Client, base: &str) {
+    wait_for("agent listening", || {
+        let (http, url) = (http.clone(), format!("{base}/health"));
+        async move { http.get(url).send().await.is_ok() }
+    })
+    .await;
+}
+
 /// Polls `condition` until it holds or [`DEADLINE`] passes (then panics naming `what`).
 /// This is the tests' only way to wait: on a condition, with a deadline.
 pub async fn wait_for<F, Fut>(what: &str, condition: F)

@@ -178,6 +178,48 @@ impl SqlStore for MemoryStore {
         })
     }
 
+    async fn retry_failed(&self, filter: &RetryFilter) -> Result<u64, StoreError> {
+        let mut s = self.guard("retry_failed")?;
+        let now = Instant::now();
+        let mut n = 0;
+        for q in s.queue.values_mut() {
+            // TableName compares as under SQL Server's default, case-insensitive collation.
+            let table = filter
+                .table
+                .as_ref()
+                .is_none_or(|t| t.eq_ignore_ascii_case(&q.table));
+            let id = filter.id.is_none_or(|id| id.0 == q.id);
+            if q.status == "Failed" && q.open_tx.is_none() && table && id {
+                q.status = "Pending".to_owned();
+                q.attempts = 0;
+                q.next_attempt_at = now;
+                q.claim = None;
+                q.claimed_by = None;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    async fn recent_failures(&self, limit: usize) -> Result<Vec<FailedItem>, StoreError> {
+        let s = self.guard("recent_failures")?;
+        Ok(s.queue
+            .values()
+            .rev()
+            .filter(|q| q.status == "Failed" && q.open_tx.is_none())
+            .take(limit)
+            .map(|q| FailedItem {
+                id: QueueId(q.id),
+                table: q.table.clone(),
+                record_id: q.record_id.clone(),
+                operation: q.operation.clone(),
+                attempts: q.attempts,
+                error: q.last_error.clone(),
+                last_attempt: None,
+            })
+            .collect())
+    }
+
     async fn setup_report(&self) -> Result<SetupReport, StoreError> {
         let s = self.guard("setup_report")?;
         if let Some(setup) = &s.setup {

@@ -2,6 +2,7 @@
 //! this module's files (the install scripts live in `sql/sqlserver/`):
 //! - `pool`: lazy connections marked as the agent's (SESSION_CONTEXT), discarded on failure;
 //! - `queue`: claim, settle, next due time, waiting on writers, counts;
+//! - `failed`: the Failed items put back, and listed;
 //! - `catalog` + `rows`: table descriptions, and loading rows by key, exactly typed;
 //! - `write`: reverse-sync upserts and deletes;
 //! - `exec`: sending a statement and collecting its result sets;
@@ -13,6 +14,7 @@
 mod catalog;
 mod error;
 mod exec;
+mod failed;
 mod pool;
 mod queue;
 mod rows;
@@ -32,8 +34,8 @@ use self::error::SqlResult;
 use self::pool::{Pool, TdsClient};
 use self::queue::QueueTable;
 use crate::sqlserver::{
-    QueueItem, QueueStats, RecordKey, ReverseWrite, Row, SettleItem, SetupReport, SourceColumn,
-    SqlStore, StoreError, WriteOutcome, WriterWait,
+    FailedItem, QueueItem, QueueStats, RecordKey, RetryFilter, ReverseWrite, Row, SettleItem,
+    SetupReport, SourceColumn, SqlStore, StoreError, WriteOutcome, WriterWait,
 };
 
 /// `SyncQueue.ClaimedBy` is nvarchar(128).
@@ -179,6 +181,16 @@ impl SqlStore for TdsStore {
 
     async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
         self.with_conn(async |c| queue::stats(c, &self.queue).await)
+            .await
+    }
+
+    async fn retry_failed(&self, filter: &RetryFilter) -> Result<u64, StoreError> {
+        self.with_conn(async |c| failed::retry(c, &self.queue, filter).await)
+            .await
+    }
+
+    async fn recent_failures(&self, limit: usize) -> Result<Vec<FailedItem>, StoreError> {
+        self.with_conn(async |c| failed::recent(c, &self.queue, limit).await)
             .await
     }
 

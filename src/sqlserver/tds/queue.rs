@@ -398,7 +398,7 @@ WHERE t.is_disabled = 0 AND t.parent_class = 1
 }
 
 /// A non-NULL value of the expected type, or a Rejected error naming the column.
-fn get<'a, T: FromSql<'a>>(row: &'a Row, idx: usize) -> Result<T, StoreError> {
+pub(super) fn get<'a, T: FromSql<'a>>(row: &'a Row, idx: usize) -> Result<T, StoreError> {
     row.try_get::<T, _>(idx).sql()?.ok_or_else(|| {
         StoreError::Rejected(format!("SyncQueue returned NULL in result column {idx}"))
     })
