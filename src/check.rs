@@ -1,20 +1,19 @@
 //! `syncbridge check`: validates the configuration end to end — SQL Server reachable and every
 //! mapped table and column present with a convertible type, the queue installed, OLE Automation
 //! on, a notify URL set and a change trigger on every mapped table, Supabase
-//! reachable with this key and every target table and column present with a compatible type —
-//! and prints a readable report. `--self-test` then proves the SQL Server behaviours
+//! reachable with this key and every target table, key and synced column present with a
+//! compatible type, columns that exist on one side only listed (they are not synced) — and
+//! prints a readable report. `--self-test` then proves the SQL Server behaviours
 //! themselves ([`crate::sqlserver::tds::self_test`]); [`self_test_config`] prepares it.
 
 use std::fmt::Write as _;
-
-use serde_json::Value;
 
 use crate::config::{Config, ConfigError, Problem};
 use crate::mapping::{ResolvedMap, TableMap};
 use crate::sqlserver::tds::self_test::{NotifyTarget, SelfTestConfig, TableNeeds};
 use crate::sqlserver::SqlType;
 use crate::sqlserver::{DescribedTables, SetupReport, SqlStore};
-use crate::supabase::SupabaseApi;
+use crate::supabase::{SupabaseApi, TargetSchema};
 
 /// A login allowed to create and drop the self-test's scratch schema (db_owner or
 /// db_ddladmin), when the agent's own least-privilege login is not. Read only by the self-test.
@@ -69,6 +68,9 @@ pub fn self_test_config(
 pub struct CheckReport {
     pub lines: Vec<String>,
     pub problems: usize,
+    /// Things that do not stop sync but that the operator should know (columns on one side
+    /// only, which are not synced).
+    pub warnings: usize,
 }
 
 impl CheckReport {
@@ -81,14 +83,20 @@ impl CheckReport {
         self.lines.push(format!("  FAIL  {}", line.into()));
     }
 
+    fn warn(&mut self, line: impl Into<String>) {
+        self.warnings += 1;
+        self.lines.push(format!("  WARN  {}", line.into()));
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         for l in &self.lines {
             let _ = writeln!(out, "{l}");
         }
-        let _ = match self.problems {
-            0 => writeln!(out, "all checks passed"),
-            n => writeln!(out, "{n} problem(s) found"),
+        let _ = match (self.problems, self.warnings) {
+            (0, 0) => writeln!(out, "all checks passed"),
+            (0, w) => writeln!(out, "all checks passed ({w} warning(s))"),
+            (n, _) => writeln!(out, "{n} problem(s) found"),
         };
         out
     }
@@ -118,7 +126,7 @@ pub async fn run_checks(
     map: &TableMap,
 ) -> CheckReport {
     let mut report = CheckReport::default();
-    let resolved = match store.ping().await {
+    let described = match store.ping().await {
         Err(e) => {
             report.fail(format!("SQL Server: {e}"));
             None
@@ -132,19 +140,24 @@ pub async fn run_checks(
         Err(e) => report.fail(format!("Supabase: {e}")),
         Ok(spec) => {
             report.ok("Supabase reachable with the service key");
+            let target = TargetSchema::from_openapi(&spec);
+            let resolved =
+                described.and_then(|d| ResolvedMap::resolve_against(map, &d, Some(&target)).ok());
             if let Some(resolved) = &resolved {
-                check_supabase(&spec, resolved, &mut report);
+                check_supabase(&target, resolved, &mut report);
             }
         }
     }
     report
 }
 
+/// Checks the queue's set-up and resolves the map against SQL Server's catalog; the catalog's
+/// description when the map matches it.
 async fn check_sql_server(
     store: &dyn SqlStore,
     map: &TableMap,
     report: &mut CheckReport,
-) -> Option<ResolvedMap> {
+) -> Option<DescribedTables> {
     for table in ["SyncQueue", "SyncConfig"] {
         match store.describe_table(table).await {
             Ok(Some(_)) => report.ok(format!("SQL Server table {table} installed")),
@@ -169,12 +182,12 @@ async fn check_sql_server(
         Ok(resolved) => {
             for t in &resolved.tables {
                 report.ok(format!(
-                    "SQL Server {} ({} synced columns)",
-                    t.source(),
+                    "SQL Server {} ({} columns)",
+                    t.name.qualified(),
                     t.columns.len()
                 ));
             }
-            Some(resolved)
+            Some(described)
         }
         Err(problems) => {
             problems.0.iter().for_each(|p| report.fail(p.to_string()));
@@ -196,16 +209,9 @@ fn check_setup(setup: &SetupReport, map: &TableMap, report: &mut CheckReport) {
         None => report.fail("SyncConfig.NotifyUrl is empty: notifications are off"),
     }
     for table in &map.tables {
-        let qualified = if table.source.contains('.') {
-            table.source.clone()
-        } else {
-            format!("dbo.{}", table.source)
-        };
-        if setup
-            .tables_with_trigger
-            .iter()
-            .any(|t| t.eq_ignore_ascii_case(&qualified))
-        {
+        let name = table.source_name();
+        let qualified = name.qualified();
+        if setup.tables_with_trigger.iter().any(|t| name.is(t)) {
             report.ok(format!("change trigger on {qualified}"));
         } else {
             report.fail(format!(
@@ -216,12 +222,11 @@ fn check_setup(setup: &SetupReport, map: &TableMap, report: &mut CheckReport) {
     }
 }
 
-fn check_supabase(spec: &Value, map: &ResolvedMap, report: &mut CheckReport) {
+/// Every target table exposed, every key and synced column of a type that holds the SQL Server
+/// type exactly, the version column present; columns on one side only listed as warnings.
+fn check_supabase(target: &TargetSchema, map: &ResolvedMap, report: &mut CheckReport) {
     for table in &map.tables {
-        let Some(props) = spec
-            .pointer(&format!("/definitions/{}/properties", table.target))
-            .and_then(Value::as_object)
-        else {
+        let Some(columns) = target.columns(&table.target) else {
             report.fail(format!(
                 "Supabase table {} does not exist (or is not exposed by PostgREST)",
                 table.target
@@ -230,15 +235,11 @@ fn check_supabase(spec: &Value, map: &ResolvedMap, report: &mut CheckReport) {
         };
         let mut bad = 0;
         for col in &table.columns {
-            match props
-                .get(&col.target)
-                .and_then(|p| p.get("format"))
-                .and_then(Value::as_str)
-            {
+            match columns.get(&col.target) {
                 None => {
                     bad += 1;
                     report.fail(format!(
-                        "{}.{} does not exist in Supabase",
+                        "{}.{} (a key column) does not exist in Supabase",
                         table.target, col.target
                     ));
                 }
@@ -253,7 +254,7 @@ fn check_supabase(spec: &Value, map: &ResolvedMap, report: &mut CheckReport) {
             }
         }
         if let Some(reverse) = &table.spec.reverse {
-            if !props.contains_key(&reverse.version_column) {
+            if !columns.contains_key(&reverse.version_column) {
                 bad += 1;
                 report.fail(format!(
                     "{}.{} (the version column) does not exist in Supabase",
@@ -264,6 +265,9 @@ fn check_supabase(spec: &Value, map: &ResolvedMap, report: &mut CheckReport) {
         if bad == 0 {
             report.ok(format!("Supabase {} matches", table.target));
         }
+    }
+    for drift in &map.drift {
+        report.warn(drift.to_string());
     }
 }
 

@@ -4,15 +4,16 @@
 //! Modules, bottom to top (each imports only those below it):
 //! `retry`, `config`, `local_db`, `counters`, `telemetry` → [`sqlserver`] (the `SqlStore` seam, its value model, `tds`,
 //! `memory`) and [`supabase`] (the `SupabaseApi` seam, the PostgREST client, `memory`) →
-//! [`mapping`] (table map, resolution, JSON conversion) → `forward` and `reverse` (the two
-//! data paths) → [`check`] and `agent` (start-up, workers, the handle HTTP calls, status,
-//! metrics, retrying what failed) → `http` (routes and thin handlers) → `run` (wires one
-//! agent) → [`cli`] (the binary's commands: `run`, `init`, `status`, `retry-failed`,
-//! `service`, and logging).
+//! [`mapping`] (table map, resolution against both schemas, drift, JSON conversion) →
+//! `forward` and `reverse` (the two data paths) → [`check`] and `agent` (start-up, workers, the
+//! handle HTTP calls, status, metrics, retrying what failed) → `http` (routes and thin handlers)
+//! → `run` (wires one agent) → [`cli`] (the binary's commands: `run`, `init`, `status`,
+//! `retry-failed`, `service`, and logging).
 //!
 //! Forward, SQL Server → Supabase: `POST /api/sync/queue-notify` (`http::admin`) wakes the
 //! `forward::worker`, which claims `SyncQueue` items, loads their rows (`forward::batch`), maps
-//! them (`mapping`), upserts or deletes them (`forward::send`) and settles the items.
+//! them (`mapping`), upserts or deletes them (`forward::send`) and settles the items; while a
+//! side is not answering it backs off as a whole (`forward::outage`) without spending attempts.
 //!
 //! Reverse, Supabase → SQL Server: `POST /api/sync/webhook` (`http::webhook`) authenticates
 //! (`http::auth`) and decodes it; `reverse::intake` accepts or refuses it; the

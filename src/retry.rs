@@ -10,9 +10,10 @@ use std::time::Duration;
 /// `StoreError::class`); nobody else reads status codes or error numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorClass {
-    /// Any request would fail right now (5xx, 408, 429, timeouts, network, SQL Server down or
-    /// deadlocked): the same request may succeed later.
-    Retryable,
+    /// The other side is not answering properly (connection, DNS or TLS failure, timeout,
+    /// 5xx, 429, 408; SQL Server down or deadlocked): not the row's fault. The same request may
+    /// succeed later; the caller backs off as a whole and spends no item's attempts.
+    Outage,
     /// This row cannot be written yet, but waiting can fix it (its parent row is not in
     /// Supabase yet): isolate it and retry it on its own schedule.
     RowRetryable,
@@ -25,7 +26,7 @@ pub enum ErrorClass {
 impl ErrorClass {
     /// Whether the same request may succeed later as it is.
     pub fn is_retryable(self) -> bool {
-        matches!(self, Self::Retryable | Self::RowRetryable)
+        matches!(self, Self::Outage | Self::RowRetryable)
     }
 
     /// Whether the error is caused by some row of the request rather than by the request as a
@@ -188,7 +189,7 @@ mod tests {
     fn row_specific_classes_are_the_ones_bisection_can_isolate() {
         use ErrorClass::*;
         assert!(RowRetryable.is_retryable() && RowRetryable.is_row_specific());
-        assert!(Retryable.is_retryable() && !Retryable.is_row_specific());
+        assert!(Outage.is_retryable() && !Outage.is_row_specific());
         assert!(!Rejected.is_retryable() && Rejected.is_row_specific());
         assert!(!ConfigFault.is_retryable() && !ConfigFault.is_row_specific());
     }

@@ -53,7 +53,19 @@ pub async fn run(
     let server = serve(&config, listener, handle.clone(), &shutdown);
 
     let backoff = config.backoff;
-    let resolved = startup::resolve_map(store.as_ref(), &map, &cache, &handle, backoff, &shutdown);
+    let startup_sides = startup::StartupSides {
+        supabase: supabase.clone(),
+        cache,
+        drift: handle.drift_log(),
+    };
+    let resolved = startup::resolve_map(
+        store.as_ref(),
+        &map,
+        &startup_sides,
+        &handle,
+        backoff,
+        &shutdown,
+    );
     let resolved = match resolved.await {
         Ok(Some(resolved)) => resolved,
         Ok(None) => {

@@ -17,6 +17,15 @@ async fn check(
     store: &MemoryStore,
     key: Option<String>,
 ) -> syncbridge::check::CheckReport {
+    check_map(setup_sql, store, key, &TableMap::sample_clinic()).await
+}
+
+async fn check_map(
+    setup_sql: &str,
+    store: &MemoryStore,
+    key: Option<String>,
+    map: &TableMap,
+) -> syncbridge::check::CheckReport {
     let db = TestDb::create().await.expect("db");
     if !setup_sql.is_empty() {
         db.client().batch_execute(setup_sql).await.expect("setup");
@@ -29,7 +38,7 @@ async fn check(
     let key = secrecy::SecretString::from(key.unwrap_or_else(|| keys.secret_key().to_owned()));
     let client =
         PostgrestClient::new(&url, &key, KeyKind::Secret, Duration::from_secs(5)).expect("client");
-    syncbridge::check::run_checks(store, &client, &TableMap::sample_clinic()).await
+    syncbridge::check::run_checks(store, &client, map).await
 }
 
 fn installed_store() -> MemoryStore {
@@ -55,16 +64,94 @@ async fn check_names_every_mismatch() {
                  ALTER TABLE aligner_notes DROP COLUMN updated_at CASCADE;";
     let report = check(setup, &MemoryStore::sample_clinic(), None).await;
     let text = report.render();
-    assert_eq!(report.problems, 5, "{text}");
+    assert_eq!((report.problems, report.warnings), (4, 1), "{text}");
     for expected in [
-        "SyncQueue is missing",
-        "SyncConfig is missing",
-        "aligner_batches.label_code does not exist",
-        "work.total_required is double precision",
-        "aligner_notes.updated_at (the version column) does not exist",
+        "FAIL  SQL Server table SyncQueue is missing",
+        "FAIL  SQL Server table SyncConfig is missing",
+        "FAIL  work.total_required is double precision",
+        "FAIL  aligner_notes.updated_at (the version column) does not exist",
+        // A column Supabase lacks is not synced, and does not stop sync: a warning.
+        "WARN  tblAlignerBatches.LabelCode exists in SQL Server only",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in\n{text}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_lists_columns_that_exist_on_one_side_only() {
+    let store = installed_store();
+    store.add_column(
+        "tblPatients",
+        syncbridge::sqlserver::SourceColumn {
+            nullable: true,
+            ..column(
+                "Allergies",
+                syncbridge::sqlserver::SqlType::Text {
+                    unicode: true,
+                    max_chars: None,
+                },
+            )
+        },
+    );
+    let setup = "ALTER TABLE patients DROP COLUMN phone;
+                 ALTER TABLE aligner_notes ADD COLUMN reviewed_by text;";
+    let report = check(setup, &store, None).await;
+    let text = report.render();
+    assert_eq!((report.problems, report.warnings), (0, 3), "{text}");
+    for expected in [
+        "WARN  tblPatients.Allergies exists in SQL Server only (Supabase patients has no such column): not synced",
+        "WARN  tblPatients.Phone exists in SQL Server only",
+        "WARN  aligner_notes.reviewed_by exists in Supabase only (SQL Server tblAlignerNotes has no such column): not synced",
+        "all checks passed (3 warning(s))",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+    }
+}
+
+/// The sample map with the patients table spelled `spelling` (its Supabase name given: the
+/// naming convention reads the case of the name).
+fn map_spelling_patients(spelling: &str) -> TableMap {
+    let mut map = TableMap::sample_clinic();
+    map.tables[0].source = spelling.to_owned();
+    map.tables[0].target = Some("patients".to_owned());
+    map
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_treats_every_spelling_of_a_table_as_the_same_table() {
+    for spelling in ["dbo.tblPatients", "[dbo].[tblPatients]", "DBO.TBLPATIENTS"] {
+        let map = map_spelling_patients(spelling);
+        let report = check_map("", &installed_store(), None, &map).await;
+        assert_eq!(report.problems, 0, "{spelling}: {}", report.render());
+        assert!(
+            report
+                .render()
+                .to_lowercase()
+                .contains("ok    change trigger on dbo.tblpatients"),
+            "{spelling}"
+        );
+    }
+    // ... and still fails when it should: no trigger on the patients table.
+    let store = installed_store();
+    store.set_setup(syncbridge::sqlserver::SetupReport {
+        ole_automation: true,
+        notify_url: Some("http://127.0.0.1:3000/api/sync/queue-notify".into()),
+        tables_with_trigger: [
+            "tblWork",
+            "tblAlignerSets",
+            "tblAlignerBatches",
+            "tblAlignerNotes",
+        ]
+        .map(|t| format!("dbo.{t}"))
+        .to_vec(),
+    });
+    let report = check_map("", &store, None, &map_spelling_patients("dbo.tblPatients")).await;
+    let text = report.render();
+    assert_eq!(report.problems, 1, "{text}");
+    assert!(
+        text.contains("FAIL  no change trigger on dbo.tblPatients"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

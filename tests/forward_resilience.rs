@@ -1,4 +1,5 @@
-//! Forward sync when things go wrong: PostgREST failing and timing out, a wrong key, writers
+//! Forward sync when things go wrong: PostgREST failing and timing out (the long outages are
+//! `forward_outage.rs`), a row refused for its data, a wrong key, a missing table, writers
 //! that have not committed, notifications lost while the agent was down, and an idle agent.
 
 mod common;
@@ -20,13 +21,14 @@ fn patient_queue_item(h: &Harness, id: i64) -> syncbridge::sqlserver::memory::Me
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn server_errors_are_retried_on_a_timer_then_recover() {
+async fn server_errors_are_retried_on_the_shared_backoff_then_recover() {
     let h = Harness::start_with(Options {
         max_attempts: 5,
         ..Options::default()
     })
     .await;
-    // Three 503s exhaust the in-process retry (1 + 2); the durable retry fires on its own timer.
+    // Three 503s exhaust the in-process retry (1 + 2); the shared backoff retries on its own
+    // timer, and an outage is not the item's fault.
     h.rest
         .fail_next(3, 503, json!({"message": "upstream unavailable"}));
     h.sql
@@ -36,8 +38,8 @@ async fn server_errors_are_retried_on_a_timer_then_recover() {
     let item = patient_queue_item(&h, 1);
     assert_eq!(
         (item.status.as_str(), item.attempts),
-        ("Synced", 1),
-        "one failed attempt, then success without a new notification"
+        ("Synced", 0),
+        "released, then sent without a new notification; no attempt spent"
     );
     let statuses: Vec<u16> = h
         .rest
@@ -47,14 +49,13 @@ async fn server_errors_are_retried_on_a_timer_then_recover() {
         .map(|r| r.status)
         .collect();
     assert_eq!(statuses, [503, 503, 503, 201]);
-    assert_eq!(
-        h.status().await["forward"]["state"]["items_retried"],
-        json!(1)
-    );
+    let status = h.status().await;
+    assert_eq!(status["forward"]["state"]["items_retried"], json!(0));
+    assert_eq!(status["forward"]["outage"], json!(null), "over");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn timeouts_count_as_attempts_and_recover() {
+async fn timeouts_spend_no_attempt_and_recover() {
     let h = Harness::start_with(Options {
         timeout: "300ms",
         ..Options::default()
@@ -66,7 +67,7 @@ async fn timeouts_count_as_attempts_and_recover() {
     h.notify().await;
     h.wait_synced().await;
     let item = patient_queue_item(&h, 1);
-    assert_eq!((item.status.as_str(), item.attempts), ("Synced", 1));
+    assert_eq!((item.status.as_str(), item.attempts), ("Synced", 0));
     assert_eq!(
         h.pg_rows("SELECT patient_name FROM patients").await[0]["patient_name"],
         json!("A")
@@ -74,33 +75,35 @@ async fn timeouts_count_as_attempts_and_recover() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_item_that_keeps_failing_stops_at_max_attempts_and_others_still_sync() {
+async fn a_row_refused_for_its_data_stops_at_max_attempts_and_others_still_sync() {
     let h = Harness::start_with(Options {
         max_attempts: 3,
+        setup_sql: "ALTER TABLE patients ADD CONSTRAINT no_poison CHECK (patient_name <> 'poison')",
         ..Options::default()
     })
     .await;
-    h.rest.fail_next(
-        9,
-        500,
-        json!({"code": "XX000", "message": "internal error"}),
+    h.sql.clinic_write(
+        "tblPatients",
+        &key("PersonID", 1),
+        Some(patient(1, "poison")),
     );
     h.sql
-        .clinic_write("tblPatients", &key("PersonID", 1), Some(patient(1, "A")));
+        .clinic_write("tblPatients", &key("PersonID", 2), Some(patient(2, "fine")));
     h.notify().await;
     h.wait_synced().await;
     let item = patient_queue_item(&h, 1);
     assert_eq!((item.status.as_str(), item.attempts), ("Failed", 3));
     assert!(
-        item.last_error.unwrap_or_default().contains("HTTP 500"),
+        item.last_error.unwrap_or_default().contains("23514"),
         "LastError keeps PostgREST's answer"
     );
-    // PostgREST recovered: a new change syncs at once.
+    assert_eq!(patient_queue_item(&h, 2).status, "Synced");
+    // A new change syncs at once.
     h.sql
-        .clinic_write("tblPatients", &key("PersonID", 2), Some(patient(2, "B")));
+        .clinic_write("tblPatients", &key("PersonID", 3), Some(patient(3, "B")));
     h.notify().await;
     h.wait_synced().await;
-    assert_eq!(patient_queue_item(&h, 2).status, "Synced");
+    assert_eq!(patient_queue_item(&h, 3).status, "Synced");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -271,15 +274,19 @@ async fn the_agent_drains_at_startup_what_it_was_never_told_about() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_schema_mismatch_in_supabase_pauses_work_without_burning_attempts() {
+async fn a_missing_supabase_table_pauses_work_without_burning_attempts() {
     let o = Options {
-        setup_sql: "ALTER TABLE patients DROP COLUMN phone",
+        setup_sql: "DROP TABLE aligner_batches CASCADE",
         ..Options::default()
     };
     let h = Harness::start_with(o).await;
+    seed_parents(&h.sql);
     for id in 1..=4 {
-        h.sql
-            .clinic_write("tblPatients", &key("PersonID", id), Some(patient(id, "A")));
+        h.sql.clinic_write(
+            "tblAlignerBatches",
+            &key("AlignerBatchID", id),
+            Some(batch(id, 1, 7)),
+        );
     }
     h.notify().await;
     let status = h
@@ -291,19 +298,28 @@ async fn a_schema_mismatch_in_supabase_pauses_work_without_burning_attempts() {
         status["forward"]["config_fault"]
             .as_str()
             .unwrap_or("")
-            .contains("PGRST204"),
+            .contains("PGRST205"),
         "{status}"
     );
-    assert!(h
+    let batches: Vec<_> = h
         .sql
         .queue()
+        .into_iter()
+        .filter(|q| q.table == "tblAlignerBatches")
+        .collect();
+    assert!(batches
         .iter()
         .all(|q| q.status == "Pending" && q.attempts == 0));
     let posts = h
         .rest
         .requests()
         .iter()
-        .filter(|r| r.method == "POST")
+        .filter(|r| r.method == "POST" && r.table() == "aligner_batches")
         .count();
     assert_eq!(posts, 1, "no bisection for a fault every row shares");
+    assert_eq!(
+        h.pg_rows("SELECT 1 FROM patients").await.len(),
+        1,
+        "the parents synced"
+    );
 }

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::forward::{DrainReport, ForwardCounters, ForwardHandle};
+use crate::mapping::DriftLog;
 use crate::reverse::{
     Inbox, RecoveryReport, ReverseCounters, ReverseHandle, WebhookAnswer, WebhookError,
     WebhookPayload,
@@ -35,6 +36,8 @@ pub(super) struct Shared {
     pub(super) forward_counters: Arc<ForwardCounters>,
     pub(super) reverse_counters: Arc<ReverseCounters>,
     pub(super) telemetry: Telemetry,
+    /// Columns on one side only, as reported so far.
+    pub(super) drift: Arc<DriftLog>,
     /// Why the agent is not ready yet (SQL Server unreachable, the map does not match).
     pub(super) startup_problem: Mutex<Option<String>>,
     pub(super) ready: OnceLock<Ready>,
@@ -108,6 +111,7 @@ impl AgentHandle {
                 forward_counters: Arc::default(),
                 reverse_counters: Arc::default(),
                 telemetry,
+                drift: Arc::default(),
                 startup_problem: Mutex::new(None),
                 ready: OnceLock::new(),
             }),
@@ -120,6 +124,11 @@ impl AgentHandle {
 
     pub(crate) fn reverse_counters(&self) -> Arc<ReverseCounters> {
         self.shared.reverse_counters.clone()
+    }
+
+    /// Where both data paths report columns that exist on one side only.
+    pub(crate) fn drift_log(&self) -> Arc<DriftLog> {
+        self.shared.drift.clone()
     }
 
     pub(crate) fn set_startup_problem(&self, problem: Option<String>) {

@@ -1,15 +1,16 @@
 //! One agent: what it runs with ([`Agent`]: configuration, SQL Server, table map), how it
-//! starts (the table map resolved against SQL Server, or the [`schema_cache`] during an outage:
-//! [`startup`]; then the forward worker and the reverse side: [`workers`]), and the one handle
-//! the HTTP layer calls ([`handle`], with the status endpoint's report in [`status_report`],
-//! the metrics in [`metrics`] and retrying what was given up on in [`retry_failed`]); both
-//! sides' calls are timed for the metrics by [`timed`]. `crate::run` wires these to the HTTP
-//! server.
+//! starts (the table map resolved against both schemas, [`schemas`], or the [`schema_cache`]
+//! during an outage: [`startup`]; then the forward worker and the reverse side: [`workers`]),
+//! and the one handle the HTTP layer calls ([`handle`], with the status endpoint's report in
+//! [`status_report`], the metrics in [`metrics`] and retrying what was given up on in
+//! [`retry_failed`]); both sides' calls are timed for the metrics by [`timed`]. `crate::run`
+//! wires these to the HTTP server.
 
 pub(crate) mod handle;
 pub(crate) mod metrics;
 pub(crate) mod retry_failed;
 pub(crate) mod schema_cache;
+pub(crate) mod schemas;
 pub(crate) mod startup;
 pub(crate) mod status_report;
 pub(crate) mod timed;

@@ -1,15 +1,20 @@
-//! The schema cache: SQL Server's description of the mapped tables as an earlier run read it,
-//! kept in the local database (`meta` table, key `schema`) so that an agent started while SQL
-//! Server is unreachable can still resolve its table map and accept webhooks.
+//! The schema cache: both sides' descriptions of the mapped tables as an earlier run read them
+//! (SQL Server's catalog, Supabase's OpenAPI), kept in the local database (`meta` table, keys
+//! `schema` and `supabase_schema`) so that an agent started while either side is unreachable
+//! still resolves its table map as it was last seen, and accepts webhooks.
 
 use rusqlite::{params, OptionalExtension};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use crate::local_db::{LocalDb, LocalDbError};
 use crate::sqlserver::DescribedTables;
+use crate::supabase::TargetSchema;
 
 const SCHEMA: &str =
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);";
-const KEY: &str = "schema";
+const SQL_SERVER: &str = "schema";
+const SUPABASE: &str = "supabase_schema";
 
 #[derive(Clone)]
 pub(crate) struct SchemaCache {
@@ -23,14 +28,33 @@ impl SchemaCache {
         Ok(Self { db })
     }
 
-    /// The cached description, if there is one and it reads.
+    /// The cached SQL Server description, if there is one and it reads.
     pub(crate) async fn load(&self) -> Option<DescribedTables> {
+        self.load_json(SQL_SERVER).await
+    }
+
+    /// Replaces the cached SQL Server description.
+    pub(crate) async fn store(&self, described: &DescribedTables) {
+        self.store_json(SQL_SERVER, described).await;
+    }
+
+    /// The cached Supabase schema, if there is one and it reads.
+    pub(crate) async fn load_supabase(&self) -> Option<TargetSchema> {
+        self.load_json(SUPABASE).await
+    }
+
+    /// Replaces the cached Supabase schema.
+    pub(crate) async fn store_supabase(&self, schema: &TargetSchema) {
+        self.store_json(SUPABASE, schema).await;
+    }
+
+    async fn load_json<T: DeserializeOwned>(&self, key: &'static str) -> Option<T> {
         let text = self
             .db
-            .with(|conn| {
+            .with(move |conn| {
                 conn.query_row(
                     "SELECT value FROM meta WHERE name = ?1",
-                    params![KEY],
+                    params![key],
                     |r| r.get::<_, String>(0),
                 )
                 .optional()
@@ -39,16 +63,15 @@ impl SchemaCache {
         match text {
             Ok(text) => text.and_then(|t| serde_json::from_str(&t).ok()),
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read the cached SQL Server schema");
+                tracing::warn!(error = %e, key, "cannot read the cached schema");
                 None
             }
         }
     }
 
-    /// Replaces the cached description; a failure is logged, not fatal (the cache only helps
-    /// a later start during an outage).
-    pub(crate) async fn store(&self, described: &DescribedTables) {
-        let Ok(json) = serde_json::to_string(described) else {
+    /// A failure is logged, not fatal: the cache only helps a later start during an outage.
+    async fn store_json<T: Serialize>(&self, key: &'static str, value: &T) {
+        let Ok(json) = serde_json::to_string(value) else {
             return;
         };
         let stored = self
@@ -56,13 +79,13 @@ impl SchemaCache {
             .with(move |conn| {
                 conn.execute(
                     "INSERT INTO meta (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                    params![KEY, json],
+                    params![key, json],
                 )
                 .map(drop)
             })
             .await;
         if let Err(e) = stored {
-            tracing::warn!(error = %e, "cannot cache the SQL Server schema");
+            tracing::warn!(error = %e, key, "cannot cache the schema");
         }
     }
 }
@@ -91,8 +114,14 @@ mod tests {
             ),
         ]);
         cache.store(&described).await;
+        assert_eq!(cache.load_supabase().await, None);
+        let supabase = TargetSchema::from_openapi(
+            &serde_json::json!({"definitions": {"x": {"properties": {"id": {"format": "integer"}}}}}),
+        );
+        cache.store_supabase(&supabase).await;
         drop(cache);
         let cache = SchemaCache::open(LocalDb::open(dir.path()).expect("db")).expect("cache");
         assert_eq!(cache.load().await, Some(described));
+        assert_eq!(cache.load_supabase().await, Some(supabase));
     }
 }

@@ -1,7 +1,8 @@
-//! Start-up: the table map resolved against SQL Server's catalog before any sync starts. While
-//! SQL Server is unreachable the schema an earlier run cached is used instead (so webhooks are
-//! accepted during an outage), or, without one, the agent waits with backoff and says why on
-//! the status endpoint. A map that does not match SQL Server is a configuration fault.
+//! Start-up: the table map resolved against both schemas ([`super::schemas`]) before any sync
+//! starts. While SQL Server is unreachable the schema an earlier run cached is used instead (so
+//! webhooks are accepted during an outage), or, without one, the agent waits with backoff and
+//! says why on the status endpoint. A map that does not match SQL Server is a configuration
+//! fault; a column on one side only is drift, reported and not synced.
 
 use std::sync::Arc;
 
@@ -9,10 +10,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::handle::AgentHandle;
 use super::schema_cache::SchemaCache;
+use super::schemas::Schemas;
 use crate::config::{ConfigError, Problem};
-use crate::mapping::{ResolveError, ResolvedMap, TableMap};
+use crate::mapping::{DriftLog, ResolveError, ResolvedMap, TableMap};
 use crate::retry::Backoff;
 use crate::sqlserver::{DescribedTables, SqlStore, StoreError};
+use crate::supabase::SupabaseApi;
 
 #[derive(Debug, thiserror::Error)]
 enum ResolveFailure {
@@ -22,23 +25,32 @@ enum ResolveFailure {
     Unavailable(#[source] StoreError),
 }
 
-/// Resolves `map` from SQL Server, caching what it read, or from the cache when SQL Server is
-/// unreachable.
-async fn resolve(
+/// What start-up needs besides SQL Server: Supabase, the schema cache and the drift log.
+pub(crate) struct StartupSides {
+    pub(crate) supabase: Arc<dyn SupabaseApi>,
+    pub(crate) cache: SchemaCache,
+    pub(crate) drift: Arc<DriftLog>,
+}
+
+/// The table map resolved against both schemas, with what resolves it again at run time.
+pub(crate) struct Resolved {
+    pub(crate) map: Arc<ResolvedMap>,
+    pub(crate) schemas: Arc<Schemas>,
+}
+
+/// SQL Server's description of the mapped tables, cached; or the cached copy when SQL Server
+/// is unreachable.
+async fn describe(
     store: &dyn SqlStore,
     map: &TableMap,
     cache: &SchemaCache,
-) -> Result<ResolvedMap, ResolveFailure> {
+) -> Result<(DescribedTables, bool), ResolveFailure> {
     match DescribedTables::read(store, map.sources()).await {
-        Ok(described) => {
-            let resolved = ResolvedMap::resolve(map, &described).map_err(ResolveFailure::Map)?;
-            cache.store(&described).await;
-            Ok(resolved)
-        }
+        Ok(described) => Ok((described, true)),
         Err(e) if e.is_retryable() => match cache.load().await {
             Some(described) => {
                 tracing::warn!(error = %e, "SQL Server unreachable; starting from the cached schema");
-                ResolvedMap::resolve(map, &described).map_err(ResolveFailure::Map)
+                Ok((described, false))
             }
             None => Err(ResolveFailure::Unavailable(e)),
         },
@@ -46,22 +58,46 @@ async fn resolve(
     }
 }
 
+/// Resolves `map` against SQL Server's catalog (cached once it matched) and Supabase's schema.
+async fn resolve(
+    store: &dyn SqlStore,
+    map: &TableMap,
+    sides: &StartupSides,
+) -> Result<Resolved, ResolveFailure> {
+    let (described, fresh) = describe(store, map, &sides.cache).await?;
+    let schemas = Schemas {
+        map: map.clone(),
+        described,
+        supabase: sides.supabase.clone(),
+        cache: sides.cache.clone(),
+        drift: sides.drift.clone(),
+    };
+    let resolved = schemas.resolve().await.map_err(ResolveFailure::Map)?;
+    if fresh {
+        sides.cache.store(&schemas.described).await;
+    }
+    Ok(Resolved {
+        map: Arc::new(resolved),
+        schemas: Arc::new(schemas),
+    })
+}
+
 /// Resolves the map, retrying with `backoff` while SQL Server is unavailable. `Ok(None)` when
 /// `shutdown` fired first; a [`ConfigError`] (exit code 78) when the map does not match.
 pub(crate) async fn resolve_map(
     store: &dyn SqlStore,
     map: &TableMap,
-    cache: &SchemaCache,
+    sides: &StartupSides,
     agent: &AgentHandle,
     backoff: Backoff,
     shutdown: &CancellationToken,
-) -> Result<Option<Arc<ResolvedMap>>, ConfigError> {
+) -> Result<Option<Resolved>, ConfigError> {
     let mut failures = 0;
     loop {
-        match resolve(store, map, cache).await {
+        match resolve(store, map, sides).await {
             Ok(resolved) => {
                 agent.set_startup_problem(None);
-                return Ok(Some(Arc::new(resolved)));
+                return Ok(Some(resolved));
             }
             Err(ResolveFailure::Map(problems)) => {
                 agent.set_startup_problem(Some(problems.to_string()));

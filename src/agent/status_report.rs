@@ -1,9 +1,10 @@
 //! The answer of `GET /api/sync/status`: the agent's own state (version, uptime, readiness,
-//! start-up problem), each direction's counters, and the durable numbers read from their owners
-//! at request time (queue counts and recent failures from SQL Server; inbox depth, watermarks
-//! and dead events from the inbox). A part that cannot be read says why instead of failing the
-//! whole answer. `syncbridge status` reads the same durable parts itself when no agent answers
-//! ([`offline_report`]), so both answers have one shape.
+//! start-up problem), each direction's counters (the forward outage and configuration fault
+//! among them), the columns on one side only (`schema_drift`), and the durable numbers read
+//! from their owners at request time (queue counts and recent failures from SQL Server; inbox
+//! depth, watermarks and dead events from the inbox). A part that cannot be read says why
+//! instead of failing the whole answer. `syncbridge status` reads the same durable parts itself
+//! when no agent answers ([`offline_report`]), so both answers have one shape.
 
 use chrono::Utc;
 use serde_json::{json, Map, Value};
@@ -100,8 +101,10 @@ impl AgentHandle {
                 "queue": d.queue,
                 "recent_failures": d.recent_failures,
                 "config_fault": forward.config_fault,
+                "outage": forward.outage,
                 "state": forward,
             },
+            "schema_drift": s.drift.snapshot(),
             "reverse": {
                 "inbox": d.inbox,
                 "state": reverse,

@@ -58,7 +58,7 @@ impl Reached for StoreError {
 impl Reached for PostgrestError {
     const SIDE: Side = Side::Supabase;
     fn reached(&self) -> bool {
-        self.class() != ErrorClass::Retryable
+        self.class() != ErrorClass::Outage
     }
 }
 

@@ -1,16 +1,16 @@
 //! The sync workers, started once the table map is resolved: the forward worker and the
 //! reverse side (applier and catch-up), each under its own child of the shutdown token.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::handle::{AgentHandle, Ready};
+use super::startup::Resolved;
 use crate::config::Config;
-use crate::forward::{ForwardSettings, ForwardWorker};
-use crate::mapping::ResolvedMap;
+use crate::forward::{CurrentMap, ForwardSettings, ForwardWorker};
 use crate::retry::RetryPolicy;
 use crate::reverse::{Inbox, ReverseSync};
 use crate::sqlserver::SqlStore;
@@ -26,14 +26,15 @@ pub(crate) struct Sides {
     pub(crate) inbox: Inbox,
 }
 
-/// Starts every worker for `map`; returns their handles and tasks.
+/// Starts every worker for the resolved map; returns their handles and tasks.
 pub(crate) fn start(
     config: &Config,
     sides: Sides,
-    map: Arc<ResolvedMap>,
+    resolved: Resolved,
     agent: &AgentHandle,
     shutdown: &CancellationToken,
 ) -> (Ready, Vec<JoinHandle<()>>) {
+    let Resolved { map, schemas } = resolved;
     let retry = RetryPolicy {
         max_attempts: config.max_attempts,
         backoff: config.backoff,
@@ -50,7 +51,8 @@ pub(crate) fn start(
     let (forward, forward_task) = ForwardWorker {
         store: sides.store,
         supabase: sides.supabase,
-        map,
+        map: CurrentMap::new(map),
+        remap: schemas,
         settings: ForwardSettings {
             batch_size: config.batch_size,
             lease: config.claim_lease,
@@ -58,6 +60,7 @@ pub(crate) fn start(
             writer_wait: WRITER_WAIT,
         },
         counters: agent.forward_counters(),
+        outage: Mutex::default(),
     }
     .spawn(shutdown.child_token());
     let mut tasks = Vec::from(reverse_tasks);

@@ -1,6 +1,8 @@
 //! One claimed batch, start to finish: group items by record (coalescing), load the current
 //! rows, send them ([`super::send`]: upserts of what exists, deletes of what is gone), and turn
-//! every item into a settlement. Never talks to the queue itself; the worker settles.
+//! every item into a settlement, or, when sending stopped for a reason no row caused ([`Halt`]:
+//! an outage, a configuration fault, a column Supabase does not know), leave the unsent items
+//! for the worker to release. Never talks to the queue itself; the worker settles.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -18,8 +20,31 @@ use crate::supabase::{JsonRow, SupabaseApi};
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct BatchPolicy {
     pub(crate) retry: RetryPolicy,
-    /// How long items wait when their batch hit a configuration fault.
-    pub(crate) fault_delay: Duration,
+}
+
+/// Why a batch stopped sending before every record was sent: nothing the rows did, so the
+/// records not sent are released with their attempts untouched ([`BatchOutcome::release`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Halt {
+    /// Supabase is not answering properly: the forward path backs off as a whole.
+    Outage {
+        error: String,
+        retry_after: Option<Duration>,
+    },
+    /// Supabase refused the key or the schema: work waits until the configuration is fixed.
+    ConfigFault(String),
+    /// Supabase does not know a column the map sends: its schema may have changed.
+    UnknownColumn(String),
+}
+
+impl Halt {
+    pub(crate) fn error(&self) -> &str {
+        match self {
+            Self::Outage { error, .. } | Self::ConfigFault(error) | Self::UnknownColumn(error) => {
+                error
+            }
+        }
+    }
 }
 
 /// The result of one batch.
@@ -28,10 +53,36 @@ pub(crate) struct BatchOutcome {
     pub(crate) settlements: Vec<SettleItem>,
     pub(crate) rows_upserted: u64,
     pub(crate) rows_deleted: u64,
-    /// Supabase refused the key: work must stop until the configuration is fixed.
-    pub(crate) config_fault: Option<String>,
+    /// Set when sending stopped early; `unsent` holds the items it left.
+    pub(crate) halt: Option<Halt>,
+    /// Items of records not sent because of `halt`, still to be settled.
+    pub(crate) unsent: Vec<QueueItem>,
+    /// Some Supabase request got an answer that was not an outage's (success or refusal).
+    pub(crate) answered: bool,
     /// Each claimed item's table, so the counters can count per table.
     pub(crate) tables: BTreeMap<QueueId, String>,
+}
+
+impl BatchOutcome {
+    /// Settles the unsent items as not attempted: due again after `delay`, attempts untouched.
+    pub(crate) fn release(&mut self, delay: Duration) {
+        let error = self.halt.as_ref().map(|h| h.error().to_owned());
+        for item in self.unsent.drain(..) {
+            let outcome = Settlement::Release {
+                delay,
+                error: error.clone(),
+            };
+            self.settlements.push(settle(&item, outcome));
+        }
+    }
+
+    /// The configuration fault that stopped this batch, if one did.
+    pub(crate) fn config_fault(&self) -> Option<String> {
+        match &self.halt {
+            Some(Halt::ConfigFault(e)) => Some(e.clone()),
+            _ => None,
+        }
+    }
 }
 
 /// Why a queue item can never sync as it is.
@@ -156,8 +207,8 @@ impl Batch<'_> {
         Ok(plans)
     }
 
-    /// Turns every grouped item into a settlement: its record's result, or a release when a
-    /// configuration fault stopped the batch before the record was sent.
+    /// Turns every grouped item into a settlement from its record's result; items of records a
+    /// halt left unsent go to `out.unsent`, for the worker to release once it knows for how long.
     fn settle_records(
         &self,
         by_table: BTreeMap<usize, RecordItems>,
@@ -168,20 +219,12 @@ impl Batch<'_> {
             for (key, items) in records {
                 let result = results.get(&(order, key));
                 for item in items {
-                    let settled = match (result, &out.config_fault) {
-                        (Some(Ok(())), _) => settle(&item, Settlement::Synced),
-                        (Some(Err(e)), _) => self.settle_error(&item, e),
-                        (None, Some(fault)) => settle(
-                            &item,
-                            Settlement::Release {
-                                delay: self.policy.fault_delay,
-                                error: Some(fault.clone()),
-                            },
-                        ),
-                        // Every loaded record was sent or faulted; nothing else is left.
-                        (None, None) => continue,
-                    };
-                    out.settlements.push(settled);
+                    match result {
+                        Some(Ok(())) => out.settlements.push(settle(&item, Settlement::Synced)),
+                        Some(Err(e)) => out.settlements.push(self.settle_error(&item, e)),
+                        // Every loaded record is sent unless a halt stopped the batch.
+                        None => out.unsent.push(item),
+                    }
                 }
             }
         }
@@ -206,7 +249,8 @@ impl Batch<'_> {
         Ok((self.map.order_of(&item.table), key))
     }
 
-    /// A failed attempt of `item`: retried on the durable schedule, or given up on.
+    /// A failed attempt of `item`, for its own reasons (its data, its parent missing): retried
+    /// on the durable schedule, or given up on after the last attempt.
     fn settle_error(&self, item: &QueueItem, error: &RowError) -> SettleItem {
         let error_text = error.message.clone();
         let outcome = match self

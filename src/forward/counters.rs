@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::batch::BatchOutcome;
+use super::outage::OutageStatus;
 use crate::counters::{add_per_table, Counters, PerTable};
 use crate::sqlserver::Settlement;
 
@@ -40,7 +41,7 @@ impl DrainReport {
             batches: 1,
             rows_upserted: outcome.rows_upserted,
             rows_deleted: outcome.rows_deleted,
-            config_fault: outcome.config_fault.clone(),
+            config_fault: outcome.config_fault(),
             ..Self::default()
         };
         for s in &outcome.settlements {
@@ -99,6 +100,8 @@ pub(crate) struct ForwardState {
     /// Per SQL Server table, for `GET /metrics`.
     #[serde(skip)]
     pub(crate) per_table: PerTable,
+    /// Set while Supabase or SQL Server is not answering: forward work backs off as a whole.
+    pub(crate) outage: Option<OutageStatus>,
 }
 
 pub(crate) type ForwardCounters = Counters<ForwardState>;
@@ -141,5 +144,10 @@ impl ForwardCounters {
 
     pub(crate) fn config_fault(&self) -> Option<String> {
         self.lock().config_fault.clone()
+    }
+
+    /// The outage in progress, as the worker's shared backoff sees it.
+    pub(crate) fn set_outage(&self, outage: Option<OutageStatus>) {
+        self.lock().outage = outage;
     }
 }

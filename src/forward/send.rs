@@ -1,14 +1,16 @@
 //! Sending one batch's rows to Supabase: upserts parents before children, then deletes
 //! children before parents (so foreign keys hold), one request per table, and when Supabase
 //! refuses a request for some row's data, bisection until the bad rows are alone, so that one
-//! poison row never fails the good ones beside it.
+//! poison row never fails the good ones beside it. An error no row caused (an outage, a
+//! configuration fault, an unknown column) stops the batch at once: no bisection, no attempt
+//! spent.
 
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt, TryStreamExt};
 
-use super::batch::{Batch, BatchOutcome, Results};
+use super::batch::{Batch, BatchOutcome, Halt, Results};
 use crate::mapping::ResolvedTable;
 use crate::retry::ErrorClass;
 use crate::sqlserver::RecordKey;
@@ -39,25 +41,44 @@ enum Write {
 
 struct Isolated {
     results: Vec<(RecordKey, Result<(), RowError>)>,
-    fault: Option<String>,
+    halt: Option<Halt>,
+    answered: bool,
+}
+
+/// The halt an error no row caused means, or `None` for a row's own failure.
+fn halt_for(table: &ResolvedTable, e: &PostgrestError) -> Option<Halt> {
+    match e.class() {
+        ErrorClass::Outage => Some(Halt::Outage {
+            error: e.to_string(),
+            retry_after: e.retry_after(),
+        }),
+        ErrorClass::ConfigFault if e.is_unknown_column() => {
+            Some(Halt::UnknownColumn(e.to_string()))
+        }
+        ErrorClass::ConfigFault => {
+            tracing::error!(table = %table.target, error = %e, "Supabase refused the key or the schema; forward sync paused");
+            Some(Halt::ConfigFault(e.to_string()))
+        }
+        ErrorClass::RowRetryable | ErrorClass::Rejected => None,
+    }
 }
 
 impl Batch<'_> {
     /// Upserts parents before children, then deletes children before parents; stops at a
-    /// configuration fault.
+    /// [`Halt`].
     pub(super) async fn send(&self, plans: Vec<TablePlan>, out: &mut BatchOutcome) -> Results {
         let mut results = Results::new();
         let mut deletes = Vec::new();
         for plan in plans {
             deletes.push((plan.order, plan.gone));
-            if out.config_fault.is_none() && !plan.present.is_empty() {
+            if out.halt.is_none() && !plan.present.is_empty() {
                 out.rows_upserted += self
                     .send_table(plan.order, Write::Upsert, plan.present, out, &mut results)
                     .await;
             }
         }
         for (order, gone) in deletes.into_iter().rev() {
-            if out.config_fault.is_none() && !gone.is_empty() {
+            if out.halt.is_none() && !gone.is_empty() {
                 let rows = gone.into_iter().map(|k| (k, JsonRow::new())).collect();
                 out.rows_deleted += self
                     .send_table(order, Write::Delete, rows, out, &mut results)
@@ -80,7 +101,8 @@ impl Batch<'_> {
         let started = Instant::now();
         let n = rows.len();
         let outcome = self.isolate(table, write, rows).await;
-        out.config_fault = outcome.fault;
+        out.halt = outcome.halt;
+        out.answered |= outcome.answered;
         let ok = outcome.results.iter().filter(|(_, r)| r.is_ok()).count();
         let ms = started.elapsed().as_millis() as u64;
         tracing::info!(table = %table.target, ?write, rows = n, ok, ms, "table batch synced");
@@ -89,13 +111,15 @@ impl Batch<'_> {
     }
 
     /// Sends `rows` in one request; when Supabase refuses it for some row's data
-    /// ([`ErrorClass::is_row_specific`]), bisects to find the bad rows.
+    /// ([`ErrorClass::is_row_specific`]), bisects to find the bad rows. Stops at the first
+    /// error no row caused: the rows not sent by then have no result.
     async fn isolate(
         &self,
         table: &ResolvedTable,
         write: Write,
         rows: Vec<(RecordKey, JsonRow)>,
     ) -> Isolated {
+        let mut answered = false;
         let mut results = Vec::new();
         // Ranges of `rows` still to send; a refused range is split in two.
         let mut stack: Vec<Range<usize>> = Vec::new();
@@ -107,17 +131,20 @@ impl Batch<'_> {
                 Write::Delete => self.delete(table, chunk).await,
             };
             let Err(e) = sent else {
+                answered = true;
                 results.extend(chunk.iter().map(|(k, _)| (k.clone(), Ok(()))));
                 continue;
             };
+            if let Some(halt) = halt_for(table, &e) {
+                let answered = answered || !matches!(halt, Halt::Outage { .. });
+                return Isolated {
+                    results,
+                    halt: Some(halt),
+                    answered,
+                };
+            }
+            answered = true;
             match e.class() {
-                ErrorClass::ConfigFault => {
-                    tracing::error!(error = %e, "Supabase refused the service key; forward sync paused");
-                    return Isolated {
-                        results,
-                        fault: Some(e.to_string()),
-                    };
-                }
                 class if class.is_row_specific() && chunk.len() > 1 => {
                     let mid = range.start + chunk.len() / 2;
                     stack.push(mid..range.end);
@@ -139,7 +166,8 @@ impl Batch<'_> {
         }
         Isolated {
             results,
-            fault: None,
+            halt: None,
+            answered,
         }
     }
 

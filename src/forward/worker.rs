@@ -2,19 +2,22 @@
 //! otherwise. It wakes on a notification (`queue-notify`), a manual trigger, or a one-shot
 //! timer set to the earliest `NextAttemptAt` — never on a periodic tick — so an idle agent does
 //! no work at all. A notification that arrives mid-drain is remembered (`Notify` keeps a
-//! permit) and causes another pass.
+//! permit) and causes another pass. While a side is not answering, the worker backs off as a
+//! whole ([`super::outage`]): notifications wait for the backoff, a manual trigger does not.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::batch::{Batch, BatchPolicy};
+use super::batch::{Batch, BatchOutcome, BatchPolicy, Halt};
 use super::counters::{DrainReport, ForwardCounters};
+use super::outage::{OutageTracker, Side};
+use super::remap::{CurrentMap, Remap};
 use crate::mapping::ResolvedMap;
-use crate::retry::RetryPolicy;
+use crate::retry::{ErrorClass, RetryPolicy};
 use crate::sqlserver::{SqlStore, StoreError, WriterWait};
 use crate::supabase::SupabaseApi;
 
@@ -22,8 +25,8 @@ use crate::supabase::SupabaseApi;
 pub(crate) struct ForwardSettings {
     pub(crate) batch_size: usize,
     pub(crate) lease: Duration,
-    /// The durable retry rule for items; its backoff also paces the worker after a failed
-    /// drain.
+    /// The durable retry rule for items; its backoff also paces the shared backoff of an
+    /// outage.
     pub(crate) retry: RetryPolicy,
     /// Longest single wait on a writer's open transaction before claiming again.
     pub(crate) writer_wait: Duration,
@@ -53,9 +56,12 @@ impl ForwardHandle {
 pub(crate) struct ForwardWorker {
     pub(crate) store: Arc<dyn SqlStore>,
     pub(crate) supabase: Arc<dyn SupabaseApi>,
-    pub(crate) map: Arc<ResolvedMap>,
+    pub(crate) map: CurrentMap,
+    pub(crate) remap: Arc<dyn Remap>,
     pub(crate) settings: ForwardSettings,
     pub(crate) counters: Arc<ForwardCounters>,
+    /// The shared backoff while a side is not answering (start with the default: none).
+    pub(crate) outage: Mutex<OutageTracker>,
 }
 
 /// When to wake up next without being told.
@@ -88,10 +94,9 @@ impl ForwardWorker {
         tracing::info!(
             "Queue processor started - webhook-based sync enabled (SQL Server → Supabase)"
         );
-        let mut failures: u32 = 0;
         let mut released = false;
         let mut waiting: Vec<oneshot::Sender<DrainReport>> = Vec::new();
-        loop {
+        'run: loop {
             // A crashed predecessor's claims would otherwise wait out their lease.
             if !released {
                 match self.store.release_own_claims().await {
@@ -105,36 +110,40 @@ impl ForwardWorker {
                 }
             }
             let report = self.drain(&cancel).await;
-            let next = match &report.error {
-                Some(_) => {
-                    failures += 1;
-                    Some(deadline_after(
-                        self.settings.retry.backoff.next(failures, None),
-                    ))
-                }
-                None => {
-                    failures = 0;
-                    self.next_wake().await
-                }
-            };
             for reply in waiting.drain(..) {
                 let _ = reply.send(report.clone());
             }
             if cancel.is_cancelled() {
                 break;
             }
-            tokio::select! {
-                _ = cancel.cancelled() => break,
-                _ = wake.notified() => {}
-                Some(reply) = requests.recv() => waiting.push(reply),
-                _ = crate::retry::sleep_until(next) => {}
+            let next = self.next_wake().await;
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break 'run,
+                    _ = wake.notified() => {
+                        // New data, not a sign that the other side is back: the shared
+                        // backoff holds (a manual trigger does not wait for it).
+                        if self.backing_off().is_none() {
+                            break;
+                        }
+                    }
+                    Some(reply) = requests.recv() => {
+                        waiting.push(reply);
+                        break;
+                    }
+                    _ = crate::retry::sleep_until(next) => break,
+                }
             }
         }
         tracing::info!("forward worker stopped");
     }
 
-    /// The earliest due retry or lease expiry, or `None` (sleep until told) when nothing waits.
+    /// The end of the shared backoff while it lasts; otherwise the earliest due retry or lease
+    /// expiry, or `None` (sleep until told) when nothing waits.
     async fn next_wake(&self) -> Option<Instant> {
+        if let Some(at) = self.backing_off() {
+            return Some(at);
+        }
         if let Some(fault) = self.counters.config_fault() {
             tracing::warn!(fault = %fault, "forward sync paused by a configuration fault; retrying later");
         }
@@ -143,19 +152,27 @@ impl ForwardWorker {
             Ok(None) => None,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the next retry time");
-                Some(deadline_after(self.settings.retry.backoff.base))
+                Some(deadline_after(self.failed(
+                    Side::SqlServer,
+                    &e.to_string(),
+                    None,
+                )))
             }
         }
     }
 
-    /// Claims and processes batches until nothing is due (or shutdown, or a fault).
+    /// Claims and processes batches until nothing is due (or shutdown, or a halt).
     pub(crate) async fn drain(&self, cancel: &CancellationToken) -> DrainReport {
         self.counters.drain_started();
         let mut report = DrainReport::default();
-        if let Err(e) = self.drain_into(&mut report, cancel).await {
-            tracing::warn!(error = %e, "forward drain interrupted");
-            self.counters.record_error(&e.to_string());
-            report.error = Some(e.to_string());
+        match self.drain_into(&mut report, cancel).await {
+            Ok(()) => self.answered(Side::SqlServer),
+            Err(e) => {
+                tracing::warn!(error = %e, "forward drain interrupted");
+                self.counters.record_error(&e.to_string());
+                self.failed(Side::SqlServer, &e.to_string(), None);
+                report.error = Some(e.to_string());
+            }
         }
         report
     }
@@ -167,13 +184,6 @@ impl ForwardWorker {
     ) -> Result<(), StoreError> {
         let policy = BatchPolicy {
             retry: self.settings.retry,
-            fault_delay: self.settings.retry.backoff.cap.min(Duration::from_secs(60)),
-        };
-        let batch = Batch {
-            store: self.store.as_ref(),
-            supabase: self.supabase.as_ref(),
-            map: &self.map,
-            policy,
         };
         while !cancel.is_cancelled() {
             let items = self
@@ -192,20 +202,102 @@ impl ForwardWorker {
                     WriterWait::Waited => continue,
                 }
             }
-            let outcome = batch.run(items).await?;
+            let map = self.map.get();
+            let batch = Batch {
+                store: self.store.as_ref(),
+                supabase: self.supabase.as_ref(),
+                map: &map,
+                policy,
+            };
+            let mut outcome = batch.run(items).await?;
+            let stop = self.after_halt(&mut outcome, &map).await;
             self.store.settle(&outcome.settlements).await?;
             let settled = DrainReport::of_batch(&outcome);
             report.add(&settled);
             self.counters.record(&settled);
-            if let Some(fault) = outcome.config_fault {
-                report.error = Some(fault);
+            if let Some(error) = stop {
+                report.error = Some(error);
                 return Ok(());
             }
         }
         Ok(())
+    }
+
+    /// Releases what a halted batch left unsent, for as long as its halt says, and answers
+    /// whether the drain stops (with the error) or goes on (Supabase's schema had drifted and
+    /// the map is resolved again).
+    async fn after_halt(&self, outcome: &mut BatchOutcome, map: &ResolvedMap) -> Option<String> {
+        if outcome.answered {
+            self.answered(Side::Supabase);
+        }
+        let halt = outcome.halt.clone()?;
+        let delay = match &halt {
+            // Due again at once: the shared backoff, not each item's NextAttemptAt, paces the
+            // next attempt (so a manual trigger can retry them right away).
+            Halt::Outage { error, retry_after } => {
+                self.failed(Side::Supabase, error, *retry_after);
+                Duration::ZERO
+            }
+            Halt::ConfigFault(_) => self.fault_delay(),
+            Halt::UnknownColumn(error) => match self.remap.remap(map).await {
+                Ok(Some(new)) => {
+                    tracing::info!(error = %error, "Supabase's schema changed: the table map is resolved again without the columns it lacks");
+                    self.map.set(new);
+                    outcome.release(Duration::ZERO);
+                    return None;
+                }
+                Err(e) if e.class() == ErrorClass::Outage => {
+                    self.failed(Side::Supabase, &e.to_string(), e.retry_after());
+                    Duration::ZERO
+                }
+                // Supabase's schema has every column the map sends: the refusal is a fault
+                // of Supabase's own (a trigger naming a dropped column), not drift.
+                Ok(None) | Err(_) => {
+                    tracing::error!(error = %error, "Supabase refused a column its schema lists; forward sync paused");
+                    outcome.halt = Some(Halt::ConfigFault(error.clone()));
+                    self.fault_delay()
+                }
+            },
+        };
+        outcome.release(delay);
+        Some(halt.error().to_owned())
+    }
+
+    /// How long items wait when their batch hit a configuration fault.
+    fn fault_delay(&self) -> Duration {
+        self.settings.retry.backoff.cap.min(Duration::from_secs(60))
+    }
+
+    /// Records a failed attempt on `side` in the shared backoff; returns the wait before the
+    /// next one.
+    fn failed(&self, side: Side, error: &str, retry_after: Option<Duration>) -> Duration {
+        let mut outage = self.lock_outage();
+        let delay = outage.failed(&self.settings.retry.backoff, side, error, retry_after);
+        self.counters.set_outage(outage.status());
+        delay
+    }
+
+    fn answered(&self, side: Side) {
+        let mut outage = self.lock_outage();
+        outage.answered(side);
+        self.counters.set_outage(outage.status());
+    }
+
+    /// The end of the shared backoff, while it lasts.
+    fn backing_off(&self) -> Option<Instant> {
+        self.lock_outage().waiting_until(Instant::now())
+    }
+
+    fn lock_outage(&self) -> std::sync::MutexGuard<'_, OutageTracker> {
+        // The tracker holds plain values; a panic elsewhere leaves them usable.
+        self.outage.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 #[cfg(test)]
 #[path = "worker_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "outage_tests.rs"]
+mod outage_tests;

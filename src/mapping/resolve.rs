@@ -1,12 +1,17 @@
-//! Resolving the table map against SQL Server's catalog: every table and named column must
-//! exist, keys must be of a type the queue can identify rows by, and every synced column of a
-//! type syncbridge converts. Every problem is reported at once, typed.
+//! Resolving the table map against SQL Server's catalog and, when known, Supabase's schema:
+//! every table and named column must exist in SQL Server, keys must be of a type the queue can
+//! identify rows by, and every synced column of a type syncbridge converts (every problem is
+//! reported at once, typed); a column one side has and the other lacks is drift, not a problem.
 
 use std::fmt;
 
+use std::collections::BTreeMap;
+
+use super::drift::{Drift, Side};
 use super::resolved::{MappedColumn, ResolvedMap, ResolvedTable};
-use super::table_map::{TableMap, TableSpec};
-use crate::sqlserver::{DescribedTables, SourceColumn, SqlType};
+use super::table_map::{TableMap, TableSpec, DEFAULT_VERSION_COLUMN};
+use crate::sqlserver::{DescribedTables, SourceColumn, SqlType, TableName};
+use crate::supabase::TargetSchema;
 
 /// One way the table map does not match SQL Server.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,18 +60,36 @@ impl ResolvedMap {
         map: &TableMap,
         described: &DescribedTables,
     ) -> Result<Self, ResolveError> {
+        Self::resolve_against(map, described, None)
+    }
+
+    /// Resolves `map` against both schemas: SQL Server's catalog (`described`) and, when known,
+    /// Supabase's (`target`). A column that exists on one side only is left out and listed in
+    /// [`ResolvedMap::drift`], never an error: it is not synced, and everything else is.
+    pub(crate) fn resolve_against(
+        map: &TableMap,
+        described: &DescribedTables,
+        target: Option<&TargetSchema>,
+    ) -> Result<Self, ResolveError> {
         let mut problems = Vec::new();
         let mut tables = Vec::new();
+        let mut drift = Vec::new();
         for spec in &map.tables {
-            match described.columns(&spec.source) {
-                Some(columns) => tables.push(resolve_table(spec, columns, &mut problems)),
-                None => problems.push(MapProblem::MissingTable {
+            let name = spec.source_name();
+            let Some(columns) = described.columns(&name) else {
+                problems.push(MapProblem::MissingTable {
                     table: spec.source.clone(),
-                }),
-            }
+                });
+                continue;
+            };
+            let sides = Sides {
+                source: columns,
+                target: target.and_then(|t| t.columns(&spec.target_table())),
+            };
+            tables.push(resolve_table(spec, name, &sides, &mut problems, &mut drift));
         }
         if problems.is_empty() {
-            Ok(Self { tables })
+            Ok(Self { tables, drift })
         } else {
             Err(ResolveError(problems))
         }
@@ -86,11 +109,32 @@ impl ResolvedMap {
     }
 }
 
+/// One table's columns on both sides; `target` is `None` while Supabase's schema is unknown
+/// (then every SQL Server column is taken to exist there too).
+struct Sides<'a> {
+    source: &'a [SourceColumn],
+    target: Option<&'a BTreeMap<String, String>>,
+}
+
+/// Supabase columns the map expects there only: the version column (every table carries
+/// `updated_at`) and the reverse side's `ignore_columns`.
+fn supabase_only_by_design(spec: &TableSpec) -> Vec<String> {
+    match &spec.reverse {
+        Some(r) => std::iter::once(r.version_column.clone())
+            .chain(r.ignore_columns.iter().cloned())
+            .collect(),
+        None => vec![DEFAULT_VERSION_COLUMN.to_owned()],
+    }
+}
+
 fn resolve_table(
     spec: &TableSpec,
-    columns: &[SourceColumn],
+    name: TableName,
+    sides: &Sides<'_>,
     problems: &mut Vec<MapProblem>,
+    drift: &mut Vec<Drift>,
 ) -> ResolvedTable {
+    let columns = sides.source;
     let has = |name: &str| columns.iter().any(|c| c.name.eq_ignore_ascii_case(name));
     let named = spec
         .keys
@@ -104,43 +148,96 @@ fn resolve_table(
             column: name.clone(),
         });
     }
+    let target = spec.target_table();
     let mut mapped = Vec::new();
     for col in columns {
         let is = |list: &[String]| list.iter().any(|n| n.eq_ignore_ascii_case(&col.name));
         if is(&spec.exclude) || col.computed && !is(&spec.keys) {
             continue;
         }
-        let key_type_ok = matches!(
-            col.sql_type,
-            SqlType::Int { .. } | SqlType::Text { .. } | SqlType::Guid
-        );
-        if is(&spec.keys) && !key_type_ok {
-            problems.push(MapProblem::UnsupportedKey {
-                table: spec.source.clone(),
+        let target_column = spec.target_column(&col.name);
+        // A key missing in Supabase is a configuration fault PostgREST will report; any other
+        // column Supabase lacks is drift: left out, whatever its type.
+        if !is(&spec.keys)
+            && sides
+                .target
+                .is_some_and(|t| !t.contains_key(&target_column))
+        {
+            drift.push(Drift {
+                table: target.clone(),
+                source_table: spec.source.clone(),
                 column: col.name.clone(),
-                sql_type: col.sql_type.clone(),
+                only_in: Side::SqlServer,
             });
             continue;
         }
-        if let SqlType::Unsupported(ty) = &col.sql_type {
-            problems.push(MapProblem::UnsupportedType {
-                table: spec.source.clone(),
-                column: col.name.clone(),
-                type_name: ty.clone(),
-            });
+        if let Some(problem) = type_problem(spec, col, is(&spec.keys)) {
+            problems.push(problem);
             continue;
         }
         mapped.push(MappedColumn {
-            target: spec.target_column(&col.name),
+            target: target_column,
             key: is(&spec.keys),
             portal_owned: is(&spec.portal_owned),
             source: col.clone(),
         });
     }
+    if let Some(target_columns) = sides.target {
+        drift.extend(supabase_only(spec, columns, target_columns));
+    }
     ResolvedTable {
-        target: spec.target_table(),
+        source: name.to_string(),
+        name,
+        target,
         spec: spec.clone(),
         columns: mapped,
+    }
+}
+
+/// The Supabase columns no SQL Server column maps to (excluded ones count as mapped: leaving
+/// them out was the map's choice), but for those expected there only.
+fn supabase_only(
+    spec: &TableSpec,
+    columns: &[SourceColumn],
+    target_columns: &BTreeMap<String, String>,
+) -> Vec<Drift> {
+    let known: Vec<String> = columns
+        .iter()
+        .map(|c| spec.target_column(&c.name))
+        .chain(supabase_only_by_design(spec))
+        .collect();
+    target_columns
+        .keys()
+        .filter(|c| !known.contains(c))
+        .map(|c| Drift {
+            table: spec.target_table(),
+            source_table: spec.source.clone(),
+            column: c.clone(),
+            only_in: Side::Supabase,
+        })
+        .collect()
+}
+
+/// Why `col` cannot be synced as its type stands, if it cannot.
+fn type_problem(spec: &TableSpec, col: &SourceColumn, key: bool) -> Option<MapProblem> {
+    let key_type_ok = matches!(
+        col.sql_type,
+        SqlType::Int { .. } | SqlType::Text { .. } | SqlType::Guid
+    );
+    if key && !key_type_ok {
+        return Some(MapProblem::UnsupportedKey {
+            table: spec.source.clone(),
+            column: col.name.clone(),
+            sql_type: col.sql_type.clone(),
+        });
+    }
+    match &col.sql_type {
+        SqlType::Unsupported(ty) => Some(MapProblem::UnsupportedType {
+            table: spec.source.clone(),
+            column: col.name.clone(),
+            type_name: ty.clone(),
+        }),
+        _ => None,
     }
 }
 
@@ -201,6 +298,84 @@ mod tests {
             r#"{"ID":"6F9619FF-8B86-D011-B42D-00C04FC964FF"}"#
         );
         assert!(table.key_filter(&canonical).is_some());
+    }
+
+    fn supabase(columns: &[&str]) -> TargetSchema {
+        let properties: serde_json::Map<String, serde_json::Value> = columns
+            .iter()
+            .map(|c| ((*c).to_owned(), serde_json::json!({"format": "integer"})))
+            .collect();
+        TargetSchema::from_openapi(
+            &serde_json::json!({"definitions": {"x": {"properties": properties}}}),
+        )
+    }
+
+    #[test]
+    fn columns_on_one_side_only_are_left_out_and_reported() {
+        let sql = described(Some(vec![
+            col("ID", SqlType::Int { bits: 32 }),
+            col("Kept", SqlType::Int { bits: 32 }),
+            col("NewInSql", SqlType::Int { bits: 32 }),
+            // An unconvertible type is no problem while Supabase does not have the column.
+            col("Shape", SqlType::Unsupported("geography".into())),
+        ]));
+        let target = supabase(&["id", "kept", "new_in_supabase", "updated_at"]);
+        let resolved =
+            ResolvedMap::resolve_against(&map(&["ID"]), &sql, Some(&target)).expect("resolves");
+        let synced: Vec<&str> = resolved.tables[0]
+            .columns
+            .iter()
+            .map(|c| c.target.as_str())
+            .collect();
+        assert_eq!(synced, ["id", "kept"]);
+        let drift: Vec<(String, Side)> = resolved
+            .drift
+            .iter()
+            .map(|d| (d.column.clone(), d.only_in))
+            .collect();
+        assert_eq!(
+            drift,
+            [
+                ("NewInSql".to_owned(), Side::SqlServer),
+                ("Shape".to_owned(), Side::SqlServer),
+                ("new_in_supabase".to_owned(), Side::Supabase),
+            ],
+            "updated_at is Supabase-only by design"
+        );
+        // Without Supabase's schema every SQL Server column is taken to exist there.
+        let err = ResolvedMap::resolve_against(&map(&["ID"]), &sql, None).expect_err("geography");
+        assert!(err.to_string().contains("Shape"), "{err}");
+        // A key Supabase lacks stays mapped: PostgREST's answer will say what is wrong.
+        let keyless = supabase(&["kept"]);
+        let resolved = ResolvedMap::resolve_against(
+            &map(&["ID"]),
+            &described(Some(vec![
+                col("ID", SqlType::Int { bits: 32 }),
+                col("Kept", SqlType::Int { bits: 32 }),
+            ])),
+            Some(&keyless),
+        )
+        .expect("resolves");
+        assert_eq!(resolved.tables[0].columns.len(), 2);
+    }
+
+    #[test]
+    fn every_spelling_of_the_source_finds_the_described_table() {
+        let cols = Some(vec![col("ID", SqlType::Int { bits: 32 })]);
+        for spelling in ["tblX", "dbo.tblX", "[dbo].[tblX]", "DBO.\"tblX\""] {
+            let mut m = map(&["ID"]);
+            m.tables[0].source = spelling.to_owned();
+            let resolved = ResolvedMap::resolve(&m, &described(cols.clone())).expect(spelling);
+            let table = &resolved.tables[0];
+            assert_eq!((table.source(), table.target.as_str()), ("tblX", "x"));
+            for queued in ["tblX", "TBLX", "dbo.tblX"] {
+                assert!(
+                    resolved.by_source(queued).is_some(),
+                    "{spelling} / {queued}"
+                );
+            }
+            assert!(resolved.by_source("sales.tblX").is_none());
+        }
     }
 
     #[test]

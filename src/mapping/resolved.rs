@@ -1,13 +1,14 @@
-//! The table map resolved against SQL Server's catalog: concrete columns with types, target
+//! The table map resolved against both schemas: concrete columns with types, target
 //! names and ownership, and the conversions every data path maps through (a SQL Server row to
 //! PostgREST JSON, a Supabase record to typed SQL Server values, keys both ways). Built once at
 //! start-up by [`super::resolve`].
 
 use serde_json::{Map, Value};
 
+use super::drift::Drift;
 use super::json::{self, ConversionError};
 use super::table_map::TableSpec;
-use crate::sqlserver::{KeyPart, RecordKey, Row, SourceColumn, SqlType, SqlValue};
+use crate::sqlserver::{KeyPart, RecordKey, Row, SourceColumn, SqlType, SqlValue, TableName};
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct MappedColumn {
@@ -20,6 +21,11 @@ pub(crate) struct MappedColumn {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ResolvedTable {
     pub(crate) spec: TableSpec,
+    /// The SQL Server table, parsed once from `spec.source`.
+    pub(crate) name: TableName,
+    /// `name` as the change triggers spell it in `SyncQueue.TableName` (bare in `dbo`): what the
+    /// SQL Server side is asked for.
+    pub(crate) source: String,
     pub(crate) target: String,
     /// Synced columns, in catalog order.
     pub(crate) columns: Vec<MappedColumn>,
@@ -43,7 +49,7 @@ pub(crate) enum DecodeError {
 
 impl ResolvedTable {
     pub(crate) fn source(&self) -> &str {
-        &self.spec.source
+        &self.source
     }
 
     pub(crate) fn source_columns(&self) -> Vec<SourceColumn> {
@@ -187,13 +193,14 @@ impl ResolvedTable {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ResolvedMap {
     pub(crate) tables: Vec<ResolvedTable>,
+    /// Columns that exist on one side only, left out of `tables`.
+    pub(crate) drift: Vec<Drift>,
 }
 
 impl ResolvedMap {
+    /// The table a queue item's `TableName` (or any other spelling) names.
     pub(crate) fn by_source(&self, source: &str) -> Option<&ResolvedTable> {
-        self.tables
-            .iter()
-            .find(|t| t.spec.source.eq_ignore_ascii_case(source))
+        self.position(source).map(|i| &self.tables[i])
     }
 
     pub(crate) fn by_target(&self, target: &str) -> Option<&ResolvedTable> {
@@ -202,9 +209,11 @@ impl ResolvedMap {
 
     /// Position in parent-before-child order.
     pub(crate) fn order_of(&self, source: &str) -> usize {
-        self.tables
-            .iter()
-            .position(|t| t.spec.source.eq_ignore_ascii_case(source))
-            .unwrap_or(usize::MAX)
+        self.position(source).unwrap_or(usize::MAX)
+    }
+
+    fn position(&self, source: &str) -> Option<usize> {
+        let name = TableName::parse(source).ok()?;
+        self.tables.iter().position(|t| t.name.same_as(&name))
     }
 }

@@ -8,6 +8,8 @@ use std::path::Path;
 use heck::ToSnakeCase;
 use serde::Deserialize;
 
+use crate::sqlserver::TableName;
+
 /// Tables in parent-before-child order: forward upserts run in this order and deletes in the
 /// reverse, so foreign keys hold in Supabase.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -67,8 +69,12 @@ fn yes() -> bool {
     true
 }
 
+/// The Supabase column every table carries (`sql/supabase/01_schema.sql`): when a row last
+/// changed, which catch-up pages by and which orders versions by default.
+pub(crate) const DEFAULT_VERSION_COLUMN: &str = "updated_at";
+
 fn updated_at() -> String {
-    "updated_at".to_owned()
+    DEFAULT_VERSION_COLUMN.to_owned()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,14 +95,24 @@ pub enum TableMapError {
     Invalid(String),
 }
 
-/// `tblAlignerBatches` → `aligner_batches`; `dbo.tblWork` → `work`.
+/// `tblAlignerBatches` → `aligner_batches`; `dbo.tblWork` and `[dbo].[tblWork]` → `work`.
 pub(crate) fn default_target_table(source: &str) -> String {
-    let name = source.rsplit('.').next().unwrap_or(source);
+    let parsed = source_name(source);
+    let name = parsed.name.as_str();
     let name = name
         .strip_prefix("tbl")
         .filter(|rest| rest.starts_with(char::is_uppercase))
         .unwrap_or(name);
     name.to_snake_case()
+}
+
+/// `source` parsed once into (schema, table); a name that does not parse (refused by
+/// [`TableMap::validate`]) is taken whole as a `dbo` table.
+fn source_name(source: &str) -> TableName {
+    TableName::parse(source).unwrap_or_else(|_| TableName {
+        schema: "dbo".to_owned(),
+        name: source.to_owned(),
+    })
 }
 
 /// `PersonID` → `person_id`, `NoteUID` → `note_uid`, `DateOfBirth` → `date_of_birth`.
@@ -105,6 +121,11 @@ pub(crate) fn default_target_column(source: &str) -> String {
 }
 
 impl TableSpec {
+    /// The SQL Server table, however `source` spells it.
+    pub(crate) fn source_name(&self) -> TableName {
+        source_name(&self.source)
+    }
+
     pub(crate) fn target_table(&self) -> String {
         self.target
             .clone()
@@ -121,8 +142,8 @@ impl TableSpec {
 
 impl TableMap {
     /// The SQL Server tables of the map, parents first.
-    pub(crate) fn sources(&self) -> impl Iterator<Item = &str> {
-        self.tables.iter().map(|t| t.source.as_str())
+    pub(crate) fn sources(&self) -> impl Iterator<Item = TableName> + '_ {
+        self.tables.iter().map(TableSpec::source_name)
     }
 
     pub fn load(path: &Path) -> Result<Self, TableMapError> {
@@ -140,14 +161,20 @@ impl TableMap {
 
     /// Structural checks that need no database: names unique, keys present and not excluded.
     pub(crate) fn validate(&self) -> Result<(), TableMapError> {
-        let mut sources = BTreeSet::new();
+        let mut sources: Vec<TableName> = Vec::new();
         let mut targets = BTreeSet::new();
         for t in &self.tables {
             let bad =
                 |why: String| Err(TableMapError::Invalid(format!("table {}: {why}", t.source)));
-            if !sources.insert(t.source.to_lowercase()) {
+            let name = match TableName::parse(&t.source) {
+                Ok(name) => name,
+                Err(e) => return bad(e.to_string()),
+            };
+            // `tblX`, `dbo.tblX` and `[dbo].[TBLX]` are one table.
+            if sources.iter().any(|s| s.same_as(&name)) {
                 return bad("listed twice".into());
             }
+            sources.push(name);
             if !targets.insert(t.target_table()) {
                 return bad(format!("target {} used twice", t.target_table()));
             }
@@ -230,6 +257,8 @@ mod tests {
         assert_eq!(default_target_table("dbo.tblWork"), "work");
         assert_eq!(default_target_table("tblPatients"), "patients");
         assert_eq!(default_target_table("tblitems"), "tblitems");
+        assert_eq!(default_target_table("[dbo].[tblWork]"), "work");
+        assert_eq!(default_target_table("\"sales\".\"tblOrders\""), "orders");
         assert_eq!(default_target_column("PersonID"), "person_id");
         assert_eq!(default_target_column("NoteUID"), "note_uid");
         assert_eq!(default_target_column("DateOfBirth"), "date_of_birth");
@@ -275,6 +304,23 @@ mod tests {
             tables: vec![t.clone(), t.clone()],
         };
         assert!(dup.validate().is_err());
+        for spelling in ["dbo.tblPatients", "[dbo].[TBLPATIENTS]"] {
+            let mut other = t.clone();
+            other.source = spelling.to_owned();
+            other.target = Some("elsewhere".to_owned());
+            let dup = TableMap {
+                tables: vec![t.clone(), other],
+            };
+            let err = dup.validate().expect_err(spelling).to_string();
+            assert!(err.contains("listed twice"), "{spelling}: {err}");
+        }
+        let unparsable = TableMap {
+            tables: vec![TableSpec {
+                source: "a.b.c".to_owned(),
+                ..t.clone()
+            }],
+        };
+        assert!(unparsable.validate().is_err());
         let no_key = TableMap {
             tables: vec![TableSpec {
                 keys: vec![],

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::value::SqlType;
-use super::{SqlStore, StoreError};
+use super::{SqlStore, StoreError, TableName};
 
 /// A column of a SQL Server table, from the catalog.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,24 +24,26 @@ pub struct SourceColumn {
 pub(crate) struct DescribedTables(pub(crate) Vec<(String, Option<Vec<SourceColumn>>)>);
 
 impl DescribedTables {
-    /// Describes each of `tables` (`dbo` unless schema-qualified), one catalog read per table.
-    pub(crate) async fn read<'a>(
+    /// Describes each of `tables`, one catalog read per table.
+    pub(crate) async fn read(
         store: &dyn SqlStore,
-        tables: impl IntoIterator<Item = &'a str>,
+        tables: impl IntoIterator<Item = TableName>,
     ) -> Result<Self, StoreError> {
         let mut out = Vec::new();
         for table in tables {
-            out.push((table.to_owned(), store.describe_table(table).await?));
+            let name = table.to_string();
+            let columns = store.describe_table(&name).await?;
+            out.push((name, columns));
         }
         Ok(Self(out))
     }
 
-    /// The columns of `table` (names compare case-insensitively, as SQL Server's do), or `None`
+    /// The columns of `table` (however either spelled it: [`TableName::same_as`]), or `None`
     /// when it was not described or does not exist.
-    pub(crate) fn columns(&self, table: &str) -> Option<&[SourceColumn]> {
+    pub(crate) fn columns(&self, table: &TableName) -> Option<&[SourceColumn]> {
         self.0
             .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case(table))
+            .find(|(name, _)| table.is(name))
             .and_then(|(_, cols)| cols.as_deref())
     }
 }

@@ -1,6 +1,6 @@
 //! The SQL Server side of syncbridge, behind one narrow trait ([`SqlStore`]), with the value
 //! model it speaks: typed values (`value`), record keys (`key`), the queue's vocabulary
-//! (`queue`), the catalog (`catalog`) and reverse writes (`write`).
+//! (`queue`), table names (`table_name`), the catalog (`catalog`) and reverse writes (`write`).
 //! `tds` is the real implementation (tiberius; every line of T-SQL lives there and in `sql/`);
 //! `memory` is the in-memory double the test suite and benchmarks drive. Nothing above this
 //! module knows which one it talks to, and nothing here knows of JSON or the table map.
@@ -10,6 +10,7 @@ mod key;
 #[cfg(any(test, feature = "test-support"))]
 pub mod memory;
 mod queue;
+mod table_name;
 pub mod tds;
 mod value;
 mod write;
@@ -29,6 +30,7 @@ pub use queue::{
     WriterWait,
 };
 pub(crate) use queue::{Op, UnknownOp};
+pub use table_name::{BadTableName, TableName};
 pub use value::{Decimal, Row, SqlType, SqlValue};
 pub use write::{ReverseWrite, WriteAction, WriteOutcome};
 
@@ -53,7 +55,7 @@ pub enum StoreError {
 impl StoreError {
     pub fn class(&self) -> ErrorClass {
         match self {
-            Self::Unavailable(_) | Self::Transient(_) => ErrorClass::Retryable,
+            Self::Unavailable(_) | Self::Transient(_) => ErrorClass::Outage,
             Self::Rejected(_) | Self::Invalid(_) => ErrorClass::Rejected,
         }
     }

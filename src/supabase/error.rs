@@ -90,14 +90,24 @@ impl PostgrestError {
     pub fn class(&self) -> ErrorClass {
         match self {
             Self::Status { status, body, .. } => status_class(*status, body.code.as_deref()),
-            Self::Timeout(_) | Self::Network(_) | Self::Decode(_) => ErrorClass::Retryable,
-            Self::Encode(_) | Self::TableName { .. } | Self::Client(_) => ErrorClass::Retryable,
-            Self::KeyNotAHeader => ErrorClass::ConfigFault,
+            // No answer, or not the one asked for (a captive portal's page, a proxy's).
+            Self::Timeout(_) | Self::Network(_) | Self::Decode(_) | Self::Client(_) => {
+                ErrorClass::Outage
+            }
+            // Only this row's values can make its JSON unencodable.
+            Self::Encode(_) => ErrorClass::Rejected,
+            Self::TableName { .. } | Self::KeyNotAHeader => ErrorClass::ConfigFault,
         }
     }
 
     pub fn is_retryable(&self) -> bool {
         self.class().is_retryable()
+    }
+
+    /// PostgREST does not know a column the request names (`PGRST204`: not in its schema
+    /// cache; `42703`: PostgreSQL's undefined column): Supabase's schema may have changed.
+    pub fn is_unknown_column(&self) -> bool {
+        matches!(self, Self::Status { body, .. } if matches!(body.code.as_deref(), Some("PGRST204" | "42703")))
     }
 
     pub fn retry_after(&self) -> Option<Duration> {
@@ -119,7 +129,13 @@ fn status_class(status: u16, code: Option<&str>) -> ErrorClass {
         // A missing table or column is the schema's fault, not the row's: every row would fail
         // the same way, so stop instead of burning attempts.
         (_, Some("PGRST204" | "PGRST205" | "42P01" | "42703")) => ErrorClass::ConfigFault,
-        (408 | 429, _) | (500..=599, _) => ErrorClass::Retryable,
+        // PostgreSQL's "program limit exceeded" (54000, e.g. a value too big for an index
+        // row, answered 500): only this row's data causes it.
+        (500, Some(code)) if code.starts_with("54") => ErrorClass::Rejected,
+        // Anything that says "Supabase is not answering properly": the gateway's 502/503/504,
+        // PostgREST's own 503s (PGRST000-003: no database connection), rate limits, timeouts,
+        // and other 500s (a database that is shutting down, out of resources, failing over).
+        (408 | 429, _) | (500..=599, _) => ErrorClass::Outage,
         _ => ErrorClass::Rejected,
     }
 }
@@ -156,13 +172,21 @@ mod tests {
         );
         assert_eq!(status(400, Some("42703")).class(), ErrorClass::ConfigFault);
         assert_eq!(status(400, Some("23514")).class(), ErrorClass::Rejected);
-        assert_eq!(status(429, None).class(), ErrorClass::Retryable);
-        assert_eq!(status(503, None).class(), ErrorClass::Retryable);
-        assert_eq!(status(500, Some("XX000")).class(), ErrorClass::Retryable);
+        assert_eq!(status(429, None).class(), ErrorClass::Outage);
+        assert_eq!(status(503, None).class(), ErrorClass::Outage);
+        assert_eq!(status(500, Some("XX000")).class(), ErrorClass::Outage);
+        assert_eq!(status(504, None).class(), ErrorClass::Outage);
+        assert_eq!(status(503, Some("PGRST001")).class(), ErrorClass::Outage);
+        assert_eq!(status(408, None).class(), ErrorClass::Outage);
+        assert_eq!(status(500, Some("54000")).class(), ErrorClass::Rejected);
         assert_eq!(
             PostgrestError::Timeout(Duration::from_secs(1)).class(),
-            ErrorClass::Retryable
+            ErrorClass::Outage
         );
+        assert!(status(400, Some("PGRST204")).is_unknown_column());
+        assert!(status(400, Some("42703")).is_unknown_column());
+        assert!(!status(404, Some("PGRST205")).is_unknown_column());
+        assert!(!status(401, None).is_unknown_column());
     }
 
     #[test]

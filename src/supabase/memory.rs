@@ -7,6 +7,7 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::DateTime;
@@ -47,8 +48,15 @@ struct State {
     foreign_keys: Vec<ForeignKey>,
     /// `(table, column, value)`: a write of this value is refused as a check constraint would.
     refused: Vec<(String, String, Value)>,
-    /// Every request answers this status while set (401: wrong key; 503: outage).
+    /// Every request answers this status while set (401: wrong key; 503: outage)...
     failing: Option<u16>,
+    /// ...once this many more requests have succeeded.
+    failing_after: usize,
+    /// `Retry-After` sent with a failing 429 or 503.
+    retry_after: Option<Duration>,
+    /// `(table, column)`: a write naming this column is refused as PostgREST refuses a column
+    /// its schema cache lacks (PGRST204).
+    unknown_columns: Vec<(String, String)>,
     schema: Value,
     requests: Vec<Request>,
 }
@@ -152,6 +160,26 @@ impl MemorySupabase {
         self.lock().failing = status;
     }
 
+    /// Like [`MemorySupabase::set_failing`], after `n` more requests have succeeded.
+    pub fn set_failing_after(&self, n: usize, status: Option<u16>) {
+        let mut s = self.lock();
+        s.failing = status;
+        s.failing_after = n;
+    }
+
+    /// `Retry-After` for failing 429 and 503 answers (`None`: no header).
+    pub fn set_retry_after(&self, retry_after: Option<Duration>) {
+        self.lock().retry_after = retry_after;
+    }
+
+    /// Writes naming `table.column` are refused with PGRST204, as after the column was dropped
+    /// (set the schema without it too: [`MemorySupabase::set_schema`]).
+    pub fn drop_column(&self, table: &str, column: &str) {
+        self.lock()
+            .unknown_columns
+            .push((table.to_owned(), column.to_owned()));
+    }
+
     /// What [`SupabaseApi::schema`] answers.
     pub fn set_schema(&self, schema: Value) {
         self.lock().schema = schema;
@@ -176,14 +204,41 @@ impl MemorySupabase {
             rows,
         });
         match s.failing {
-            Some(status) => Err(refusal(status, "PGRST000", format!("HTTP {status}"))),
+            Some(_) if s.failing_after > 0 => {
+                s.failing_after -= 1;
+                Ok(s)
+            }
+            Some(status) => {
+                let retry_after = s.retry_after.filter(|_| matches!(status, 429 | 503));
+                let mut e = refusal(status, "PGRST000", format!("HTTP {status}"));
+                if let PostgrestError::Status { retry_after: r, .. } = &mut e {
+                    *r = retry_after;
+                }
+                Err(e)
+            }
             None => Ok(s),
         }
     }
 }
 
 impl State {
+    fn check_columns(&self, table: &str, row: &JsonRow) -> Result<(), PostgrestError> {
+        match self
+            .unknown_columns
+            .iter()
+            .find(|(t, c)| t == table && row.contains_key(c))
+        {
+            Some((_, c)) => Err(refusal(
+                400,
+                "PGRST204",
+                format!("Could not find the '{c}' column of '{table}' in the schema cache"),
+            )),
+            None => Ok(()),
+        }
+    }
+
     fn check_values(&self, table: &str, row: &JsonRow) -> Result<(), PostgrestError> {
+        self.check_columns(table, row)?;
         let refused = self
             .refused
             .iter()

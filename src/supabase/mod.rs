@@ -1,14 +1,15 @@
 //! The Supabase side of syncbridge, behind one narrow trait ([`SupabaseApi`]) as the SQL Server
 //! side is behind `SqlStore`: the few PostgREST requests the agent makes (upsert, update,
-//! delete, one keyset page, the schema). `postgrest` is the real client (the agent's only way
-//! into Supabase: never a direct Postgres connection); `memory` is the in-memory double the
-//! unit tests drive. Knows nothing of queues or table maps.
+//! delete, one keyset page, the schema, read into a [`TargetSchema`]). `postgrest` is the real
+//! client (the agent's only way into Supabase: never a direct Postgres connection); `memory` is
+//! the in-memory double the unit tests drive. Knows nothing of queues or table maps.
 
 mod error;
 mod filter;
 #[cfg(any(test, feature = "test-support"))]
 pub mod memory;
 mod postgrest;
+mod schema;
 
 use async_trait::async_trait;
 use chrono::{DateTime, FixedOffset};
@@ -16,6 +17,7 @@ use serde_json::{Map, Value};
 
 pub use error::{ErrorBody, PostgrestError};
 pub use postgrest::PostgrestClient;
+pub use schema::TargetSchema;
 
 /// One row as PostgREST reads and writes it: column → JSON value.
 pub type JsonRow = Map<String, Value>;

@@ -86,8 +86,9 @@ impl PostgrestClient {
             })
     }
 
-    /// Sends with a short in-process retry for blips (two more tries within about a second);
-    /// anything longer is the durable schedule's job.
+    /// Sends with a short in-process retry for blips (two more tries within about a second,
+    /// never sooner than a `Retry-After` of up to a second asks); anything longer is the
+    /// durable schedule's job.
     async fn send(
         &self,
         build: impl Fn() -> RequestBuilder,
@@ -115,6 +116,9 @@ impl PostgrestClient {
                 e.class().is_retryable()
                     && !matches!(e, PostgrestError::Timeout(_))
                     && e.retry_after().is_none_or(|d| d <= Duration::from_secs(1))
+            })
+            .adjust(|e: &PostgrestError, wait| {
+                wait.map(|w| e.retry_after().map_or(w, |asked| w.max(asked)))
             })
             .notify(|e, wait| tracing::debug!(error = %e, ?wait, "retrying PostgREST request"))
             .await

@@ -19,11 +19,14 @@ use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+mod compare;
 mod fixtures;
 pub mod mssql;
 mod sides;
 
 // Each test binary uses a different part of the fixtures.
+#[allow(unused_imports)]
+pub use compare::*;
 #[allow(unused_imports)]
 pub use fixtures::*;
 

@@ -110,6 +110,13 @@ impl MemoryStore {
         );
     }
 
+    /// Adds a column to `table`, as `ALTER TABLE ... ADD` would: existing rows hold NULL in it.
+    pub fn add_column(&self, table: &str, column: SourceColumn) {
+        if let Some(t) = self.lock().tables.get_mut(table) {
+            t.columns.push(column);
+        }
+    }
+
     /// Makes `setup_report` answer `setup` (e.g. OLE Automation off, triggers missing).
     pub fn set_setup(&self, setup: SetupReport) {
         self.lock().setup = Some(setup);

@@ -9,12 +9,19 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::triggers::Origin;
-use super::{MemQueueRow, MemoryStore};
+use super::{MemQueueRow, MemoryStore, State};
 use crate::sqlserver::SqlValue;
 use crate::sqlserver::*;
 
 fn due(q: &MemQueueRow, now: Instant) -> bool {
     q.status == "Pending" && q.open_tx.is_none() && q.next_attempt_at <= now
+}
+
+/// The double's own name for `table`, however it is spelled (`dbo.x`, `[dbo].[X]`, ...), as SQL
+/// Server resolves a name under a case-insensitive collation.
+fn declared(s: &State, table: &str) -> Option<String> {
+    let wanted = TableName::parse(table).ok()?;
+    s.tables.keys().find(|name| wanted.is(name)).cloned()
 }
 
 fn differs(row: &Row, values: &[(String, SqlValue)]) -> bool {
@@ -31,11 +38,7 @@ impl SqlStore for MemoryStore {
 
     async fn describe_table(&self, table: &str) -> Result<Option<Vec<SourceColumn>>, StoreError> {
         let s = self.guard("describe_table")?;
-        let name = table.strip_prefix("dbo.").unwrap_or(table);
-        Ok(s.tables
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, t)| t.columns.clone()))
+        Ok(declared(&s, table).and_then(|name| s.tables.get(&name).map(|t| t.columns.clone())))
     }
 
     async fn claim(&self, limit: usize, lease: Duration) -> Result<Vec<QueueItem>, StoreError> {
@@ -240,9 +243,8 @@ impl SqlStore for MemoryStore {
         keys: &[RecordKey],
     ) -> Result<Vec<Row>, StoreError> {
         let s = self.guard("load_rows")?;
-        let t = s
-            .tables
-            .get(table)
+        let t = declared(&s, table)
+            .and_then(|name| s.tables.get(&name))
             .ok_or_else(|| StoreError::Invalid(format!("Invalid object name '{table}'.")))?;
         Ok(keys
             .iter()
@@ -270,9 +272,10 @@ impl SqlStore for MemoryStore {
                 "The INSERT statement conflicted with a constraint (memory double).".to_owned(),
             ));
         }
-        let table = s.tables.get(&write.table).ok_or_else(|| {
+        let name = declared(&s, &write.table).ok_or_else(|| {
             StoreError::Invalid(format!("Invalid object name '{}'.", write.table))
         })?;
+        let table = &s.tables[&name];
         let key = RecordKey(
             write
                 .key
@@ -319,7 +322,7 @@ impl SqlStore for MemoryStore {
             }
         };
         if let Some(row) = written {
-            Self::write_row(&mut s, &write.table, &key, row, None, Origin::AGENT);
+            Self::write_row(&mut s, &name, &key, row, None, Origin::AGENT);
         }
         if !matches!(outcome, WriteOutcome::Unchanged | WriteOutcome::Missing) {
             s.writes += 1;

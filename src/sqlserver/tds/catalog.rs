@@ -12,7 +12,7 @@ use super::error::SqlResult;
 use super::exec::all_results;
 use super::pool::TdsClient;
 use crate::sqlserver::SqlType;
-use crate::sqlserver::{same_identifier, SourceColumn, StoreError};
+use crate::sqlserver::{same_identifier, SourceColumn, StoreError, TableName};
 
 /// A table (or view) as the catalog names and types it.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,62 +66,12 @@ pub(super) fn quote(identifier: &str) -> String {
     format!("[{}]", identifier.replace(']', "]]"))
 }
 
-/// Splits `table`, `schema.table`, `[schema].[table]` or `"schema"."table"` into schema and
-/// table; the schema defaults to `dbo`.
+/// `table`, `schema.table`, `[schema].[table]` or `"schema"."table"` as (schema, table), the
+/// schema `dbo` by default ([`TableName::parse`]).
 pub(super) fn parse_table_name(input: &str) -> Result<(String, String), StoreError> {
-    let invalid = || {
-        StoreError::Invalid(format!(
-            "{input:?} is not a table name (expected table or schema.table)"
-        ))
-    };
-    let mut parts = Vec::new();
-    let mut chars = input.trim().chars().peekable();
-    loop {
-        let mut part = String::new();
-        match chars.peek() {
-            Some(&open @ ('[' | '"')) => {
-                chars.next();
-                let close = if open == '[' { ']' } else { '"' };
-                loop {
-                    match chars.next() {
-                        Some(c) if c == close && chars.peek() == Some(&close) => {
-                            chars.next();
-                            part.push(close);
-                        }
-                        Some(c) if c == close => break,
-                        Some(c) => part.push(c),
-                        None => return Err(invalid()),
-                    }
-                }
-            }
-            _ => {
-                while let Some(&c) = chars.peek() {
-                    if c == '.' {
-                        break;
-                    }
-                    part.push(c);
-                    chars.next();
-                }
-            }
-        }
-        if part.trim().is_empty() {
-            return Err(invalid());
-        }
-        parts.push(part);
-        match chars.next() {
-            None => break,
-            Some('.') => continue,
-            Some(_) => return Err(invalid()),
-        }
-    }
-    match <[String; 2]>::try_from(parts) {
-        Ok([schema, table]) => Ok((schema, table)),
-        Err(parts) if parts.len() == 1 => Ok((
-            "dbo".to_owned(),
-            parts.into_iter().next().unwrap_or_default(),
-        )),
-        Err(_) => Err(invalid()),
-    }
+    TableName::parse(input)
+        .map(|t| (t.schema, t.name))
+        .map_err(|e| StoreError::Invalid(e.to_string()))
 }
 
 /// The sync's view of a column type, and its T-SQL declaration.
