@@ -25,6 +25,8 @@ struct Faults {
     delay: BTreeMap<String, Duration>,
     /// The next n calls of the method fail as SQL Server being unavailable, without running.
     fail: BTreeMap<String, u32>,
+    /// Calls received per method, failed ones included.
+    seen: BTreeMap<String, u64>,
 }
 
 /// The double, listening. Stops when dropped.
@@ -78,8 +80,16 @@ impl RemoteServer {
         self.faults().fail.insert(method.to_owned(), n);
     }
 
+    /// Ends every fault (the call counts stay).
     pub fn clear_faults(&self) {
-        *self.faults() = Faults::default();
+        let mut f = self.faults();
+        f.delay.clear();
+        f.fail.clear();
+    }
+
+    /// Calls of `method` received, including those a fault failed.
+    pub fn calls(&self, method: &str) -> u64 {
+        self.faults().seen.get(method).copied().unwrap_or(0)
     }
 
     /// Stops listening (connections are refused, calls in flight broken), or listens again on
@@ -153,6 +163,7 @@ async fn answer(stream: TcpStream, store: &MemoryStore, faults: &Mutex<Faults>) 
             let method = request.call.method();
             let (fail, delay) = {
                 let mut f = lock(faults);
+                *f.seen.entry(method.to_owned()).or_default() += 1;
                 let fail = f.fail.get_mut(method).filter(|n| **n > 0).map(|n| *n -= 1);
                 (fail.is_some(), f.delay.get(method).copied())
             };

@@ -70,6 +70,49 @@ impl Sides {
         self.double.store()
     }
 
+    /// `n` new patients with a work row each, numbered from `first`, as the clinic writes them
+    /// (two queue items each).
+    pub fn clinic_changes(&self, first: i64, n: i64) {
+        for id in first..first + n {
+            let sql = self.sql();
+            sql.clinic_write(
+                "tblPatients",
+                &super::key("PersonID", id),
+                Some(super::patient(id, "new")),
+            );
+            sql.clinic_write(
+                "tblWork",
+                &super::key("WorkID", id),
+                Some(super::work(id, id)),
+            );
+        }
+    }
+
+    /// Items in the queue claimed and not settled (`Pending` under a claim).
+    pub fn in_flight(&self) -> usize {
+        self.sql()
+            .queue()
+            .iter()
+            .filter(|q| q.status == "Pending" && q.claim.is_some())
+            .count()
+    }
+
+    /// The end of every process fault test: nothing lost, none left in between, both sides
+    /// equal row for row; prints the counts (`FAULT <name>: ...`) for the fault table.
+    pub async fn nothing_lost(&self, fault: &str, resent: usize) {
+        let map = syncbridge::mapping::TableMap::sample_clinic();
+        super::assert_nothing_lost(self, &map).await;
+        let queue = self.sql().queue();
+        let records: std::collections::BTreeSet<_> =
+            queue.iter().map(|q| (&q.table, &q.record_id)).collect();
+        let equal = super::assert_sides_equal(self, &map).await;
+        println!(
+            "FAULT {fault}: changes made {} ({} records), rows equal on both sides {equal}, lost 0, duplicated 0, in flight at the fault and sent again {resent}",
+            queue.len(),
+            records.len()
+        );
+    }
+
     /// A note the portal writes in Supabase (set 1 must be there), and the webhook body
     /// Supabase sends for it.
     pub async fn portal_note(&self, uid: &str, body: &str) -> Value {
