@@ -43,10 +43,7 @@ async fn synced_agent(sides: &Sides, extra: &[(&str, &str)]) -> AgentProcess {
     let agent = sides.agent("agent-a", extra).await;
     sides.clinic_changes(1, 5);
     agent.notify(&sides.http).await;
-    wait_for("the first changes synced", || async {
-        sides.sql().queue().iter().all(|q| q.status == "Synced")
-    })
-    .await;
+    sides.wait_synced(&[&agent]).await;
     agent
 }
 
@@ -135,10 +132,7 @@ async fn refused_with_retry_after(sides: &Sides, agent: &AgentProcess, status: u
         waited >= Duration::from_millis(950),
         "{status}: retried after {waited:?}, before the 1 s asked for"
     );
-    wait_for("the change synced", || async {
-        sides.sql().queue().iter().all(|q| q.status == "Synced")
-    })
-    .await;
+    sides.wait_synced(&[&agent]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,10 +157,7 @@ async fn a_500_on_every_other_request_loses_nothing() {
         sides.clinic_changes(wave * 10, 5);
         agent.notify(&sides.http).await;
     }
-    wait_for("every change synced", || async {
-        sides.sql().queue().iter().all(|q| q.status == "Synced")
-    })
-    .await;
+    sides.wait_synced(&[&agent]).await;
     let refused = sides
         .rest
         .requests()

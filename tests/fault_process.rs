@@ -37,10 +37,7 @@ async fn the_real_binary_over_the_test_double_syncs_both_ways() {
     let agent = sides.agent("agent-a", &[]).await;
     sides.clinic_changes(10, 5);
     agent.notify(&sides.http).await;
-    wait_for("the parents in Supabase", || async {
-        sides.sql().queue().iter().all(|q| q.status == "Synced")
-    })
-    .await;
+    sides.wait_synced(&[&agent]).await;
     let body = sides.portal_note(NOTE_A, "from the portal").await;
     assert_eq!(agent.webhook(&sides.http, &body).await, 200);
     wait_for("the note applied", || async {
@@ -89,10 +86,7 @@ async fn graceful_stop(signal: &str) {
     seed_parents(sides.sql());
     let mut agent = sides.agent("agent-a", &[("SYNC_BATCH_SIZE", "8")]).await;
     agent.notify(&sides.http).await;
-    wait_for("the parents in Supabase", || async {
-        sides.sql().queue().iter().all(|q| q.status == "Synced")
-    })
-    .await;
+    sides.wait_synced(&[&agent]).await;
     let bodies = [
         sides.portal_note(NOTE_A, "first").await,
         sides.portal_note(NOTE_B, "second").await,
@@ -142,10 +136,7 @@ async fn webhooks_accepted_then_sigkill_before_applying_are_applied_after_restar
     seed_parents(sides.sql());
     let mut agent = sides.agent("agent-a", &[]).await;
     agent.notify(&sides.http).await;
-    wait_for("the parents in Supabase", || async {
-        sides.sql().queue().iter().all(|q| q.status == "Synced")
-    })
-    .await;
+    sides.wait_synced(&[&agent]).await;
     sides.double.fail_next("apply", 1_000_000);
     let mut bodies = Vec::new();
     for (uid, text) in [(NOTE_A, "kept one"), (NOTE_B, "kept two")] {

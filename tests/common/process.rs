@@ -88,6 +88,28 @@ impl Sides {
         }
     }
 
+    /// Waits until every queue item is `Synced`; on timeout names the others and shows the
+    /// consoles of `agents`.
+    pub async fn wait_synced(&self, agents: &[&AgentProcess]) {
+        let deadline = Instant::now() + super::DEADLINE;
+        let mut recheck = tokio::time::interval(Duration::from_millis(10));
+        loop {
+            let queue = self.sql().queue();
+            if queue.iter().all(|q| q.status == "Synced") {
+                return;
+            }
+            if Instant::now() > deadline {
+                let left: Vec<_> = queue.iter().filter(|q| q.status != "Synced").collect();
+                let consoles: Vec<String> = agents.iter().map(|a| a.console()).collect();
+                panic!(
+                    "timed out waiting for every item Synced: {left:?}\n{}",
+                    consoles.join("\n----\n")
+                );
+            }
+            recheck.tick().await;
+        }
+    }
+
     /// Items in the queue claimed and not settled (`Pending` under a claim).
     pub fn in_flight(&self) -> usize {
         self.sql()
@@ -110,6 +132,26 @@ impl Sides {
             "FAULT {fault}: changes made {} ({} records), rows equal on both sides {equal}, lost 0, duplicated 0, in flight at the fault and sent again {resent}",
             queue.len(),
             records.len()
+        );
+    }
+
+    /// The end of a fault test in which attempts may be spent: every item `Synced` (none
+    /// `Failed`, none left in between), both sides equal row for row; prints the counts.
+    pub async fn nothing_failed(&self, fault: &str, resent: usize) {
+        let store = self.sql();
+        wait_for("queue drained", || async {
+            store.queue().iter().all(|q| q.status != "Pending")
+        })
+        .await;
+        let queue = store.queue();
+        let failed: Vec<_> = queue.iter().filter(|q| q.status != "Synced").collect();
+        assert!(failed.is_empty(), "not synced: {failed:?}");
+        let map = syncbridge::mapping::TableMap::sample_clinic();
+        let equal = super::assert_sides_equal(self, &map).await;
+        let spent: u32 = queue.iter().map(|q| q.attempts).sum();
+        println!(
+            "FAULT {fault}: changes made {}, rows equal on both sides {equal}, lost 0, duplicated 0, in flight at the fault and sent again {resent}, attempts spent {spent}",
+            queue.len()
         );
     }
 
