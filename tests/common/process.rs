@@ -155,6 +155,30 @@ impl Sides {
         );
     }
 
+    /// The portal's edit of note `uid`, and the webhook body Supabase sends for it.
+    pub async fn portal_edit_note(&self, uid: &str, body: &str) -> Value {
+        let read = || async {
+            self.db
+                .query_json(&format!(
+                    "SELECT * FROM aligner_notes WHERE note_uid = '{uid}'"
+                ))
+                .await
+                .expect("the note")
+                .first()
+                .cloned()
+        };
+        let old = read().await;
+        self.db
+            .client()
+            .execute(
+                "UPDATE aligner_notes SET note_text = $2, is_edited = true WHERE note_uid = $1::text::uuid",
+                &[&uid, &body],
+            )
+            .await
+            .expect("portal edit");
+        super::hook("UPDATE", "aligner_notes", read().await, old)
+    }
+
     /// A note the portal writes in Supabase (set 1 must be there), and the webhook body
     /// Supabase sends for it.
     pub async fn portal_note(&self, uid: &str, body: &str) -> Value {
@@ -408,6 +432,20 @@ impl AgentProcess {
             .json()
             .await
             .expect("status json")
+    }
+
+    /// The process's resident memory (`VmRSS`) in KiB, while it runs.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
+    /// Whether a process is running (started and not yet stopped by the test).
+    pub fn running(&self) -> bool {
+        self.child.is_some()
     }
 
     /// The process id, while it runs.
