@@ -132,7 +132,7 @@ async fn refused_with_retry_after(sides: &Sides, agent: &AgentProcess, status: u
         waited >= Duration::from_millis(950),
         "{status}: retried after {waited:?}, before the 1 s asked for"
     );
-    sides.wait_synced(&[&agent]).await;
+    sides.wait_synced(&[agent]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
