@@ -72,6 +72,10 @@ pub(crate) async fn serve<S>(
             }
         }
     }
+    tracing::info!(
+        open = tracker.len(),
+        "shutdown signal received: HTTP listener closed, finishing requests in flight"
+    );
     drop(listener);
     tracker.close();
     tracker.wait().await;
