@@ -14,6 +14,8 @@ use url::Url;
 use super::{KeyKind, Problem};
 use crate::retry::Backoff;
 
+mod http;
+
 pub(super) struct Reader<'a> {
     lookup: &'a dyn Fn(&str) -> Option<String>,
     pub(super) problems: Vec<Problem>,

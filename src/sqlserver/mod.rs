@@ -52,6 +52,11 @@ pub enum StoreError {
     /// The request was invalid before reaching SQL Server (unknown table or column, bad key).
     #[error("{0}")]
     Invalid(String),
+    /// A table, column or procedure the statement names is missing, or the agent's login lacks
+    /// a permission: every row of the table fails alike until someone fixes the setup, so no
+    /// row's attempts are spent on it.
+    #[error("SQL Server setup: {0}")]
+    Misconfigured(String),
 }
 
 impl StoreError {
@@ -59,6 +64,7 @@ impl StoreError {
         match self {
             Self::Unavailable(_) | Self::Transient(_) => ErrorClass::Outage,
             Self::Rejected(_) | Self::Invalid(_) => ErrorClass::Rejected,
+            Self::Misconfigured(_) => ErrorClass::ConfigFault,
         }
     }
 

@@ -119,6 +119,15 @@ impl MemoryStore {
         );
     }
 
+    /// Renames a table, as `sp_rename` would: statements naming the old name then fail with
+    /// "Invalid object name" (error 208).
+    pub fn rename_table(&self, from: &str, to: &str) {
+        let mut s = self.lock();
+        if let Some(t) = s.tables.remove(from) {
+            s.tables.insert(to.to_owned(), t);
+        }
+    }
+
     /// Adds a column to `table`, as `ALTER TABLE ... ADD` would: existing rows hold NULL in it.
     pub fn add_column(&self, table: &str, column: SourceColumn) {
         if let Some(t) = self.lock().tables.get_mut(table) {
