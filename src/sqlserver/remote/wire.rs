@@ -66,6 +66,7 @@ pub(crate) enum WireError {
     Transient(String),
     Rejected(String),
     Invalid(String),
+    Misconfigured(String),
 }
 
 impl From<StoreError> for WireError {
@@ -75,6 +76,7 @@ impl From<StoreError> for WireError {
             StoreError::Transient(m) => Self::Transient(m),
             StoreError::Rejected(m) => Self::Rejected(m),
             StoreError::Invalid(m) => Self::Invalid(m),
+            StoreError::Misconfigured(m) => Self::Misconfigured(m),
         }
     }
 }
@@ -86,6 +88,7 @@ impl From<WireError> for StoreError {
             WireError::Transient(m) => Self::Transient(m),
             WireError::Rejected(m) => Self::Rejected(m),
             WireError::Invalid(m) => Self::Invalid(m),
+            WireError::Misconfigured(m) => Self::Misconfigured(m),
         }
     }
 }
