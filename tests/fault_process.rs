@@ -165,3 +165,43 @@ async fn webhooks_accepted_then_sigkill_before_applying_are_applied_after_restar
         .nothing_lost("SIGKILL with accepted webhooks unapplied", 0)
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_after_a_reverse_write_before_its_answer_applies_it_once_in_effect() {
+    let sides = Sides::start().await;
+    seed_parents(sides.sql());
+    let mut agent = sides.agent("agent-a", &[]).await;
+    agent.notify(&sides.http).await;
+    sides.wait_synced(&[&agent]).await;
+    // SQL Server writes the row, then the answer is held: the agent dies not knowing.
+    sides.double.delay("apply", Duration::from_secs(30));
+    let body = sides.portal_note(NOTE_A, "written once").await;
+    assert_eq!(agent.webhook(&sides.http, &body).await, 200);
+    wait_for("the write made in SQL Server", || async {
+        note_text(sides.sql(), NOTE_A).is_some()
+    })
+    .await;
+    agent.kill();
+    sides.double.clear_faults();
+    let (_, writes_before) = sides.sql().apply_counts();
+    agent.start();
+    agent.wait_ready(&sides).await;
+    wait_for("the event applied again and settled", || async {
+        sides.double.calls("apply") >= 2
+    })
+    .await;
+    wait_for("the inbox empty", || async {
+        agent.status(&sides.http).await["reverse"]["inbox"]["depth"] == json!(0)
+    })
+    .await;
+    let (applies, writes) = sides.sql().apply_counts();
+    assert!(applies >= 2, "applied again after the restart");
+    assert_eq!(writes, writes_before, "the second apply changed nothing");
+    assert_eq!(
+        note_text(sides.sql(), NOTE_A).as_deref(),
+        Some("written once")
+    );
+    sides
+        .nothing_lost("SIGKILL between a reverse write and its answer", 1)
+        .await;
+}
