@@ -46,6 +46,11 @@ pub(crate) const KEYS: &[&str] = &[
     "SYNC_HTTP_IDLE_TIMEOUT",
 ];
 
+/// The scheme of `MSSQL_CONNECTION_STRING` that names the out-of-process SQL Server double
+/// (`syncbridge-test-double://127.0.0.1:PORT`), for the fault tests; a configuration error in
+/// builds without the `test-support` feature.
+pub const TEST_DOUBLE_SCHEME: &str = "syncbridge-test-double://";
+
 /// How the service key travels: legacy JWT keys go in `apikey` and `Authorization: Bearer`;
 /// the new `sb_secret_...` keys are not JWTs and go in `apikey` only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,6 +199,17 @@ impl Config {
             .as_ref()
             .and_then(|s| decode_signing_secret(s.expose_secret()))
             .map(SecretSlice::from)
+    }
+
+    /// Where the out-of-process SQL Server double listens, when `MSSQL_CONNECTION_STRING`
+    /// names it (only test builds accept that; see [`TEST_DOUBLE_SCHEME`]).
+    #[cfg(feature = "test-support")]
+    pub fn test_double_addr(&self) -> Option<SocketAddr> {
+        self.mssql_connection
+            .expose_secret()
+            .strip_prefix(TEST_DOUBLE_SCHEME)?
+            .parse()
+            .ok()
     }
 
     /// The tiberius configuration. Parsed again from the secret on demand so that no long-lived

@@ -10,6 +10,8 @@ mod key;
 #[cfg(any(test, feature = "test-support"))]
 pub mod memory;
 mod queue;
+#[cfg(feature = "test-support")]
+pub mod remote;
 mod table_name;
 pub mod tds;
 mod value;

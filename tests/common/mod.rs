@@ -22,6 +22,8 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 mod compare;
 mod fixtures;
 pub mod mssql;
+#[cfg(unix)]
+pub mod process;
 mod sides;
 
 // Each test binary uses a different part of the fixtures.

@@ -94,6 +94,15 @@ impl MemoryStore {
         }
     }
 
+    /// The same double (shared state) as the agent `agent_id` sees it: its claims carry that
+    /// name, so two agents on one queue each release only their own.
+    pub fn as_agent(&self, agent_id: &str) -> Self {
+        Self {
+            agent_id: agent_id.to_owned(),
+            ..self.clone()
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock is a test bug; the data is still usable for asserts.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
