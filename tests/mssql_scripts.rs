@@ -34,6 +34,12 @@ async fn scripts_apply_twice() {
         );
     }
     assert_eq!(db.int("SELECT COUNT(*) FROM dbo.SyncConfig;").await, 2);
+    // A clinic's mass update must not escalate to a table lock on the queue.
+    assert_eq!(
+        db.int("SELECT COUNT(*) FROM sys.tables WHERE object_id = OBJECT_ID(N'dbo.SyncQueue') AND lock_escalation_desc = N'DISABLE';")
+            .await,
+        1
+    );
     // What `syncbridge check` reads: the generated triggers and the notify URL.
     let setup = db.store().setup_report().await.expect("setup report");
     for table in [

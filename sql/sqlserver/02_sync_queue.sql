@@ -119,6 +119,22 @@ BEGIN
             (TableName, RecordID) INCLUDE (Status, NextAttemptAt, ClaimToken);';
         EXEC sys.sp_executesql @sql;
     END;
+
+    /*
+        No lock escalation on the queue. A statement holding about 5,000 locks on one table
+        escalates to a table lock, kept until its transaction ends: one clinic UPDATE of 6,000
+        rows (its trigger inserts 6,000 queue rows) would then block every other save's trigger
+        and the agent's claim, which READPAST cannot skip past a table lock. Row locks on a
+        queue cost a little memory; blocking the clinic costs its working day.
+    */
+    IF EXISTS (
+        SELECT 1 FROM sys.tables
+        WHERE object_id = OBJECT_ID(@q) AND lock_escalation_desc <> N'DISABLE'
+    )
+    BEGIN
+        SET @sql = N'ALTER TABLE ' + @q + N' SET (LOCK_ESCALATION = DISABLE);';
+        EXEC sys.sp_executesql @sql;
+    END;
 END;
 GO
 

@@ -99,14 +99,15 @@ GO
 
 /*
     Deletes Synced items created more than @olderThanDays days ago, @batchSize rows per
-    statement. Each DELETE commits on its own, so locks stay short, the log can be reused
+    statement (4,000 by default: under the 5,000 locks at which SQL Server would escalate a
+    statement to a table lock, should LOCK_ESCALATION on the queue ever be re-enabled). Each DELETE commits on its own, so locks stay short, the log can be reused
     between batches, and the clinic's writers are never blocked for long. Pending and Failed
     items are never touched. Schedule it (SQL Agent, or Windows Task Scheduler with sqlcmd on
     Express, which has no SQL Agent), e.g. nightly. Returns the number of items deleted.
 */
 CREATE OR ALTER PROCEDURE dbo.sp_SyncQueuePurgeSynced
     @olderThanDays int = 30,
-    @batchSize int = 5000
+    @batchSize int = 4000
 AS
 BEGIN
     SET NOCOUNT ON;

@@ -123,13 +123,7 @@ pub(super) fn build(info: &TableInfo, write: &ReverseWrite) -> Result<Statement,
     let mut params = Params::default();
     let key_pred = key
         .iter()
-        .map(|(col, v)| {
-            Ok(format!(
-                "t.{} = {}",
-                quote(&col.source.name),
-                key_expr(col, &params.bind(col, v)?)
-            ))
-        })
+        .map(|(col, v)| Ok(key_match(col, &params.bind(col, v)?)))
         .collect::<Result<Vec<_>, StoreError>>()?
         .join(" AND ");
     let table = info.quoted();
@@ -237,6 +231,27 @@ fn key_expr(col: &ColumnInfo, param: &str) -> String {
     match col.source.sql_type {
         SqlType::Text { unicode: false, .. } => format!("CAST({param} AS varchar(8000))"),
         _ => value_expr(col, param),
+    }
+}
+
+/// `t.<key column>` is the record `param` names. The plain `=` keeps the seek on the key; for
+/// text it is only a pre-filter: under a case-insensitive collation, or with trailing spaces
+/// (which `=` ignores), it also matches another record's key, so the exact comparison of the
+/// forward path's row loading (`rows::key_predicate`) follows it, and a portal write for `ab12`
+/// never lands on the clinic's `AB12`.
+fn key_match(col: &ColumnInfo, param: &str) -> String {
+    let column = format!("t.{}", quote(&col.source.name));
+    let seek = format!("{column} = {}", key_expr(col, param));
+    let SqlType::Text { .. } = col.source.sql_type else {
+        return seek;
+    };
+    let text = format!("CAST({column} AS nvarchar(max))");
+    let exact = format!("{text} COLLATE {EXACT} = {param}");
+    // A fixed-width column's value is padded to its width; the binary comparison pads too.
+    if matches!(col.type_name.as_str(), "char" | "nchar") {
+        format!("{seek} AND {exact}")
+    } else {
+        format!("{seek} AND {exact} AND DATALENGTH({text}) = DATALENGTH({param})")
     }
 }
 

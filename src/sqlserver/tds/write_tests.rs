@@ -339,3 +339,32 @@ fn a_varchar_key_is_compared_as_varchar_without_a_large_object_type() {
     let id = col("ID", SqlType::Int { bits: 32 }, "int", "int", false);
     assert_eq!(key_expr(&id, "@P1"), "CAST(@P1 AS int)");
 }
+
+#[test]
+fn a_text_key_matches_exactly_and_still_seeks() {
+    let varchar = SqlType::Text {
+        unicode: false,
+        max_chars: Some(10),
+    };
+    let code = col("Code", varchar, "varchar", "varchar(10)", false);
+    // The plain comparison first (the seek), then case, accents and trailing spaces count.
+    assert_eq!(
+        key_match(&code, "@P1"),
+        "t.[Code] = CAST(@P1 AS varchar(8000)) \
+         AND CAST(t.[Code] AS nvarchar(max)) COLLATE Latin1_General_BIN2 = @P1 \
+         AND DATALENGTH(CAST(t.[Code] AS nvarchar(max))) = DATALENGTH(@P1)"
+    );
+    let fixed = SqlType::Text {
+        unicode: true,
+        max_chars: Some(4),
+    };
+    let label = col("Label", fixed, "nchar", "nchar(4)", false);
+    // A fixed-width value is padded to its width: its length would never match the key's.
+    assert_eq!(
+        key_match(&label, "@P1"),
+        "t.[Label] = @P1 \
+         AND CAST(t.[Label] AS nvarchar(max)) COLLATE Latin1_General_BIN2 = @P1"
+    );
+    let id = col("ID", SqlType::Int { bits: 32 }, "int", "int", false);
+    assert_eq!(key_match(&id, "@P1"), "t.[ID] = CAST(@P1 AS int)");
+}

@@ -72,6 +72,8 @@ fn missing_objects_sql() -> String {
         "{objects}
 UNION ALL SELECT N'index ' + i.n FROM (VALUES (N'IX_SyncQueue_Status_QueueID'), (N'IX_SyncQueue_Record')) AS i (n)
     WHERE NOT EXISTS (SELECT 1 FROM sys.indexes AS x WHERE x.object_id = OBJECT_ID(N'dbo.SyncQueue') AND x.name = i.n)
+UNION ALL SELECT N'LOCK_ESCALATION = DISABLE on dbo.SyncQueue' FROM sys.tables AS t
+    WHERE t.object_id = OBJECT_ID(N'dbo.SyncQueue') AND t.lock_escalation_desc <> N'DISABLE'
 UNION ALL SELECT N'the current ' + p.proc_name FROM (VALUES
         (N'dbo.sp_SyncInstallChangeTrigger', N'@QueueSchema'), (N'dbo.sp_NotifyAppOfSync', N'@TargetUrl')) AS p (proc_name, param)
     WHERE NOT EXISTS (SELECT 1 FROM sys.parameters AS x WHERE x.object_id = OBJECT_ID(p.proc_name) AND x.name = p.param);"
