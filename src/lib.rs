@@ -31,6 +31,8 @@ mod forward;
 mod http;
 mod local_db;
 pub mod mapping;
+#[cfg(test)]
+mod proptest_cases;
 pub mod retry;
 mod reverse;
 mod run;

@@ -137,22 +137,21 @@ async fn a_running_agent_never_logs_secrets() {
         .await
         .expect("notify");
     assert_eq!(notify.status(), 202);
-    let status: serde_json::Value = http
-        .get(format!("{base}/api/sync/status"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .expect("s")
-        .json()
-        .await
-        .expect("j");
-    assert!(
-        status["agent"]["startup_problem"]
-            .as_str()
-            .unwrap_or("")
-            .contains("SQL Server"),
-        "{status}"
-    );
+    // The first attempt to reach SQL Server may still be under way: wait for its verdict.
+    wait_for("the start-up problem named", || {
+        let (http, url) = (http.clone(), format!("{base}/api/sync/status"));
+        async move {
+            let Ok(r) = http.get(url).bearer_auth(ADMIN_TOKEN).send().await else {
+                return false;
+            };
+            let status: serde_json::Value = r.json().await.unwrap_or_default();
+            status["agent"]["startup_problem"]
+                .as_str()
+                .unwrap_or("")
+                .contains("SQL Server")
+        }
+    })
+    .await;
     child.kill().expect("stop agent");
     let _ = child.wait();
     let mut logs = String::new();

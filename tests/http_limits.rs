@@ -270,3 +270,104 @@ async fn every_authentication_failure_gets_the_same_401() {
         assert_eq!(answer, &expected);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_alive_connection_trickling_its_next_headers_is_closed_within_the_header_timeout() {
+    let h = agent(vec![
+        ("SYNC_HTTP_HEADER_TIMEOUT", "600ms"),
+        ("SYNC_HTTP_IDLE_TIMEOUT", "30s"),
+    ])
+    .await;
+    let mut tcp = TcpStream::connect(h.addr).await.expect("connect");
+    tcp.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 1024];
+    let n = tokio::time::timeout(DEADLINE, tcp.read(&mut buf))
+        .await
+        .expect("answered")
+        .expect("read");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // The next request's headers, a line every 100 ms: the idle timeout no longer applies.
+    let start = Instant::now();
+    tcp.write_all(b"GET /health HTTP/1.1\r\n")
+        .await
+        .expect("write");
+    let dribble = async {
+        for i in 0..100 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if tcp
+                .write_all(format!("X-{i}: y\r\n").as_bytes())
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(DEADLINE, dribble)
+        .await
+        .expect("bounded");
+    let (_, after) = until_closed(&mut tcp, start).await;
+    assert!(
+        after >= Duration::from_millis(500) && after < Duration::from_secs(3),
+        "closed after {after:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_webhooks_are_read_a_few_at_a_time_before_their_signature_is_checked() {
+    let h = Harness::start_with(Options {
+        signing_secret: Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        settings: vec![("SYNC_HTTP_REQUEST_TIMEOUT", "30s")],
+        ..Options::default()
+    })
+    .await;
+    let now = chrono::Utc::now().timestamp();
+    let head = format!(
+        "POST /api/sync/webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nwebhook-id: msg_1\r\nwebhook-timestamp: {now}\r\nwebhook-signature: v1,AAAA\r\nContent-Length: 60000\r\n\r\n{{"
+    );
+    // Eight signed bodies that never finish hold the eight places...
+    let mut holding = Vec::new();
+    for _ in 0..8 {
+        let mut tcp = TcpStream::connect(h.addr).await.expect("connect");
+        tcp.write_all(head.as_bytes()).await.expect("write");
+        holding.push(tcp);
+    }
+    // ...so a ninth is refused on its headers (retrying until the eight have been read as far).
+    let mut answer = String::new();
+    for _ in 0..50 {
+        let mut tcp = TcpStream::connect(h.addr).await.expect("connect");
+        tcp.write_all(head.as_bytes()).await.expect("write");
+        let mut buf = [0u8; 1024];
+        let read = tokio::time::timeout(Duration::from_millis(200), tcp.read(&mut buf)).await;
+        if let Ok(Ok(n)) = read {
+            answer = String::from_utf8_lossy(&buf[..n]).into_owned();
+            break;
+        }
+    }
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("too many requests at once"), "{answer}");
+    // Once they are gone, signed webhooks are read again (and this forged one refused).
+    drop(holding);
+    let mut status = 0;
+    for _ in 0..50 {
+        let r = h
+            .http
+            .post(h.url("/api/sync/webhook"))
+            .header("content-type", "application/json")
+            .header("webhook-id", "msg_1")
+            .header("webhook-timestamp", now.to_string())
+            .header("webhook-signature", "v1,AAAA")
+            .body("{}")
+            .send()
+            .await
+            .expect("request");
+        status = r.status().as_u16();
+        if status != 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 401);
+}

@@ -152,7 +152,8 @@ impl AgentHandle {
     /// map is resolved the start-up drain will pick the items up anyway.
     pub(crate) fn notify(&self) {
         self.shared.forward_counters.notified();
-        tracing::info!("Received queue notification from SQL Server");
+        // Debug: SQL Server notifies on every clinic write; a line each would grow the log with them.
+        tracing::debug!("Received queue notification from SQL Server");
         if let Ok(ready) = self.ready() {
             ready.forward.notify();
         }

@@ -302,10 +302,10 @@ pub(super) fn env_file_problem(e: &dotenvy::Error) -> Problem {
                         .chars()
                         .take(64)
                         .collect();
-                    format!("line {} ({key}) cannot be parsed; quote values that contain spaces, # or backslashes", n + 1)
+                    format!("line {} ({key}) cannot be parsed; quote values that contain spaces, # or backslashes (and end none with a backslash)", n + 1)
                 }
                 None => {
-                    "a line cannot be parsed; quote values that contain spaces, # or backslashes"
+                    "a line cannot be parsed; quote values that contain spaces, # or backslashes (and end none with a backslash)"
                         .to_owned()
                 }
             }

@@ -11,7 +11,7 @@ fn jwt(role: &str) -> String {
     format!("{header}.{claims}.c2lnbmF0dXJl")
 }
 
-fn valid() -> HashMap<&'static str, String> {
+pub(super) fn valid() -> HashMap<&'static str, String> {
     HashMap::from([
         ("MSSQL_CONNECTION_STRING", "Server=localhost\\SQLEXPRESS;Database=Clinic;User Id=sync;Password=Pa55-w0rd!;TrustServerCertificate=true".to_owned()),
         ("SUPABASE_URL", "https://abc.supabase.co".to_owned()),

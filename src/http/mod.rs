@@ -156,7 +156,6 @@ pub(crate) fn routes(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     let max_body = state.max_body_bytes;
-    let admin = |state: &Arc<AppState>| token(state.clone(), Tokens::is_admin);
     let health = warp::path!("health")
         .and(warp::get())
         .map(|| json_reply(StatusCode::OK, json!({ "status": "ok" })));
@@ -169,28 +168,6 @@ pub(crate) fn routes(
         .and(token(state.clone(), Tokens::may_notify))
         .and(with_state(state.clone()))
         .map(admin::queue_notify);
-    let trigger = warp::path!("api" / "sync" / "trigger")
-        .and(warp::post())
-        .and(admin(&state))
-        .and(small_body(4096))
-        .and(with_state(state.clone()))
-        .then(admin::trigger);
-    let status = warp::path!("api" / "sync" / "status")
-        .and(warp::get())
-        .and(admin(&state))
-        .and(with_state(state.clone()))
-        .then(admin::status);
-    let retry = warp::path!("api" / "sync" / "retry-failed")
-        .and(warp::post())
-        .and(admin(&state))
-        .and(small_body(4096))
-        .and(with_state(state.clone()))
-        .then(admin::retry_failed);
-    let metrics = warp::path!("metrics")
-        .and(warp::get())
-        .and(admin(&state))
-        .and(with_state(state.clone()))
-        .then(admin::metrics);
     let hook = warp::path!("api" / "sync" / "webhook")
         .and(warp::post())
         .and(webhook_auth(state.clone()))
@@ -205,17 +182,47 @@ pub(crate) fn routes(
         .unify()
         .or(notify)
         .unify()
-        .or(trigger)
+        .or(admin_routes(&state))
         .unify()
+        .or(hook)
+        .unify()
+        .recover(move |rejection| recover(rejection, log.clone()))
+        .unify()
+}
+
+/// The admin token's routes: `trigger`, `status`, `retry-failed`, `/metrics`.
+fn admin_routes(
+    state: &Arc<AppState>,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let admin = || token(state.clone(), Tokens::is_admin);
+    let trigger = warp::path!("api" / "sync" / "trigger")
+        .and(warp::post())
+        .and(admin())
+        .and(small_body(4096))
+        .and(with_state(state.clone()))
+        .then(admin::trigger);
+    let status = warp::path!("api" / "sync" / "status")
+        .and(warp::get())
+        .and(admin())
+        .and(with_state(state.clone()))
+        .then(admin::status);
+    let retry = warp::path!("api" / "sync" / "retry-failed")
+        .and(warp::post())
+        .and(admin())
+        .and(small_body(4096))
+        .and(with_state(state.clone()))
+        .then(admin::retry_failed);
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(admin())
+        .and(with_state(state.clone()))
+        .then(admin::metrics);
+    trigger
         .or(status)
         .unify()
         .or(retry)
         .unify()
         .or(metrics)
-        .unify()
-        .or(hook)
-        .unify()
-        .recover(move |rejection| recover(rejection, log.clone()))
         .unify()
 }
 

@@ -91,6 +91,24 @@ impl RefusalLog {
         }
     }
 
+    /// Logs the refusals counted but not yet logged (at shutdown: no timer wakes for them, so
+    /// an idle agent stays asleep).
+    pub(crate) fn flush(&self) {
+        for (refusal, unlogged) in self.take_unlogged() {
+            let what = refusal.describe();
+            tracing::warn!(more_since_last_line = unlogged, "{what}");
+        }
+    }
+
+    fn take_unlogged(&self) -> Vec<(Refusal, u64)> {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots
+            .iter_mut()
+            .filter(|(r, slot)| slot.unlogged > 0 && !r.is_normal())
+            .map(|(r, slot)| (*r, std::mem::take(&mut slot.unlogged)))
+            .collect()
+    }
+
     /// `Some(refusals counted but not logged since the last line)` when a line is due at `now`.
     fn due(&self, refusal: Refusal, now: Instant) -> Option<u64> {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
@@ -138,5 +156,16 @@ mod tests {
         assert_eq!(webhook, vec![0, 399, 399]);
         let headers = lines.iter().filter(|(k, _)| *k == "headers").count();
         assert_eq!(headers, 3, "{lines:?}");
+        // What the last window counted is reported at shutdown, once.
+        let mut unlogged = log.take_unlogged();
+        unlogged.sort_by_key(|(_, n)| *n);
+        assert_eq!(
+            unlogged,
+            vec![
+                (Refusal::HeadersTooSlow, 1),
+                (Refusal::WebhookUnauthenticated, 199)
+            ]
+        );
+        assert!(log.take_unlogged().is_empty());
     }
 }

@@ -351,3 +351,7 @@ mod tests {
         assert!(from_json(&json!("<x/>"), &SqlType::Unsupported("xml".into())).is_err());
     }
 }
+
+#[cfg(test)]
+#[path = "json_props.rs"]
+mod props;

@@ -352,3 +352,7 @@ mod example_tests {
         assert_eq!(loaded, TableMap::sample_clinic());
     }
 }
+
+#[cfg(test)]
+#[path = "table_map_props.rs"]
+mod props;

@@ -111,3 +111,7 @@ fn change(
 #[cfg(test)]
 #[path = "intake_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "intake_props.rs"]
+mod props;

@@ -111,3 +111,7 @@ impl fmt::Display for RecordKey {
         f.write_str(&self.to_json())
     }
 }
+
+#[cfg(test)]
+#[path = "key_props.rs"]
+mod props;

@@ -228,16 +228,18 @@ where
     }
 }
 
-/// When a connection in `phase` must be closed, and why.
+/// When a connection in `phase` must be closed, and why. A new connection's first request has
+/// the header timeout from the opening; a kept-alive one's next request from its first byte,
+/// and until that byte the connection is idle.
 fn deadline(phase: Phase, limits: &HttpLimits) -> Option<(Instant, Refusal)> {
     match phase {
+        Phase::AwaitingHead {
+            since, fresh: true, ..
+        } => Some((since + limits.header_timeout, Refusal::HeadersTooSlow)),
         Phase::AwaitingHead {
             first_byte: Some(first),
             ..
         } => Some((first + limits.header_timeout, Refusal::HeadersTooSlow)),
-        Phase::AwaitingHead {
-            since, fresh: true, ..
-        } => Some((since + limits.header_timeout, Refusal::HeadersTooSlow)),
         Phase::AwaitingHead { since, .. } => {
             Some((since + limits.idle_timeout, Refusal::IdleClosed))
         }

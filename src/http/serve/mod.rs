@@ -79,4 +79,5 @@ pub(crate) async fn serve<S>(
     drop(listener);
     tracker.close();
     tracker.wait().await;
+    log.flush();
 }
