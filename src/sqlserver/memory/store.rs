@@ -329,4 +329,25 @@ impl SqlStore for MemoryStore {
         }
         Ok(outcome)
     }
+
+    async fn backfill_page(&self, page: &KeyPage) -> Result<Enqueued, StoreError> {
+        self.backfill(page)
+    }
+
+    async fn read_page(
+        &self,
+        page: &KeyPage,
+        columns: &[SourceColumn],
+    ) -> Result<Vec<Row>, StoreError> {
+        self.page(page, columns)
+    }
+
+    async fn queue_records(
+        &self,
+        table: &str,
+        key_columns: &[String],
+        records: &[RecordKey],
+    ) -> Result<u64, StoreError> {
+        self.queue_keys(table, key_columns, records)
+    }
 }
