@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use syncbridge::cli::backfill::BackfillArgs;
 use syncbridge::cli::logging::{self, Console};
 use syncbridge::cli::retry_failed::RetryFailedArgs;
 use syncbridge::cli::service::ServiceCommand;
@@ -48,6 +49,8 @@ enum Configured {
     Status(StatusArgs),
     /// Put Failed queue items and dead inbox events back to work, and wake the agent.
     RetryFailed(RetryFailedArgs),
+    /// The initial load: queue every existing row of the mapped tables (resumable).
+    Backfill(BackfillArgs),
 }
 
 fn main() -> ExitCode {
@@ -96,6 +99,10 @@ fn configured(command: Configured) -> ExitCode {
             },
             Configured::RetryFailed(args) => match agent(config) {
                 Ok(agent) => syncbridge::cli::retry_failed::run(agent, &args).await,
+                Err(code) => code,
+            },
+            Configured::Backfill(args) => match agent(config) {
+                Ok(agent) => syncbridge::cli::backfill::run(agent, &args).await,
                 Err(code) => code,
             },
         }
