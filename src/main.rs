@@ -9,6 +9,7 @@ use syncbridge::cli::logging::{self, Console};
 use syncbridge::cli::retry_failed::RetryFailedArgs;
 use syncbridge::cli::service::ServiceCommand;
 use syncbridge::cli::status::StatusArgs;
+use syncbridge::cli::verify::VerifyArgs;
 use syncbridge::cli::{init, EXIT_CONFIG};
 use syncbridge::{Agent, Config};
 use tokio_util::sync::CancellationToken;
@@ -51,6 +52,8 @@ enum Configured {
     RetryFailed(RetryFailedArgs),
     /// The initial load: queue every existing row of the mapped tables (resumable).
     Backfill(BackfillArgs),
+    /// Compare both sides (counts, key-range hashes, rows); --fix queues the repairs.
+    Verify(VerifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -103,6 +106,10 @@ fn configured(command: Configured) -> ExitCode {
             },
             Configured::Backfill(args) => match agent(config) {
                 Ok(agent) => syncbridge::cli::backfill::run(agent, &args).await,
+                Err(code) => code,
+            },
+            Configured::Verify(args) => match agent(config) {
+                Ok(agent) => syncbridge::cli::verify::run(agent, &args).await,
                 Err(code) => code,
             },
         }
