@@ -14,7 +14,7 @@ use std::sync::Arc;
 use common::*;
 use syncbridge::cli::verify::{execute, render, TableVerdict, VerifyArgs, VerifyReport};
 use syncbridge::mapping::TableMap;
-use syncbridge::sqlserver::{RecordKey, SqlValue};
+use syncbridge::sqlserver::SqlValue;
 use syncbridge::Agent;
 
 const NOTE_C: &str = "11111111-2222-4333-8444-555555555555";
