@@ -157,6 +157,28 @@ async fn a_backfill_killed_halfway_resumes_and_loses_no_concurrent_edit() {
         "at most the page in flight at the kill is queued twice: {patients:?}"
     );
     assert!(report.agent_woken, "the running agent was told");
+    let metrics = h
+        .http
+        .get(h.url("/metrics"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for line in [
+        format!(r#"syncbridge_backfill_table_rows{{table="tblPatients"}} {PATIENTS}"#),
+        format!(
+            r#"syncbridge_backfill_enqueued_rows{{table="tblPatients"}} {}"#,
+            patients.queued_total
+        ),
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in\n{metrics}"
+        );
+    }
     assert_eq!(report.tables[1].table, "tblWork");
     assert_eq!(report.tables[1].queued_now, WORKS as u64);
 

@@ -13,7 +13,6 @@
 //! Progress is the command's own (a bar on a terminal, log lines otherwise), not a metric of
 //! the agent: the agent only sees queue items.
 
-mod checkpoint;
 mod progress;
 
 use std::process::ExitCode;
@@ -21,14 +20,14 @@ use std::process::ExitCode;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use self::checkpoint::{Checkpoint, Checkpoints};
 use self::progress::Progress;
 use super::agent_client::{AgentCallError, AgentClient};
 use super::mapped::{self, key_columns, MappedError};
 use super::EXIT_FAILURE;
+use crate::checkpoints::{Checkpoint, Checkpoints};
 use crate::local_db::{LocalDb, LocalDbError};
 use crate::mapping::ResolvedTable;
-use crate::sqlserver::{KeyPage, SqlStore, StoreError};
+use crate::sqlserver::{KeyPage, RecordKey, SqlStore, StoreError};
 use crate::Agent;
 
 /// Rows per statement: big enough that 100,000 rows take a hundred short statements, small
@@ -191,6 +190,7 @@ impl Run<'_> {
     ) -> Result<TableReport, BackfillError> {
         let name = table.source().to_owned();
         let mut point: Checkpoint = self.checkpoints.get(&name).await?;
+        point.rows = rows;
         let mut report = TableReport {
             table: name.clone(),
             rows,
@@ -205,7 +205,9 @@ impl Run<'_> {
         let mut page = KeyPage {
             table: name.clone(),
             keys: key_columns(table),
-            after: point.last.clone(),
+            // A key this version cannot read back restarts the table: queueing rows twice is
+            // harmless, skipping them is not.
+            after: point.last.as_deref().and_then(|k| RecordKey::parse(k).ok()),
             limit: self.page_size,
         };
         report.state = loop {
@@ -216,8 +218,8 @@ impl Run<'_> {
             point.enqueued += queued.enqueued;
             report.queued_now += queued.enqueued;
             point.done = queued.last.is_none() || queued.enqueued < page.limit as u64;
-            if queued.last.is_some() {
-                point.last = queued.last.clone();
+            if let Some(last) = &queued.last {
+                point.last = Some(last.to_json());
             }
             // The page is in SQL Server; the checkpoint follows it, so a crash in between
             // queues this page again on the next run (harmless: the worker coalesces items of

@@ -145,3 +145,61 @@ async fn write_back(
         Ok(Plan::Skip(_)) | Err(_) => Ok(false),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapping::ResolvedMap;
+
+    fn differs(columns: &[&str]) -> Difference {
+        Difference::Differs {
+            key: RecordKey(Default::default()),
+            columns: columns.iter().map(|c| (*c).to_owned()).collect(),
+            record: JsonRow::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn ownership_decides_the_direction_of_each_repair() {
+        let map = ResolvedMap::sample_clinic().await;
+        let table = |name: &str| map.by_source(name).expect("mapped");
+        let (patients, batches, notes) = (
+            table("tblPatients"),
+            table("tblAlignerBatches"),
+            table("tblAlignerNotes"),
+        );
+        let missing = Difference::MissingInSupabase {
+            key: RecordKey(Default::default()),
+        };
+        let extra = Difference::MissingInSqlServer {
+            key: RecordKey(Default::default()),
+            record: JsonRow::new(),
+        };
+        assert_eq!(direction(patients, &missing), Direction::Forward);
+        assert_eq!(
+            direction(patients, &extra),
+            Direction::Forward,
+            "a clinic table's extra row is deleted in Supabase"
+        );
+        assert_eq!(direction(batches, &extra), Direction::Forward);
+        assert_eq!(
+            direction(notes, &extra),
+            Direction::Reverse,
+            "the portal creates notes"
+        );
+        assert_eq!(
+            direction(patients, &differs(&["phone"])),
+            Direction::Forward
+        );
+        assert_eq!(direction(batches, &differs(&["days"])), Direction::Reverse);
+        assert_eq!(
+            direction(batches, &differs(&["days", "notes"])),
+            Direction::Both
+        );
+        assert_eq!(direction(notes, &differs(&["is_read"])), Direction::Forward);
+        assert_eq!(
+            direction(notes, &differs(&["note_text"])),
+            Direction::Reverse
+        );
+    }
+}

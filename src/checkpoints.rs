@@ -1,17 +1,19 @@
 //! Backfill's per-table checkpoints, in the agent's local SQLite file (`local_db`): the last key
-//! queued and whether the table is done, written durably after every page, so an interrupted
-//! backfill resumes after the last page it queued and a finished table is not queued again
-//! unless asked (`--restart`).
+//! queued (its RecordID JSON, parsed by the command), how many rows were queued of how many the
+//! table had, and whether the table is done. `syncbridge backfill` writes them durably after
+//! every page, so an interrupted backfill resumes after the last page it queued and a finished
+//! table is not queued again unless asked (`--restart`); the agent's `/metrics` reads them
+//! (the backfill progress gauges), since the command runs beside the agent, not in it.
 
 use rusqlite::OptionalExtension;
 
 use crate::local_db::{durable, LocalDb, LocalDbError};
-use crate::sqlserver::RecordKey;
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS backfill_checkpoint (
     table_name TEXT PRIMARY KEY NOT NULL,
     last_key   TEXT,
     enqueued   INTEGER NOT NULL DEFAULT 0,
+    rows       INTEGER NOT NULL DEFAULT 0,
     done       INTEGER NOT NULL DEFAULT 0,
     updated_at TEXT NOT NULL
 );";
@@ -19,16 +21,31 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS backfill_checkpoint (
 /// Where one table's backfill stands.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Checkpoint {
-    /// The last key queued; the next page starts after it.
-    pub(crate) last: Option<RecordKey>,
+    /// The last key queued (RecordID JSON); the next page starts after it.
+    pub(crate) last: Option<String>,
     /// Items queued so far, over every run since the last restart.
     pub(crate) enqueued: u64,
+    /// Rows the table had when the latest run started.
+    pub(crate) rows: u64,
     pub(crate) done: bool,
 }
 
 #[derive(Clone)]
 pub(crate) struct Checkpoints {
     db: LocalDb,
+}
+
+fn count(value: i64) -> u64 {
+    value.try_into().unwrap_or(0)
+}
+
+fn read(r: &rusqlite::Row<'_>) -> Result<Checkpoint, rusqlite::Error> {
+    Ok(Checkpoint {
+        last: r.get(0)?,
+        enqueued: count(r.get(1)?),
+        rows: count(r.get(2)?),
+        done: r.get::<_, i64>(3)? != 0,
+    })
 }
 
 impl Checkpoints {
@@ -42,21 +59,25 @@ impl Checkpoints {
         self.db
             .with(move |c| {
                 c.query_row(
-                    "SELECT last_key, enqueued, done FROM backfill_checkpoint WHERE table_name = ?1",
+                    "SELECT last_key, enqueued, rows, done FROM backfill_checkpoint WHERE table_name = ?1",
                     [&table],
-                    |r| {
-                        let last: Option<String> = r.get(0)?;
-                        Ok(Checkpoint {
-                            // A key this version cannot read back restarts the table: queueing
-                            // rows twice is harmless, skipping them is not.
-                            last: last.and_then(|k| RecordKey::parse(&k).ok()),
-                            enqueued: r.get::<_, i64>(1)?.try_into().unwrap_or(0),
-                            done: r.get::<_, i64>(2)? != 0,
-                        })
-                    },
+                    read,
                 )
                 .optional()
                 .map(Option::unwrap_or_default)
+            })
+            .await
+    }
+
+    /// Every table's checkpoint, by table name.
+    pub(crate) async fn all(&self) -> Result<Vec<(String, Checkpoint)>, LocalDbError> {
+        self.db
+            .with(|c| {
+                let mut statement = c.prepare(
+                    "SELECT last_key, enqueued, rows, done, table_name FROM backfill_checkpoint ORDER BY table_name",
+                )?;
+                let rows = statement.query_map([], |r| Ok((r.get(4)?, read(r)?)))?;
+                rows.collect()
             })
             .await
     }
@@ -65,19 +86,20 @@ impl Checkpoints {
     /// SQL Server already, and a crash must not make the next run skip it.
     pub(crate) async fn put(&self, table: &str, point: &Checkpoint) -> Result<(), LocalDbError> {
         let table = table.to_owned();
-        let last = point.last.as_ref().map(RecordKey::to_json);
+        let last = point.last.clone();
         let enqueued = i64::try_from(point.enqueued).unwrap_or(i64::MAX);
+        let rows = i64::try_from(point.rows).unwrap_or(i64::MAX);
         let done = i64::from(point.done);
         self.db
             .with(move |c| {
                 durable(c, true)?;
                 c.execute(
-                    "INSERT INTO backfill_checkpoint (table_name, last_key, enqueued, done, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+                    "INSERT INTO backfill_checkpoint (table_name, last_key, enqueued, rows, done, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
                      ON CONFLICT (table_name) DO UPDATE SET last_key = excluded.last_key,
-                        enqueued = excluded.enqueued, done = excluded.done,
+                        enqueued = excluded.enqueued, rows = excluded.rows, done = excluded.done,
                         updated_at = excluded.updated_at",
-                    rusqlite::params![table, last, enqueued, done],
+                    rusqlite::params![table, last, enqueued, rows, done],
                 )?;
                 durable(c, false)
             })
@@ -102,18 +124,14 @@ impl Checkpoints {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sqlserver::KeyPart;
 
     #[tokio::test]
     async fn a_checkpoint_survives_reopening_and_a_restart_forgets_it() {
         let dir = tempfile::tempdir().expect("tempdir");
         let point = Checkpoint {
-            last: Some(RecordKey(
-                [("PersonID".to_owned(), KeyPart::Int(1000))]
-                    .into_iter()
-                    .collect(),
-            )),
+            last: Some(r#"{"PersonID":1000}"#.to_owned()),
             enqueued: 1000,
+            rows: 5000,
             done: false,
         };
         {
@@ -126,6 +144,10 @@ mod tests {
         }
         let store = Checkpoints::open(LocalDb::open(dir.path()).expect("db")).expect("reopen");
         assert_eq!(store.get("tblPatients").await.expect("get"), point);
+        assert_eq!(
+            store.all().await.expect("all"),
+            [("tblPatients".to_owned(), point.clone())]
+        );
         store.clear("tblPatients").await.expect("clear");
         assert_eq!(
             store.get("tblPatients").await.expect("get"),
