@@ -27,11 +27,11 @@ const PATIENTS: i64 = 100_000;
 const WORKS: i64 = 500;
 /// Syncing 100,000 rows in a debug build on a shared machine takes a while; the wait ends as
 /// soon as the queue is drained.
-const SYNC_DEADLINE: Duration = Duration::from_secs(240);
+const SYNC_DEADLINE: Duration = Duration::from_secs(480);
 
 fn options(store: MemoryStore) -> Options {
     Options {
-        batch_size: 500,
+        batch_size: 1000,
         store: Some(store),
         ..Options::default()
     }
@@ -64,6 +64,18 @@ fn cli_agent(h: &Harness) -> Agent {
         config,
         store: Arc::new(h.sql.clone()),
         map: TableMap::sample_clinic(),
+    }
+}
+
+/// Waits as [`wait_for`] does, with the longer deadline a 100,000-row run needs here.
+async fn wait_long(what: &str, condition: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + SYNC_DEADLINE;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -101,13 +113,10 @@ async fn a_backfill_killed_halfway_resumes_and_loses_no_concurrent_edit() {
         tokio::spawn(async move { execute(&agent, &args, &CancellationToken::new(), false).await })
     };
     // Edits while the first run queues: one row already queued, one not yet.
-    wait_for("the backfill started", || async {
-        h.sql.calls("backfill_page") >= 5
-    })
-    .await;
+    wait_long("the backfill started", || h.sql.calls("backfill_page") >= 5).await;
     renamed(&h, 10, "edited early");
     renamed(&h, 90_000, "edited before its page");
-    wait_for("the backfill is halfway", || async {
+    wait_long("the backfill is halfway", || {
         h.sql.calls("backfill_page") >= 50
     })
     .await;
@@ -133,7 +142,7 @@ async fn a_backfill_killed_halfway_resumes_and_loses_no_concurrent_edit() {
         let (agent, args) = (agent.clone(), args.clone());
         tokio::spawn(async move { execute(&agent, &args, &CancellationToken::new(), false).await })
     };
-    wait_for("the second run started", || async {
+    wait_long("the second run started", || {
         h.sql.calls("backfill_page") >= pages_before + 5
     })
     .await;

@@ -3,6 +3,7 @@
 //! double: integers numerically, text by code point).
 
 use std::cmp::Ordering;
+use std::ops::Bound;
 
 use super::{MemoryStore, State};
 use crate::sqlserver::{
@@ -32,6 +33,28 @@ fn page_rows(s: &State, page: &KeyPage) -> Result<(String, Vec<(RecordKey, Row)>
             })?),
             None => None,
         };
+    // One key column, named as the stored keys name it: the map's own order is the key order,
+    // and the page starts right after `after`.
+    let same_names = |k: &RecordKey| {
+        table
+            .rows
+            .keys()
+            .next()
+            .is_none_or(|stored| stored.0.keys().eq(k.0.keys()))
+    };
+    if page.keys.len() == 1 && page.after.as_ref().is_none_or(same_names) {
+        let start = page
+            .after
+            .as_ref()
+            .map_or(Bound::Unbounded, Bound::Excluded);
+        let rows = table
+            .rows
+            .range((start, Bound::Unbounded))
+            .take(page.limit)
+            .map(|(k, r)| (k.clone(), r.clone()))
+            .collect();
+        return Ok((name.clone(), rows));
+    }
     let mut rows: Vec<(Vec<&KeyPart>, &RecordKey, &Row)> = table
         .rows
         .iter()
