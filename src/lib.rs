@@ -2,13 +2,13 @@
 //! notifications rather than polling.
 //!
 //! Modules, bottom to top (each imports only those below it):
-//! `retry`, `config`, `local_db`, `counters`, `telemetry` → [`sqlserver`] (the `SqlStore` seam, its value model, `tds`,
+//! `retry`, `config`, `local_db` (and `checkpoints`, backfill's, in it), `counters`, `telemetry` → [`sqlserver`] (the `SqlStore` seam, its value model, `tds`,
 //! `memory`) and [`supabase`] (the `SupabaseApi` seam, the PostgREST client, `memory`) →
 //! [`mapping`] (table map, resolution against both schemas, drift, JSON conversion) →
 //! `forward` and `reverse` (the two data paths) → [`check`] and `agent` (start-up, workers, the
 //! handle HTTP calls, status, metrics, retrying what failed) → `http` (routes, thin handlers, and the server loop with its limits)
 //! → `run` (wires one agent) → [`cli`] (the binary's commands: `run`, `init`, `status`,
-//! `retry-failed`, `service`, and logging).
+//! `retry-failed`, `backfill`, `verify`, `service`, and logging).
 //!
 //! Forward, SQL Server → Supabase: `POST /api/sync/queue-notify` (`http::admin`) wakes the
 //! `forward::worker`, which claims `SyncQueue` items, loads their rows (`forward::batch`), maps
@@ -24,6 +24,7 @@
 
 mod agent;
 pub mod check;
+mod checkpoints;
 pub mod cli;
 pub mod config;
 mod counters;

@@ -4,10 +4,12 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use syncbridge::cli::backfill::BackfillArgs;
 use syncbridge::cli::logging::{self, Console};
 use syncbridge::cli::retry_failed::RetryFailedArgs;
 use syncbridge::cli::service::ServiceCommand;
 use syncbridge::cli::status::StatusArgs;
+use syncbridge::cli::verify::VerifyArgs;
 use syncbridge::cli::{init, EXIT_CONFIG};
 use syncbridge::{Agent, Config};
 use tokio_util::sync::CancellationToken;
@@ -48,6 +50,10 @@ enum Configured {
     Status(StatusArgs),
     /// Put Failed queue items and dead inbox events back to work, and wake the agent.
     RetryFailed(RetryFailedArgs),
+    /// The initial load: queue every existing row of the mapped tables (resumable).
+    Backfill(BackfillArgs),
+    /// Compare both sides (counts, key-range hashes, rows); --fix queues the repairs.
+    Verify(VerifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -96,6 +102,14 @@ fn configured(command: Configured) -> ExitCode {
             },
             Configured::RetryFailed(args) => match agent(config) {
                 Ok(agent) => syncbridge::cli::retry_failed::run(agent, &args).await,
+                Err(code) => code,
+            },
+            Configured::Backfill(args) => match agent(config) {
+                Ok(agent) => syncbridge::cli::backfill::run(agent, &args).await,
+                Err(code) => code,
+            },
+            Configured::Verify(args) => match agent(config) {
+                Ok(agent) => syncbridge::cli::verify::run(agent, &args).await,
                 Err(code) => code,
             },
         }

@@ -53,8 +53,9 @@ GRANT SELECT ON dbo.tblAlignerNotes   TO syncbridge_agent;
 GRANT INSERT, UPDATE ON dbo.tblAlignerNotes   TO syncbridge_agent;
 GRANT UPDATE         ON dbo.tblAlignerBatches TO syncbridge_agent;
 
--- The queue: claim/settle/release are UPDATEs, next_due_in/stats/wait_for_writers are SELECTs.
-GRANT SELECT, UPDATE ON dbo.SyncQueue  TO syncbridge_agent;
+-- The queue: claim/settle/release are UPDATEs, next_due_in/stats/wait_for_writers are SELECTs;
+-- `syncbridge backfill` and `syncbridge verify --fix` (run with the agent's .env) INSERT items.
+GRANT SELECT, INSERT, UPDATE ON dbo.SyncQueue TO syncbridge_agent;
 GRANT SELECT         ON dbo.SyncConfig TO syncbridge_agent;
 
 -- Then: MSSQL_CONNECTION_STRING=Server=<host>[\<instance>];Database=<clinic database>;

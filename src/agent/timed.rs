@@ -12,8 +12,8 @@ use serde_json::Value;
 
 use crate::retry::ErrorClass;
 use crate::sqlserver::{
-    FailedItem, QueueItem, QueueStats, RecordKey, RetryFilter, ReverseWrite, Row, SettleItem,
-    SetupReport, SourceColumn, SqlStore, StoreError, WriteOutcome, WriterWait,
+    Enqueued, FailedItem, KeyPage, QueueItem, QueueStats, RecordKey, RetryFilter, ReverseWrite,
+    Row, SettleItem, SetupReport, SourceColumn, SqlStore, StoreError, WriteOutcome, WriterWait,
 };
 use crate::supabase::{JsonRow, KeyFilter, PageRequest, PostgrestError, SupabaseApi, UpsertMode};
 use crate::telemetry::{Observation, Side, Telemetry};
@@ -143,6 +143,30 @@ impl SqlStore for Timed<dyn SqlStore> {
 
     async fn apply(&self, write: &ReverseWrite) -> Result<WriteOutcome, StoreError> {
         self.time("apply", self.inner.apply(write)).await
+    }
+
+    async fn backfill_page(&self, page: &KeyPage) -> Result<Enqueued, StoreError> {
+        self.time("backfill_page", self.inner.backfill_page(page))
+            .await
+    }
+
+    async fn read_page(
+        &self,
+        page: &KeyPage,
+        columns: &[SourceColumn],
+    ) -> Result<Vec<Row>, StoreError> {
+        self.time("read_page", self.inner.read_page(page, columns))
+            .await
+    }
+
+    async fn queue_records(
+        &self,
+        table: &str,
+        key_columns: &[String],
+        records: &[RecordKey],
+    ) -> Result<u64, StoreError> {
+        let call = self.inner.queue_records(table, key_columns, records);
+        self.time("queue_records", call).await
     }
 }
 

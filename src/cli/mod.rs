@@ -5,6 +5,8 @@
 //! - [`init`]: writes `.env` with fresh secrets and prints the other sides' set-up lines;
 //! - [`status`], [`retry_failed`]: ask the running agent (`agent_client`), or read and repair
 //!   SQL Server and the inbox directly when none runs;
+//! - [`backfill`]: queues every existing row for the forward path, resumably;
+//! - [`verify`]: compares both sides by key-hash ranges, and repairs them with `--fix`;
 //! - [`logging`]: stdout/stderr and the daily log files;
 //! - [`service`]: `service install|uninstall|start|stop` with the Windows service manager.
 //!
@@ -12,12 +14,15 @@
 //! bad configuration (the message names the setting).
 
 mod agent_client;
+pub mod backfill;
 pub mod init;
 pub mod logging;
+mod mapped;
 pub mod retry_failed;
 pub mod serve;
 pub mod service;
 pub mod status;
+pub mod verify;
 
 /// A bad configuration (sysexits' EX_CONFIG), distinct from a crash, so a service manager can
 /// tell "misconfigured" from "failed".

@@ -92,6 +92,11 @@ impl Inbox {
         Ok(Self { db })
     }
 
+    /// The local database the inbox lives in (shared with the other owners of the file).
+    pub(crate) fn db(&self) -> &LocalDb {
+        &self.db
+    }
+
     /// Stores `events` (and the catch-up watermark, in the same transaction), fsync'd before it
     /// returns: this is what lets the webhook answer 2xx only once the event survives a power
     /// cut. Returns their ids.

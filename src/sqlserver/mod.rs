@@ -9,6 +9,7 @@ mod catalog;
 mod key;
 #[cfg(any(test, feature = "test-support"))]
 pub mod memory;
+mod page;
 mod queue;
 #[cfg(feature = "test-support")]
 pub mod remote;
@@ -27,6 +28,8 @@ pub(crate) use catalog::DescribedTables;
 pub use catalog::{SetupReport, SourceColumn};
 pub(crate) use key::same_identifier;
 pub use key::{KeyPart, RecordKey, RecordKeyError};
+pub(crate) use page::{ordered_parts, trigger_record_id};
+pub use page::{Enqueued, KeyPage};
 pub use queue::{
     ClaimToken, FailedItem, QueueId, QueueItem, QueueStats, RetryFilter, SettleItem, Settlement,
     WriterWait,
@@ -133,4 +136,28 @@ pub trait SqlStore: Send + Sync + 'static {
 
     /// Applies one reverse-sync write atomically.
     async fn apply(&self, write: &ReverseWrite) -> Result<WriteOutcome, StoreError>;
+
+    /// `syncbridge backfill`: queues one `UPDATE` item per row of `page` (in key order, so
+    /// QueueIDs follow the key order) in one statement, and returns how many and the page's last
+    /// key. The rows themselves are not read here: the forward worker loads each record as it
+    /// is when it sends it, so a backfill never sends an older copy than a concurrent edit.
+    async fn backfill_page(&self, page: &KeyPage) -> Result<Enqueued, StoreError>;
+
+    /// `syncbridge verify`: the rows of `page`, in key order, with `columns` selected (read as
+    /// `load_rows` reads them).
+    async fn read_page(
+        &self,
+        page: &KeyPage,
+        columns: &[SourceColumn],
+    ) -> Result<Vec<Row>, StoreError>;
+
+    /// `syncbridge verify --fix`: queues one `UPDATE` item per record of `table` (key columns
+    /// `key_columns`, declared, in key order) for the forward worker, which sends each as it is
+    /// then: upserted if the row exists, deleted in Supabase if it does not. Returns how many.
+    async fn queue_records(
+        &self,
+        table: &str,
+        key_columns: &[String],
+        records: &[RecordKey],
+    ) -> Result<u64, StoreError>;
 }

@@ -8,6 +8,7 @@
 //! `sample` builds the sample clinic schema; `store` implements the trait; `triggers` emulates
 //! the change trigger and the clinic's own triggers.
 
+mod pages;
 mod sample;
 mod store;
 mod triggers;

@@ -45,7 +45,7 @@ impl SqlStore for MemoryStore {
         let mut s = self.guard("claim")?;
         let now = Instant::now();
         let token = Uuid::new_v4();
-        let first: Vec<i64> = s
+        let first: BTreeSet<i64> = s
             .queue
             .values()
             .filter(|q| due(q, now))
@@ -60,8 +60,12 @@ impl SqlStore for MemoryStore {
         let agent = self.agent_id.clone();
         let mut items = Vec::new();
         for q in s.queue.values_mut() {
+            // Due first: most rows are settled, and the record lookup clones two strings.
+            if !due(q, now) {
+                continue;
+            }
             let same_record = records.contains(&(q.table.clone(), q.record_id.clone()));
-            if due(q, now) && (first.contains(&q.id) || same_record) {
+            if first.contains(&q.id) || same_record {
                 q.claim = Some(token);
                 q.claimed_by = Some(agent.clone());
                 q.next_attempt_at = now + lease;
@@ -328,5 +332,26 @@ impl SqlStore for MemoryStore {
             s.writes += 1;
         }
         Ok(outcome)
+    }
+
+    async fn backfill_page(&self, page: &KeyPage) -> Result<Enqueued, StoreError> {
+        self.backfill(page)
+    }
+
+    async fn read_page(
+        &self,
+        page: &KeyPage,
+        columns: &[SourceColumn],
+    ) -> Result<Vec<Row>, StoreError> {
+        self.page(page, columns)
+    }
+
+    async fn queue_records(
+        &self,
+        table: &str,
+        key_columns: &[String],
+        records: &[RecordKey],
+    ) -> Result<u64, StoreError> {
+        self.queue_keys(table, key_columns, records)
     }
 }

@@ -149,4 +149,37 @@ impl SqlStore for RemoteStore {
         let write = write.clone();
         self.call(Call::Apply { write }).await
     }
+
+    async fn backfill_page(&self, page: &KeyPage) -> Result<Enqueued, StoreError> {
+        let page = page.into();
+        let (enqueued, last): (u64, Option<String>) =
+            self.call(Call::BackfillPage { page }).await?;
+        Ok(Enqueued {
+            enqueued,
+            last: last.as_deref().map(wire::parse_key).transpose()?,
+        })
+    }
+
+    async fn read_page(
+        &self,
+        page: &KeyPage,
+        columns: &[SourceColumn],
+    ) -> Result<Vec<Row>, StoreError> {
+        let (page, columns) = (page.into(), columns.to_vec());
+        self.call(Call::ReadPage { page, columns }).await
+    }
+
+    async fn queue_records(
+        &self,
+        table: &str,
+        key_columns: &[String],
+        records: &[RecordKey],
+    ) -> Result<u64, StoreError> {
+        self.call(Call::QueueRecords {
+            table: table.to_owned(),
+            key_columns: key_columns.to_vec(),
+            records: records.iter().map(RecordKey::to_json).collect(),
+        })
+        .await
+    }
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::sqlserver::{
-    RecordKey, RetryFilter, ReverseWrite, SettleItem, SourceColumn, SqlStore, StoreError,
-    WriteOutcome,
+    KeyPage, RecordKey, RetryFilter, ReverseWrite, SettleItem, SourceColumn, SqlStore,
+    StoreError, WriteOutcome,
 };
 
 /// One request line.
@@ -57,6 +57,53 @@ pub(crate) enum Call {
     Apply {
         write: ReverseWrite,
     },
+    BackfillPage {
+        page: WirePage,
+    },
+    ReadPage {
+        page: WirePage,
+        columns: Vec<SourceColumn>,
+    },
+    QueueRecords {
+        table: String,
+        key_columns: Vec<String>,
+        records: Vec<String>,
+    },
+}
+
+/// A [`KeyPage`] on the wire, its `after` key as `RecordID` text.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct WirePage {
+    table: String,
+    keys: Vec<String>,
+    after: Option<String>,
+    limit: usize,
+}
+
+impl From<&KeyPage> for WirePage {
+    fn from(p: &KeyPage) -> Self {
+        Self {
+            table: p.table.clone(),
+            keys: p.keys.clone(),
+            after: p.after.as_ref().map(RecordKey::to_json),
+            limit: p.limit,
+        }
+    }
+}
+
+impl WirePage {
+    fn page(self) -> Result<KeyPage, StoreError> {
+        Ok(KeyPage {
+            table: self.table,
+            keys: self.keys,
+            after: self.after.as_deref().map(parse_key).transpose()?,
+            limit: self.limit,
+        })
+    }
+}
+
+pub(crate) fn parse_key(text: &str) -> Result<RecordKey, StoreError> {
+    RecordKey::parse(text).map_err(|e| StoreError::Invalid(e.to_string()))
 }
 
 /// A [`StoreError`] on the wire: its variant and message.
@@ -113,6 +160,9 @@ impl Call {
             Self::SetupReport => "setup_report",
             Self::LoadRows { .. } => "load_rows",
             Self::Apply { .. } => "apply",
+            Self::BackfillPage { .. } => "backfill_page",
+            Self::ReadPage { .. } => "read_page",
+            Self::QueueRecords { .. } => "queue_records",
         }
     }
 
@@ -143,6 +193,24 @@ impl Call {
                 encode(store.load_rows(&table, &columns, &keys).await)
             }
             Self::Apply { write } => encode::<WriteOutcome>(store.apply(&write).await),
+            Self::BackfillPage { page } => {
+                let done = store.backfill_page(&page.page()?).await?;
+                encode(Ok((done.enqueued, done.last.as_ref().map(RecordKey::to_json))))
+            }
+            Self::ReadPage { page, columns } => {
+                encode(store.read_page(&page.page()?, &columns).await)
+            }
+            Self::QueueRecords {
+                table,
+                key_columns,
+                records,
+            } => {
+                let records = records
+                    .iter()
+                    .map(|k| parse_key(k))
+                    .collect::<Result<Vec<_>, _>>()?;
+                encode(store.queue_records(&table, &key_columns, &records).await)
+            }
         }
     }
 }

@@ -5,6 +5,7 @@
 //! - `failed`: the Failed items put back, and listed;
 //! - `catalog` + `rows`: table descriptions, and loading rows by key, exactly typed;
 //! - `write`: reverse-sync upserts and deletes;
+//! - `pages`: whole tables in key order, a page at a time (backfill, verify);
 //! - `exec`: sending a statement and collecting its result sets;
 //! - `error`: tiberius errors as [`StoreError`]s;
 //! - `self_test`: `syncbridge check --self-test`, the same statements proven on scratch objects.
@@ -15,6 +16,7 @@ mod catalog;
 mod error;
 mod exec;
 mod failed;
+mod pages;
 mod pool;
 mod queue;
 mod rows;
@@ -34,8 +36,8 @@ use self::error::SqlResult;
 use self::pool::{Pool, TdsClient};
 use self::queue::QueueTable;
 use crate::sqlserver::{
-    FailedItem, QueueItem, QueueStats, RecordKey, RetryFilter, ReverseWrite, Row, SettleItem,
-    SetupReport, SourceColumn, SqlStore, StoreError, WriteOutcome, WriterWait,
+    Enqueued, FailedItem, KeyPage, QueueItem, QueueStats, RecordKey, RetryFilter, ReverseWrite,
+    Row, SettleItem, SetupReport, SourceColumn, SqlStore, StoreError, WriteOutcome, WriterWait,
 };
 
 /// `SyncQueue.ClaimedBy` is nvarchar(128).
@@ -223,5 +225,40 @@ impl SqlStore for TdsStore {
             .with_conn(async |c| write::apply(c, &info, write).await)
             .await;
         self.forget_on_rejection(&write.table, applied)
+    }
+
+    async fn backfill_page(&self, page: &KeyPage) -> Result<Enqueued, StoreError> {
+        let info = self.table(&page.table).await?;
+        let queued = self
+            .with_conn(async |c| pages::backfill(c, &self.queue, &info, page).await)
+            .await;
+        self.forget_on_rejection(&page.table, queued)
+    }
+
+    async fn read_page(
+        &self,
+        page: &KeyPage,
+        columns: &[SourceColumn],
+    ) -> Result<Vec<Row>, StoreError> {
+        let info = self.table(&page.table).await?;
+        let read = self
+            .with_conn(async |c| pages::read(c, &info, page, columns).await)
+            .await;
+        self.forget_on_rejection(&page.table, read)
+    }
+
+    async fn queue_records(
+        &self,
+        table: &str,
+        key_columns: &[String],
+        records: &[RecordKey],
+    ) -> Result<u64, StoreError> {
+        if records.is_empty() {
+            return Ok(0);
+        }
+        self.with_conn(async |c| {
+            pages::queue_records(c, &self.queue, table, key_columns, records).await
+        })
+        .await
     }
 }

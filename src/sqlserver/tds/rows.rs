@@ -107,7 +107,7 @@ pub(super) fn bucket(n: usize, max: usize) -> usize {
 /// How a column is read: converted on the server wherever tiberius would otherwise lose
 /// exactness (money, which tiberius decodes as f64; datetime and its 1/300 s ticks) or depend
 /// on a client-side code page (char/varchar).
-fn select_expr(col: &ColumnInfo) -> Result<String, StoreError> {
+pub(super) fn select_expr(col: &ColumnInfo) -> Result<String, StoreError> {
     let name = format!("t.{}", quote(&col.source.name));
     let unicode_len = |chars: Option<u32>| match chars {
         Some(n) if n <= 4000 => format!("nvarchar({n})"),
@@ -290,7 +290,10 @@ fn key_predicate(column: &str, i: usize, kind: KeyKind) -> String {
     }
 }
 
-fn decode_row(row: &tiberius::Row, selected: &[(String, String)]) -> Result<Row, StoreError> {
+pub(super) fn decode_row(
+    row: &tiberius::Row,
+    selected: &[(String, String)],
+) -> Result<Row, StoreError> {
     selected
         .iter()
         .enumerate()
