@@ -129,6 +129,32 @@ async fn every_method_answers_through_the_wire_as_the_double_does() {
     };
     assert_eq!(remote.apply(&write).await.unwrap(), WriteOutcome::Updated);
     assert_eq!(days(&direct, 1), Some(SqlValue::Int(21)));
+    // The backfill and verify methods: a page read, a page queued, records queued.
+    let page = KeyPage {
+        table: "tblPatients".to_owned(),
+        keys: vec!["PersonID".to_owned()],
+        after: None,
+        limit: 10,
+    };
+    let columns = direct.describe_table("tblPatients").await.unwrap().unwrap();
+    let rows = remote.read_page(&page, &columns).await.unwrap();
+    assert!(!rows.is_empty());
+    assert_eq!(rows, direct.read_page(&page, &columns).await.unwrap());
+    let before = direct.queue().len();
+    let done = remote.backfill_page(&page).await.unwrap();
+    assert_eq!(done.enqueued as usize, rows.len());
+    assert!(done.last.is_some());
+    let after_page = KeyPage {
+        after: done.last.clone(),
+        ..page.clone()
+    };
+    assert_eq!(remote.backfill_page(&after_page).await.unwrap().enqueued, 0);
+    let queued = remote
+        .queue_records("tblPatients", &page.keys, &[key("PersonID", 1)])
+        .await
+        .unwrap();
+    assert_eq!(queued, 1);
+    assert_eq!(direct.queue().len(), before + rows.len() + 1);
 }
 
 #[tokio::test]

@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::sqlserver::{
-    KeyPage, RecordKey, RetryFilter, ReverseWrite, SettleItem, SourceColumn, SqlStore,
-    StoreError, WriteOutcome,
+    KeyPage, RecordKey, RetryFilter, ReverseWrite, SettleItem, SourceColumn, SqlStore, StoreError,
+    WriteOutcome,
 };
 
 /// One request line.
@@ -195,7 +195,10 @@ impl Call {
             Self::Apply { write } => encode::<WriteOutcome>(store.apply(&write).await),
             Self::BackfillPage { page } => {
                 let done = store.backfill_page(&page.page()?).await?;
-                encode(Ok((done.enqueued, done.last.as_ref().map(RecordKey::to_json))))
+                encode(Ok((
+                    done.enqueued,
+                    done.last.as_ref().map(RecordKey::to_json),
+                )))
             }
             Self::ReadPage { page, columns } => {
                 encode(store.read_page(&page.page()?, &columns).await)
