@@ -44,6 +44,7 @@ pub(crate) fn start(
         supabase: sides.supabase.clone(),
         inbox: sides.inbox,
         map: map.clone(),
+        drift: agent.drift_log(),
         counters: agent.reverse_counters(),
         retry,
     }

@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value};
 
-use super::drift::Drift;
+use super::drift::{Drift, Side};
 use super::json::{self, ConversionError};
 use super::table_map::TableSpec;
 use crate::sqlserver::{KeyPart, RecordKey, Row, SourceColumn, SqlType, SqlValue, TableName};
@@ -34,8 +34,6 @@ pub(crate) struct ResolvedTable {
 /// A problem decoding a Supabase record for this table.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum DecodeError {
-    #[error("unknown column {column:?} for table {table}")]
-    UnknownColumn { table: String, column: String },
     #[error("column {column:?} of table {table}: {source}")]
     BadValue {
         table: String,
@@ -143,25 +141,36 @@ impl ResolvedTable {
             .collect()
     }
 
+    /// The columns of a Supabase record the map does not know (added in Supabase after the
+    /// map was written): schema drift, ignored by [`Self::decode_record`]. Columns the map
+    /// expects in Supabase only (the version column, `ignore_columns`) are not drift.
+    pub(crate) fn unknown_columns<'a>(
+        &'a self,
+        record: &'a Map<String, Value>,
+    ) -> impl Iterator<Item = Drift> + 'a {
+        let reverse = self.spec.reverse.as_ref();
+        let by_design = move |name: &String| {
+            reverse.is_some_and(|r| &r.version_column == name || r.ignore_columns.contains(name))
+        };
+        record
+            .keys()
+            .filter(move |name| self.by_target(name).is_none() && !by_design(name))
+            .map(|name| Drift {
+                table: self.target.clone(),
+                source_table: self.spec.source.clone(),
+                column: name.clone(),
+                only_in: Side::Supabase,
+            })
+    }
+
     /// Decodes a Supabase record (webhook or PostgREST read) into typed source values, refusing
-    /// unknown columns and values the SQL Server column cannot hold exactly.
+    /// values the SQL Server column cannot hold exactly. Columns the map does not know are
+    /// left out ([`Self::unknown_columns`] lists them): a column added in Supabase must never
+    /// stop the known ones from syncing.
     pub(crate) fn decode_record(
         &self,
         record: &Map<String, Value>,
     ) -> Result<Vec<(&MappedColumn, SqlValue)>, DecodeError> {
-        let reverse = self.spec.reverse.as_ref();
-        let ignored = |name: &String| {
-            reverse.is_some_and(|r| &r.version_column == name || r.ignore_columns.contains(name))
-        };
-        if let Some(unknown) = record
-            .keys()
-            .find(|name| self.by_target(name).is_none() && !ignored(name))
-        {
-            return Err(DecodeError::UnknownColumn {
-                table: self.target.clone(),
-                column: unknown.clone(),
-            });
-        }
         let mut out = Vec::with_capacity(record.len());
         for col in &self.columns {
             let Some(value) = record.get(&col.target) else {

@@ -24,7 +24,7 @@ pub(crate) use handle::{RecoveryReport, ReverseHandle, WebhookAnswer, WebhookErr
 pub(crate) use inbox::Inbox;
 pub(crate) use intake::WebhookPayload;
 
-use crate::mapping::ResolvedMap;
+use crate::mapping::{DriftLog, ResolvedMap};
 use crate::retry::RetryPolicy;
 use crate::sqlserver::SqlStore;
 use crate::supabase::SupabaseApi;
@@ -35,6 +35,8 @@ pub(crate) struct ReverseSync {
     pub(crate) supabase: Arc<dyn SupabaseApi>,
     pub(crate) inbox: Inbox,
     pub(crate) map: Arc<ResolvedMap>,
+    /// Where columns the map does not know are reported (shared with the forward side).
+    pub(crate) drift: Arc<DriftLog>,
     pub(crate) counters: Arc<ReverseCounters>,
     pub(crate) retry: RetryPolicy,
 }
@@ -55,6 +57,7 @@ impl ReverseSync {
             supabase: self.supabase,
             map: self.map.clone(),
             inbox: self.inbox.clone(),
+            drift: self.drift.clone(),
             counters: self.counters.clone(),
             applier: applier.clone(),
             backoff: self.retry.backoff,
@@ -63,6 +66,7 @@ impl ReverseSync {
         let handle = ReverseHandle {
             map: self.map,
             inbox: self.inbox,
+            drift: self.drift,
             applier,
             catchup,
             counters: self.counters,
