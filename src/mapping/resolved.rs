@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use super::drift::{Drift, Side};
 use super::json::{self, ConversionError};
-use super::table_map::TableSpec;
+use super::table_map::{TableSpec, SYNC_VERSIONS_COLUMN};
 use crate::sqlserver::{KeyPart, RecordKey, Row, SourceColumn, SqlType, SqlValue, TableName};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -150,7 +150,9 @@ impl ResolvedTable {
     ) -> impl Iterator<Item = Drift> + 'a {
         let reverse = self.spec.reverse.as_ref();
         let by_design = move |name: &String| {
-            reverse.is_some_and(|r| &r.version_column == name || r.ignore_columns.contains(name))
+            name == SYNC_VERSIONS_COLUMN
+                || reverse
+                    .is_some_and(|r| &r.version_column == name || r.ignore_columns.contains(name))
         };
         record
             .keys()
