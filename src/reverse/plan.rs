@@ -75,6 +75,7 @@ fn plan_delete(
         table: table.source().to_owned(),
         key: key_of(&decoded),
         action: WriteAction::Delete,
+        guard: None,
     }))
 }
 
@@ -133,6 +134,7 @@ fn plan_upsert(
         table: table.source().to_owned(),
         key: key_of(&decoded),
         action,
+        guard: None,
     }))
 }
 

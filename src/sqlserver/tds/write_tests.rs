@@ -87,6 +87,7 @@ fn uid() -> SqlValue {
 fn upsert(insert: Vec<(&str, SqlValue)>, update: Vec<(&str, SqlValue)>) -> ReverseWrite {
     let own = |v: Vec<(&str, SqlValue)>| v.into_iter().map(|(c, v)| (c.to_owned(), v)).collect();
     ReverseWrite {
+        guard: None,
         table: "tblAlignerNotes".into(),
         key: vec![("NoteUID".into(), uid())],
         action: WriteAction::Upsert {
@@ -165,6 +166,7 @@ fn upsert_with_nothing_to_update_only_inserts() {
 #[test]
 fn update_only_reports_a_missing_row() {
     let write = ReverseWrite {
+        guard: None,
         table: "tblAlignerNotes".into(),
         key: vec![("NoteUID".into(), uid())],
         action: WriteAction::UpdateOnly {
@@ -183,6 +185,7 @@ fn update_only_reports_a_missing_row() {
 #[test]
 fn delete_reports_deleted_or_missing() {
     let write = ReverseWrite {
+        guard: None,
         table: "tblAlignerNotes".into(),
         key: vec![("NoteUID".into(), uid())],
         action: WriteAction::Delete,
@@ -230,11 +233,13 @@ fn bad_writes_are_refused_before_reaching_sql_server() {
             ],
         ),
         ReverseWrite {
+            guard: None,
             table: "tblAlignerNotes".into(),
             key: vec![("NoteUID".into(), SqlValue::Null)],
             action: WriteAction::Delete,
         },
         ReverseWrite {
+            guard: None,
             table: "tblAlignerNotes".into(),
             key: vec![],
             action: WriteAction::Delete,
