@@ -92,8 +92,9 @@ BEGIN
     WHERE n.nspname = 'public' AND c.relname = p_table AND c.relkind = 'r'
       AND a.attnum > 0 AND NOT a.attisdropped;
     IF v_columns IS NULL OR NOT ('sync_versions' = ANY (v_columns)) THEN
-        RAISE EXCEPTION 'syncbridge_push: table % does not take pushes (no sync_versions column)', p_table
-            USING ERRCODE = '22023';
+        -- 42P01 (undefined table): a schema fault the agent pauses on, not a row's.
+        RAISE EXCEPTION 'syncbridge_push: relation public.% does not exist or has no sync_versions column', p_table
+            USING ERRCODE = '42P01';
     END IF;
     IF coalesce(cardinality(p_keys), 0) = 0 OR NOT (p_keys <@ v_columns) THEN
         RAISE EXCEPTION 'syncbridge_push: key columns % are not columns of %', p_keys, p_table

@@ -15,6 +15,7 @@ use crate::sqlserver::{
     StoreError, UnknownOp,
 };
 use crate::supabase::{JsonRow, SupabaseApi};
+use crate::sync_state::SyncState;
 
 /// Settings a batch needs from the configuration.
 #[derive(Debug, Clone, Copy)]
@@ -111,6 +112,8 @@ pub(crate) struct Batch<'a> {
     pub(crate) supabase: &'a dyn SupabaseApi,
     pub(crate) map: &'a ResolvedMap,
     pub(crate) policy: BatchPolicy,
+    /// What was last synced of the portal-owned columns (README "Who wins").
+    pub(crate) state: &'a SyncState,
 }
 
 impl Batch<'_> {
@@ -197,10 +200,18 @@ impl Batch<'_> {
                 .into_iter()
                 .filter(|k| !present.contains_key(k))
                 .collect();
+            // A clinic edit's time is its newest queue item's (README "Who wins").
+            let times = records
+                .iter()
+                .filter_map(|(k, items)| {
+                    Some((k.clone(), items.iter().map(|i| i.created_at).max()?))
+                })
+                .collect();
             plans.push(TablePlan {
                 order,
                 present: present.into_iter().collect(),
                 gone,
+                times,
             });
         }
         by_table.retain(|order, _| !unloadable.contains(order));

@@ -8,22 +8,20 @@
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use futures_util::{StreamExt, TryStreamExt};
-
 use super::batch::{Batch, BatchOutcome, Halt, Results};
+use super::push::ClinicTimes;
 use crate::mapping::ResolvedTable;
 use crate::retry::ErrorClass;
 use crate::sqlserver::RecordKey;
 use crate::supabase::{JsonRow, KeyFilter, PostgrestError, UpsertMode};
-
-/// Row updates in flight at once for tables with portal-owned columns.
-const PARALLEL_UPDATES: usize = 8;
 
 /// What one table of a batch needs in Supabase: rows to upsert and keys to delete.
 pub(super) struct TablePlan {
     pub(super) order: usize,
     pub(super) present: Vec<(RecordKey, JsonRow)>,
     pub(super) gone: Vec<RecordKey>,
+    /// When the clinic changed each record (for portal-owned columns).
+    pub(super) times: ClinicTimes,
 }
 
 /// Why a record did not sync, cloned onto every item of the record.
@@ -33,10 +31,19 @@ pub(super) struct RowError {
     pub(super) retry_after: Option<Duration>,
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Write {
-    Upsert,
+#[derive(Clone, Copy)]
+enum Write<'p> {
+    Upsert(&'p ClinicTimes),
     Delete,
+}
+
+impl std::fmt::Debug for Write<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Upsert(_) => "Upsert",
+            Self::Delete => "Delete",
+        })
+    }
 }
 
 struct Isolated {
@@ -73,7 +80,13 @@ impl Batch<'_> {
             deletes.push((plan.order, plan.gone));
             if out.halt.is_none() && !plan.present.is_empty() {
                 out.rows_upserted += self
-                    .send_table(plan.order, Write::Upsert, plan.present, out, &mut results)
+                    .send_table(
+                        plan.order,
+                        Write::Upsert(&plan.times),
+                        plan.present,
+                        out,
+                        &mut results,
+                    )
                     .await;
             }
         }
@@ -92,7 +105,7 @@ impl Batch<'_> {
     async fn send_table(
         &self,
         order: usize,
-        write: Write,
+        write: Write<'_>,
         rows: Vec<(RecordKey, JsonRow)>,
         out: &mut BatchOutcome,
         results: &mut Results,
@@ -116,7 +129,7 @@ impl Batch<'_> {
     async fn isolate(
         &self,
         table: &ResolvedTable,
-        write: Write,
+        write: Write<'_>,
         rows: Vec<(RecordKey, JsonRow)>,
     ) -> Isolated {
         let mut answered = false;
@@ -127,7 +140,10 @@ impl Batch<'_> {
         while let Some(range) = stack.pop() {
             let chunk = &rows[range.clone()];
             let sent = match write {
-                Write::Upsert => self.upsert(table, chunk).await,
+                Write::Upsert(times) if table.has_portal_owned() => {
+                    self.push(table, chunk, times).await
+                }
+                Write::Upsert(_) => self.upsert(table, chunk).await,
                 Write::Delete => self.delete(table, chunk).await,
             };
             let Err(e) = sent else {
@@ -171,45 +187,21 @@ impl Batch<'_> {
         }
     }
 
+    /// A table without portal-owned columns: one upsert, the clinic's row wins whole.
     async fn upsert(
         &self,
         table: &ResolvedTable,
         rows: &[(RecordKey, JsonRow)],
     ) -> Result<(), PostgrestError> {
         let body: Vec<JsonRow> = rows.iter().map(|(_, r)| r.clone()).collect();
-        let conflict = table.on_conflict();
-        if !table.has_portal_owned() {
-            return self
-                .supabase
-                .upsert(&table.target, &body, &conflict, &UpsertMode::Merge)
-                .await;
-        }
-        // Portal-owned columns are written when a row is created and never overwritten from
-        // here afterwards: insert missing rows whole, then update only the clinic-owned columns
-        // of each row. (An upsert limited to those columns cannot do it: PostgreSQL checks NOT
-        // NULL on the proposed row before it sees the conflict.)
         self.supabase
-            .upsert(&table.target, &body, &conflict, &UpsertMode::InsertMissing)
-            .await?;
-        let clinic = table.clinic_columns();
-        let updates: Vec<(KeyFilter, JsonRow)> = rows
-            .iter()
-            .filter_map(|(key, row)| {
-                let values: JsonRow = row
-                    .iter()
-                    .filter(|(c, _)| clinic.contains(c))
-                    .map(|(c, v)| (c.clone(), v.clone()))
-                    .collect();
-                Some((table.key_filter(key)?, values))
-            })
-            .collect();
-        let (supabase, target) = (self.supabase, table.target.as_str());
-        futures_util::stream::iter(updates)
-            .map(|(key, values)| async move { supabase.update(target, &key, &values).await })
-            .buffer_unordered(PARALLEL_UPDATES)
-            .try_collect::<Vec<()>>()
+            .upsert(
+                &table.target,
+                &body,
+                &table.on_conflict(),
+                &UpsertMode::Merge,
+            )
             .await
-            .map(drop)
     }
 
     async fn delete(

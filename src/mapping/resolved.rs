@@ -67,15 +67,6 @@ impl ResolvedTable {
         self.columns.iter().any(|c| c.portal_owned)
     }
 
-    /// Supabase columns a forward update may write: everything but portal-owned columns.
-    pub(crate) fn clinic_columns(&self) -> Vec<String> {
-        self.columns
-            .iter()
-            .filter(|c| !c.portal_owned)
-            .map(|c| c.target.clone())
-            .collect()
-    }
-
     pub(crate) fn by_target(&self, target: &str) -> Option<&MappedColumn> {
         self.columns.iter().find(|c| c.target == target)
     }
@@ -139,6 +130,28 @@ impl ResolvedTable {
                 Some((c.target.clone(), value))
             })
             .collect()
+    }
+
+    /// The canonical key of a Supabase record (sorted Supabase key columns as JSON), if it has
+    /// one: how both directions name a record in the agent's own state.
+    pub(crate) fn record_key(&self, record: &Map<String, Value>) -> Option<String> {
+        let key: std::collections::BTreeMap<&str, Value> = self
+            .key_columns()
+            .map(|c| {
+                let v = record.get(&c.target)?;
+                // Supabase renders uuids in lower case; normalise them so that case never
+                // splits a record. Other text keys are kept as they are.
+                let v = match v {
+                    Value::String(s) if uuid::Uuid::parse_str(s).is_ok() => {
+                        Value::String(s.to_lowercase())
+                    }
+                    Value::Null => return None,
+                    other => other.clone(),
+                };
+                Some((c.target.as_str(), v))
+            })
+            .collect::<Option<_>>()?;
+        serde_json::to_string(&key).ok()
     }
 
     /// The columns of a Supabase record the map does not know (added in Supabase after the

@@ -86,6 +86,11 @@ fn from_text(text: Option<String>) -> Option<serde_json::Map<String, serde_json:
 }
 
 impl Inbox {
+    /// The local database the inbox lives in (shared with its other owners).
+    pub(crate) fn local_db(&self) -> LocalDb {
+        self.db.clone()
+    }
+
     /// The inbox in `db`, its tables created if needed.
     pub(crate) fn open(db: LocalDb) -> Result<Self, InboxError> {
         db.create(SCHEMA)?;
