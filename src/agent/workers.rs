@@ -50,6 +50,7 @@ pub(crate) fn start(
         drift: agent.drift_log(),
         counters: agent.reverse_counters(),
         retry,
+        state: sides.state.clone(),
     }
     .start(shutdown);
     let (forward, forward_task) = ForwardWorker {

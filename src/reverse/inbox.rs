@@ -202,6 +202,20 @@ impl Inbox {
         .await
     }
 
+    /// Makes an event due again in `delay_ms` without spending an attempt (its write was held
+    /// back by a newer clinic edit, no fault of its own).
+    pub(crate) async fn postpone(&self, id: i64, delay_ms: i64) -> Result<(), InboxError> {
+        self.db
+            .with(move |conn| {
+                conn.execute(
+                    "UPDATE events SET next_attempt_at = ?2 WHERE id = ?1",
+                    params![id, now_ms() + delay_ms],
+                )
+                .map(drop)
+            })
+            .await
+    }
+
     /// Gives up on an event; it stays (dead) for inspection and no longer blocks its record.
     pub(crate) async fn kill(&self, id: i64, error: String) -> Result<(), InboxError> {
         self.db.with(move |conn| {

@@ -13,6 +13,7 @@ pub(crate) mod handle;
 pub(crate) mod inbox;
 pub(crate) mod intake;
 pub(crate) mod plan;
+pub(crate) mod versions;
 
 use std::sync::Arc;
 
@@ -28,6 +29,7 @@ use crate::mapping::{DriftLog, ResolvedMap};
 use crate::retry::RetryPolicy;
 use crate::sqlserver::SqlStore;
 use crate::supabase::SupabaseApi;
+use crate::sync_state::SyncState;
 
 /// What the reverse side runs with.
 pub(crate) struct ReverseSync {
@@ -39,6 +41,8 @@ pub(crate) struct ReverseSync {
     pub(crate) drift: Arc<DriftLog>,
     pub(crate) counters: Arc<ReverseCounters>,
     pub(crate) retry: RetryPolicy,
+    /// What was last synced of the portal-owned columns (shared with the forward side).
+    pub(crate) state: SyncState,
 }
 
 impl ReverseSync {
@@ -51,6 +55,7 @@ impl ReverseSync {
             map: self.map.clone(),
             counters: self.counters.clone(),
             retry: self.retry,
+            state: self.state,
         }
         .spawn(cancel.child_token());
         let (catchup, catchup_task) = catchup::Catchup {
