@@ -284,3 +284,58 @@ async fn a_batch_of_notes_is_pushed_in_one_request() {
     assert_eq!(h.pg_rows("SELECT 1 FROM aligner_notes").await.len(), 20);
     assert!(assert_sides_equal(&h, &TableMap::sample_clinic()).await > 0);
 }
+
+/// Ties go to the portal, in the real `syncbridge_push`: a clinic time equal to the column's
+/// version is refused (and answered with Supabase's value); one microsecond newer is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tie_goes_to_the_portal() {
+    use syncbridge::supabase::{PushRow, PushTable, SupabaseApi};
+    let h = Harness::start().await;
+    let _relay = synced_note(&h).await;
+    let rows = h
+        .pg_rows(&format!(
+            "SELECT to_jsonb(n) - 'sync_versions' - 'updated_at' AS row, sync_versions ->> 'note_text' AS v
+             FROM aligner_notes n WHERE note_uid = '{NOTE_A}'"
+        ))
+        .await;
+    let version = DateTime::parse_from_rfc3339(rows[0]["v"].as_str().expect("a version"))
+        .expect("a timestamp")
+        .with_timezone(&Utc);
+    let mut row = rows[0]["row"].as_object().cloned().expect("the row");
+    row.insert("note_text".into(), json!("clinic"));
+    let client = service_client(&h);
+    let (keys, shared) = (
+        vec!["note_uid".to_owned()],
+        vec![
+            "note_text".to_owned(),
+            "is_edited".to_owned(),
+            "edited_at".to_owned(),
+        ],
+    );
+    let table = PushTable {
+        table: "aligner_notes",
+        keys: &keys,
+        shared: &shared,
+    };
+    let push = |at: DateTime<Utc>| {
+        vec![PushRow {
+            row: row.clone(),
+            changed: [("note_text".to_owned(), at)].into_iter().collect(),
+        }]
+    };
+    let refused = client.push(&table, &push(version)).await.expect("push");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(
+        (refused[0].column.as_str(), refused[0].value.clone()),
+        ("note_text", json!("first"))
+    );
+    let newer = version + chrono::Duration::microseconds(1);
+    let refused = client.push(&table, &push(newer)).await.expect("push");
+    assert!(refused.is_empty(), "{refused:?}");
+    let text = h
+        .pg_rows(&format!(
+            "SELECT note_text FROM aligner_notes WHERE note_uid = '{NOTE_A}'"
+        ))
+        .await;
+    assert_eq!(text, vec![json!({"note_text": "clinic"})]);
+}

@@ -344,3 +344,41 @@ fn a_varchar_key_is_compared_as_varchar_without_a_large_object_type() {
     let id = col("ID", SqlType::Int { bits: 32 }, "int", "int", false);
     assert_eq!(key_expr(&id, "@P1"), "CAST(@P1 AS int)");
 }
+
+#[test]
+fn a_guarded_update_checks_the_queue_under_the_row_lock_with_typed_keys() {
+    let mut write = upsert(
+        vec![("NoteText", SqlValue::Text("x".into()))],
+        vec![("NoteText", SqlValue::Text("x".into()))],
+    );
+    let at = chrono::DateTime::from_timestamp_micros(1_764_000_000_000_000).unwrap();
+    write.guard = Some(at);
+    let s = build(&notes(), &write).unwrap();
+    let sql = s.sql.as_str();
+    let lock = sql.find("WITH (UPDLOCK, HOLDLOCK)").expect("row lock");
+    let check = sql
+        .find("IF EXISTS (SELECT 1 FROM [dbo].[SyncQueue] AS q WITH (READCOMMITTEDLOCK)")
+        .expect("queue check");
+    let update = sql.find("UPDATE t SET [NoteText]").expect("update");
+    assert!(lock < check && check < update, "{sql}");
+    assert!(
+        sql.contains("q.Status = 'Pending' AND q.CreatedAt > @P"),
+        "{sql}"
+    );
+    assert!(
+        sql.contains("TRY_CONVERT(uniqueidentifier, JSON_VALUE(q.RecordID, @P"),
+        "the key is compared typed, the path is a parameter: {sql}"
+    );
+    assert!(sql.contains("SET @outcome = 6;"), "{sql}");
+    // Only the table name, the time, the path and the key are new parameters: no value text.
+    assert!(
+        s.params
+            .iter()
+            .any(|p| matches!(p, ColumnData::String(Some(v)) if v == "$.\"NoteUID\"")),
+        "{:?}",
+        s.params
+    );
+    // Without a guard nothing of the queue is read.
+    write.guard = None;
+    assert!(!build(&notes(), &write).unwrap().sql.contains("SyncQueue"));
+}
