@@ -6,7 +6,7 @@
 //! `memory`) and [`supabase`] (the `SupabaseApi` seam, the PostgREST client, `memory`) →
 //! [`mapping`] (table map, resolution against both schemas, drift, JSON conversion) →
 //! `forward` and `reverse` (the two data paths) → [`check`] and `agent` (start-up, workers, the
-//! handle HTTP calls, status, metrics, retrying what failed) → `http` (routes and thin handlers)
+//! handle HTTP calls, status, metrics, retrying what failed) → `http` (routes, thin handlers, and the server loop with its limits)
 //! → `run` (wires one agent) → [`cli`] (the binary's commands: `run`, `init`, `status`,
 //! `retry-failed`, `service`, and logging).
 //!

@@ -17,7 +17,7 @@ use crate::agent::workers::{self, Sides};
 use crate::agent::{startup, Agent, AgentHandle};
 use crate::config::Config;
 use crate::http::auth::Tokens;
-use crate::http::{routes, AppState};
+use crate::http::{routes, serve, AppState};
 use crate::local_db::LocalDb;
 use crate::reverse::Inbox;
 use crate::supabase::{PostgrestClient, SupabaseApi};
@@ -114,17 +114,17 @@ fn serve(
     agent: AgentHandle,
     shutdown: &CancellationToken,
 ) -> JoinHandle<()> {
-    let state = Arc::new(AppState {
-        tokens: Tokens::from_config(config),
-        max_body_bytes: config.max_body_bytes,
+    let state = Arc::new(AppState::new(
+        Tokens::from_config(config),
+        config.max_body_bytes,
         agent,
-    });
+    ));
+    let log = state.refusals.clone();
+    let routes = warp::service(routes(state));
     let addr = listener.local_addr().ok();
-    let server = warp::serve(routes(state))
-        .incoming(listener)
-        .graceful(shutdown.clone().cancelled_owned());
     tracing::info!(?addr, sql_server = %config.mssql_label, supabase = %config.supabase_url, "syncbridge listening");
-    tokio::spawn(server.run())
+    let server = serve::serve(listener, routes, config.http_limits, log, shutdown.clone());
+    tokio::spawn(server)
 }
 
 /// Waits for in-flight work after shutdown, within [`SHUTDOWN_GRACE`].

@@ -1,5 +1,9 @@
 //! Helpers for this crate's integration tests and benchmarks only (the `test-support`
-//! feature), beside the in-memory doubles (`sqlserver::memory`, `supabase::memory`).
+//! feature), beside the in-memory doubles (`sqlserver::memory`, `supabase::memory`): webhook
+//! signatures, a row mapper for comparing both sides, and the out-of-process SQL Server double
+//! ([`remote`]) the real binary runs against in the fault tests.
+
+pub mod remote;
 
 use crate::mapping::{ResolvedTable, TableMap};
 use crate::sqlserver::{DescribedTables, Row, SqlStore};

@@ -54,6 +54,14 @@ impl Agent {
             Some(path) => TableMap::load(path)?,
             None => TableMap::sample_clinic(),
         };
+        #[cfg(feature = "test-support")]
+        if let Some(addr) = config.test_double_addr() {
+            let store = Arc::new(crate::sqlserver::remote::RemoteStore::new(
+                addr,
+                config.agent_id.clone(),
+            ));
+            return Ok(Self { config, store, map });
+        }
         let tds = config.mssql_config()?;
         let store = Arc::new(TdsStore::new(tds, config.agent_id.clone(), POOL_SIZE));
         Ok(Self { config, store, map })

@@ -40,7 +40,16 @@ pub(crate) const KEYS: &[&str] = &[
     "SYNC_MAX_BODY_BYTES",
     "SYNC_LOG_DIR",
     "SYNC_LOG_KEEP_DAYS",
+    "SYNC_HTTP_MAX_CONNECTIONS",
+    "SYNC_HTTP_HEADER_TIMEOUT",
+    "SYNC_HTTP_REQUEST_TIMEOUT",
+    "SYNC_HTTP_IDLE_TIMEOUT",
 ];
+
+/// The scheme of `MSSQL_CONNECTION_STRING` that names the out-of-process SQL Server double
+/// (`syncbridge-test-double://127.0.0.1:PORT`), for the fault tests; a configuration error in
+/// builds without the `test-support` feature.
+pub const TEST_DOUBLE_SCHEME: &str = "syncbridge-test-double://";
 
 /// How the service key travels: legacy JWT keys go in `apikey` and `Authorization: Bearer`;
 /// the new `sb_secret_...` keys are not JWTs and go in `apikey` only.
@@ -79,6 +88,35 @@ pub struct Config {
     pub log_dir: PathBuf,
     /// Daily log files kept (today's included); 0 writes none.
     pub log_keep_days: u32,
+    /// What the HTTP server lets one client hold: connections and how long each may dawdle.
+    pub http_limits: HttpLimits,
+}
+
+/// The HTTP server's limits. The listener is reachable from the internet through the tunnel,
+/// so a stranger must not be able to hold connections, memory or file descriptors for long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Open connections at most; the last eighth is kept for loopback peers (the clinic's
+    /// `queue-notify`), and idle connections are closed to make room.
+    pub max_connections: usize,
+    /// A request's headers must arrive within this, counted from its first byte (or from the
+    /// connection's opening).
+    pub header_timeout: Duration,
+    /// A request's body must arrive within this, counted from the end of its headers.
+    pub request_timeout: Duration,
+    /// A kept-alive connection with no request in flight is closed after this.
+    pub idle_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 256,
+            header_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 /// One wrong or missing setting.
@@ -124,6 +162,7 @@ impl Config {
         let secrets = r.secrets();
         let tuning = r.tuning();
         let local = r.local();
+        let http_limits = r.http_limits();
         match (sides, secrets) {
             (Some(sides), Some(secrets)) if r.problems.is_empty() => Ok(Self {
                 mssql_connection: sides.mssql_connection,
@@ -147,6 +186,7 @@ impl Config {
                 max_body_bytes: local.max_body_bytes,
                 log_dir: local.log_dir,
                 log_keep_days: local.log_keep_days,
+                http_limits,
             }),
             _ => Err(ConfigError(r.problems)),
         }
@@ -159,6 +199,17 @@ impl Config {
             .as_ref()
             .and_then(|s| decode_signing_secret(s.expose_secret()))
             .map(SecretSlice::from)
+    }
+
+    /// Where the out-of-process SQL Server double listens, when `MSSQL_CONNECTION_STRING`
+    /// names it (only test builds accept that; see [`TEST_DOUBLE_SCHEME`]).
+    #[cfg(feature = "test-support")]
+    pub fn test_double_addr(&self) -> Option<SocketAddr> {
+        self.mssql_connection
+            .expose_secret()
+            .strip_prefix(TEST_DOUBLE_SCHEME)?
+            .parse()
+            .ok()
     }
 
     /// The tiberius configuration. Parsed again from the secret on demand so that no long-lived

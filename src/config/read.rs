@@ -14,6 +14,8 @@ use url::Url;
 use super::{KeyKind, Problem};
 use crate::retry::Backoff;
 
+mod http;
+
 pub(super) struct Reader<'a> {
     lookup: &'a dyn Fn(&str) -> Option<String>,
     pub(super) problems: Vec<Problem>,
@@ -318,6 +320,9 @@ pub(super) fn env_file_problem(e: &dotenvy::Error) -> Problem {
 }
 
 fn mssql_label(r: &mut Reader<'_>, conn: &str) -> String {
+    if let Some(rest) = conn.strip_prefix(super::TEST_DOUBLE_SCHEME) {
+        return test_double_label(r, rest);
+    }
     match tiberius::Config::from_ado_string(conn) {
         Ok(_) => {
             // Only the server and database parts are kept for logs; never the credentials.
@@ -338,6 +343,32 @@ fn mssql_label(r: &mut Reader<'_>, conn: &str) -> String {
             r.fail(
                 "MSSQL_CONNECTION_STRING",
                 "is not a valid ADO connection string (e.g. Server=localhost\\SQLEXPRESS;Database=Clinic;User Id=sync;Password=...;TrustServerCertificate=true)",
+            );
+            String::new()
+        }
+    }
+}
+
+/// The out-of-process SQL Server double of the fault tests (`syncbridge-test-double://HOST:PORT`):
+/// accepted only by builds with the `test-support` feature, so a release build never talks to
+/// anything but a SQL Server.
+fn test_double_label(r: &mut Reader<'_>, address: &str) -> String {
+    if !cfg!(feature = "test-support") {
+        r.fail(
+            "MSSQL_CONNECTION_STRING",
+            "names the test double, which only test builds accept; use an ADO connection string",
+        );
+        return String::new();
+    }
+    match address.parse::<SocketAddr>() {
+        Ok(addr) => format!("test double at {addr}"),
+        Err(_) => {
+            r.fail(
+                "MSSQL_CONNECTION_STRING",
+                format!(
+                    "{}HOST:PORT needs an IP address and a port",
+                    super::TEST_DOUBLE_SCHEME
+                ),
             );
             String::new()
         }

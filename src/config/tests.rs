@@ -239,3 +239,29 @@ fn a_placeholder_is_refused_in_any_case_without_echoing_the_value() {
     m.insert("SYNC_LOG_KEEP_DAYS", "-1".into());
     assert!(keys_of(&parse(&m).expect_err("bad")).contains(&"SYNC_LOG_KEEP_DAYS"));
 }
+
+#[test]
+fn the_test_double_scheme_is_a_test_build_setting_only() {
+    let mut map = valid();
+    map.insert(
+        "MSSQL_CONNECTION_STRING",
+        format!("{TEST_DOUBLE_SCHEME}127.0.0.1:4100"),
+    );
+    let parsed = parse(&map);
+    if cfg!(feature = "test-support") {
+        let c = parsed.expect("a test build accepts it");
+        assert_eq!(c.mssql_label, "test double at 127.0.0.1:4100");
+    } else {
+        // What a release build says (checked by hand: `cargo run` exits 78 with this).
+        assert_eq!(
+            keys_of(&parsed.expect_err("refused")),
+            ["MSSQL_CONNECTION_STRING"]
+        );
+    }
+    map.insert(
+        "MSSQL_CONNECTION_STRING",
+        format!("{TEST_DOUBLE_SCHEME}localhost"),
+    );
+    let err = parse(&map).expect_err("an address and a port are needed");
+    assert_eq!(keys_of(&err), ["MSSQL_CONNECTION_STRING"]);
+}

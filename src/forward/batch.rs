@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::send::{RowError, TablePlan};
 use crate::mapping::ResolvedMap;
-use crate::retry::{Decision, RetryPolicy};
+use crate::retry::{Decision, ErrorClass, RetryPolicy};
 use crate::sqlserver::{
     Op, QueueId, QueueItem, RecordKey, RecordKeyError, SettleItem, Settlement, SqlStore,
     StoreError, UnknownOp,
@@ -175,6 +175,17 @@ impl Batch<'_> {
             {
                 Ok(rows) => rows,
                 Err(e) if e.is_retryable() => return Err(e),
+                // The table or a column is missing, or a permission: not any row's fault, so
+                // nothing of this batch is sent and every item is released with its attempts
+                // untouched, like in an outage, until the setup is fixed.
+                Err(e) if e.class() == ErrorClass::ConfigFault => {
+                    tracing::error!(table = table.source(), error = %e, "cannot read rows from SQL Server; forward sync paused");
+                    out.halt = Some(Halt::ConfigFault(format!(
+                        "loading rows from {}: {e}",
+                        table.source()
+                    )));
+                    return Ok(Vec::new());
+                }
                 Err(e) => {
                     let error = RowError {
                         message: format!("loading rows from {}: {e}", table.source()),

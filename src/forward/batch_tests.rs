@@ -153,3 +153,29 @@ async fn a_refused_key_releases_the_batch_without_burning_attempts() {
     let item = &store.queue()[0];
     assert_eq!((item.status.as_str(), item.attempts), ("Pending", 0));
 }
+
+#[tokio::test]
+async fn a_table_sql_server_no_longer_has_pauses_forward_sync_without_spending_attempts() {
+    let store = MemoryStore::sample_clinic();
+    for id in 1..=5 {
+        store.clinic_write("tblPatients", &key("PersonID", id), Some(patient(id, "p")));
+    }
+    store.rename_table("tblPatients", "tblPatientsOld");
+    let supabase = MemorySupabase::new();
+    // One attempt allowed: a failure charged to the rows would mark them Failed at once.
+    let report = worker(&store, &supabase, 50, 1)
+        .await
+        .drain(&CancellationToken::new())
+        .await;
+    let error = report.error.expect("the drain reports the fault");
+    assert!(error.contains("tblPatients"), "{error}");
+    let queue = store.queue();
+    assert_eq!(queue.len(), 5);
+    assert!(
+        queue
+            .iter()
+            .all(|q| q.status == "Pending" && q.attempts == 0),
+        "{queue:?}"
+    );
+    assert!(supabase.rows("patients").is_empty());
+}

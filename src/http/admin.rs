@@ -2,7 +2,8 @@
 //! and recovery), `status`, `retry-failed` and `GET /metrics` (Prometheus). All but the `GET` probe require `Authorization: Bearer
 //! <SYNC_ADMIN_TOKEN>` (`queue-notify` also takes `SYNC_NOTIFY_TOKEN`): the tunnel makes this
 //! port reachable from the internet. Each handler authenticates, decodes, calls the agent
-//! once, and maps its answer to a status.
+//! once, and maps its answer to a status; the token is checked by the route's filter
+//! (`super::token`) before any body is read.
 
 use std::sync::Arc;
 
@@ -16,14 +17,6 @@ use super::{error_reply, json_reply, AppState, Refused};
 use crate::agent::handle::{Direction, UnknownDirection};
 use crate::agent::retry_failed::RetryScope;
 
-fn unauthorized(endpoint: &str) -> Response {
-    tracing::warn!(endpoint, "admin request without a valid token refused");
-    error_reply(
-        StatusCode::UNAUTHORIZED,
-        "missing or wrong admin token (Authorization: Bearer <SYNC_ADMIN_TOKEN>)",
-    )
-}
-
 /// `GET /api/sync/queue-notify`: answers that the agent is up (the old troubleshooting step).
 pub(crate) fn notify_probe() -> Response {
     json_reply(
@@ -33,10 +26,7 @@ pub(crate) fn notify_probe() -> Response {
 }
 
 /// `POST /api/sync/queue-notify`: wakes the forward worker and answers at once.
-pub(crate) async fn queue_notify(auth: Option<String>, state: Arc<AppState>) -> Response {
-    if !state.tokens.may_notify(auth.as_deref()) {
-        return unauthorized("queue-notify");
-    }
+pub(crate) fn queue_notify(state: Arc<AppState>) -> Response {
     state.agent.notify();
     json_reply(
         StatusCode::ACCEPTED,
@@ -76,10 +66,7 @@ fn direction(body: &[u8]) -> Result<Direction, Refused> {
 
 /// `POST /api/sync/trigger`: drains the queue now and/or recovers the reverse side, answering
 /// what was done.
-pub(crate) async fn trigger(auth: Option<String>, body: Bytes, state: Arc<AppState>) -> Response {
-    if !state.tokens.is_admin(auth.as_deref()) {
-        return unauthorized("trigger");
-    }
+pub(crate) async fn trigger(body: Bytes, state: Arc<AppState>) -> Response {
     let direction = match direction(&body) {
         Ok(d) => d,
         Err(refused) => return refused.reply(),
@@ -91,23 +78,13 @@ pub(crate) async fn trigger(auth: Option<String>, body: Bytes, state: Arc<AppSta
 }
 
 /// `GET /api/sync/status`: queue counts, inbox depth, last successes and errors, faults.
-pub(crate) async fn status(auth: Option<String>, state: Arc<AppState>) -> Response {
-    if !state.tokens.is_admin(auth.as_deref()) {
-        return unauthorized("status");
-    }
+pub(crate) async fn status(state: Arc<AppState>) -> Response {
     json_reply(StatusCode::OK, state.agent.status_report().await)
 }
 
 /// `POST /api/sync/retry-failed` (`syncbridge retry-failed`): Failed queue items and dead inbox
 /// events back to work, the workers woken; an empty body means everything.
-pub(crate) async fn retry_failed(
-    auth: Option<String>,
-    body: Bytes,
-    state: Arc<AppState>,
-) -> Response {
-    if !state.tokens.is_admin(auth.as_deref()) {
-        return unauthorized("retry-failed");
-    }
+pub(crate) async fn retry_failed(body: Bytes, state: Arc<AppState>) -> Response {
     let scope = if body.iter().all(u8::is_ascii_whitespace) {
         RetryScope::everything()
     } else {
@@ -124,10 +101,7 @@ pub(crate) async fn retry_failed(
 }
 
 /// `GET /metrics`: Prometheus (OpenMetrics) text.
-pub(crate) async fn metrics(auth: Option<String>, state: Arc<AppState>) -> Response {
-    if !state.tokens.is_admin(auth.as_deref()) {
-        return unauthorized("metrics");
-    }
+pub(crate) async fn metrics(state: Arc<AppState>) -> Response {
     match state.agent.metrics().await {
         Ok(text) => warp::http::Response::builder()
             .header(

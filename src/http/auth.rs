@@ -44,41 +44,58 @@ impl Tokens {
         notify || self.is_admin(authorization)
     }
 
-    /// The shared secret (either header), or a valid Standard Webhooks signature over `body`
-    /// when a signing secret is configured; the reason when neither.
-    pub(crate) fn authenticate_webhook(
-        &self,
-        headers: &HeaderMap,
-        body: &[u8],
-    ) -> Result<(), &'static str> {
+    /// What the webhook's headers alone say, before any body byte is read: the shared secret
+    /// (either header) settles it; signature headers, when a signing secret is configured,
+    /// leave it to [`Tokens::verify_signature`] over the body; anything else is refused. The
+    /// reason is for the log only: every client gets the same 401.
+    pub(crate) fn webhook_headers(&self, headers: &HeaderMap) -> Result<WebhookAuth, &'static str> {
         let presented = bearer(header(headers, "authorization"))
             .or_else(|| header(headers, "x-webhook-secret"));
         if let Some(token) = presented {
             return if token_matches(token, &self.webhook_secret) {
-                Ok(())
+                Ok(WebhookAuth::Secret)
             } else {
                 Err("wrong webhook secret")
             };
         }
-        let signed = (
-            header(headers, "webhook-id"),
-            header(headers, "webhook-timestamp"),
-            header(headers, "webhook-signature"),
-        );
+        let signed = ["webhook-id", "webhook-timestamp", "webhook-signature"]
+            .iter()
+            .all(|name| header(headers, name).is_some());
         match (&self.signing_key, signed) {
-            (Some(key), (Some(id), Some(timestamp), Some(signature))) => {
-                let headers = SignedHeaders {
-                    id,
-                    timestamp,
-                    signature,
-                };
-                let now = chrono::Utc::now().timestamp();
-                verify_signature(key.expose_secret(), headers, body, now)
-                    .map_err(|_| "invalid or expired webhook signature")
-            }
-            _ => Err("missing webhook secret (Authorization: Bearer or X-Webhook-Secret)"),
+            (Some(_), true) => Ok(WebhookAuth::NeedsSignature),
+            (None, true) => Err("signed webhook but no signing secret configured"),
+            _ => Err("no webhook secret or signature"),
         }
     }
+
+    /// A valid Standard Webhooks signature over `body` (after [`WebhookAuth::NeedsSignature`]).
+    pub(crate) fn verify_signature(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<(), &'static str> {
+        let key = self
+            .signing_key
+            .as_ref()
+            .ok_or("no signing secret configured")?;
+        let signed = SignedHeaders {
+            id: header(headers, "webhook-id").ok_or("no webhook-id")?,
+            timestamp: header(headers, "webhook-timestamp").ok_or("no webhook-timestamp")?,
+            signature: header(headers, "webhook-signature").ok_or("no webhook-signature")?,
+        };
+        let now = chrono::Utc::now().timestamp();
+        verify_signature(key.expose_secret(), signed, body, now)
+            .map_err(|_| "invalid or expired webhook signature")
+    }
+}
+
+/// How a webhook's headers authenticate it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WebhookAuth {
+    /// The shared secret: authenticated.
+    Secret,
+    /// Standard Webhooks headers: authenticated once the signature over the body checks out.
+    NeedsSignature,
 }
 
 pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

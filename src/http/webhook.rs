@@ -1,5 +1,5 @@
-//! `POST /api/sync/webhook`: Supabase Database Webhooks. Authenticate (over the raw body) →
-//! decode → hand to the agent (intake → inbox → applier) → map the answer to a status. Anything
+//! `POST /api/sync/webhook`: Supabase Database Webhooks. Authenticated on the headers (the
+//! shared secret) before the body is read, or over the raw body (a signature) → decode → hand to the agent (intake → inbox → applier) → map the answer to a status. Anything
 //! refused gets a 4xx with a reason and writes nothing.
 
 use std::sync::Arc;
@@ -9,13 +9,33 @@ use serde_json::json;
 use warp::http::{HeaderMap, StatusCode};
 use warp::reply::Response;
 
-use super::auth::header;
-use super::{error_reply, json_reply, AppState, Refused};
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::auth::{header, WebhookAuth};
+use super::refusals::Refusal;
+use super::{error_reply, json_reply, unauthenticated_reply, AppState, Refused};
 use crate::agent::handle::AgentWebhookError;
 use crate::reverse::{WebhookAnswer, WebhookError, WebhookPayload};
 
-pub(crate) async fn receive(headers: HeaderMap, body: Bytes, state: Arc<AppState>) -> Response {
-    let payload = match decode(&headers, &body, &state) {
+/// Handles a webhook whose headers passed [`super::webhook_auth`]; a signed one holds its
+/// permit until its signature has been checked.
+pub(crate) async fn receive(
+    auth: WebhookAuth,
+    permit: Option<OwnedSemaphorePermit>,
+    headers: HeaderMap,
+    body: Bytes,
+    state: Arc<AppState>,
+) -> Response {
+    if auth == WebhookAuth::NeedsSignature {
+        let verified = state.tokens.verify_signature(&headers, &body);
+        drop(permit);
+        if verified.is_err() {
+            state.agent.webhook_refused();
+            state.refusals.record(Refusal::WebhookUnauthenticated);
+            return unauthenticated_reply();
+        }
+    }
+    let payload = match decode(&headers, &body) {
         Ok(payload) => payload,
         Err(refused) => {
             state.agent.webhook_refused();
@@ -45,12 +65,8 @@ pub(crate) async fn receive(headers: HeaderMap, body: Bytes, state: Arc<AppState
     }
 }
 
-/// The authenticated, decoded payload, or the reply refusing it.
-fn decode(headers: &HeaderMap, body: &[u8], state: &AppState) -> Result<WebhookPayload, Refused> {
-    if let Err(why) = state.tokens.authenticate_webhook(headers, body) {
-        tracing::warn!(reason = why, "webhook refused: not authenticated");
-        return Err(Refused::new(StatusCode::UNAUTHORIZED, why));
-    }
+/// The decoded payload of an authenticated webhook, or the reply refusing it.
+fn decode(headers: &HeaderMap, body: &[u8]) -> Result<WebhookPayload, Refused> {
     let json_type = header(headers, "content-type")
         .and_then(|ct| ct.split(';').next())
         .is_some_and(|ct| ct.trim().eq_ignore_ascii_case("application/json"));

@@ -16,7 +16,7 @@ use super::inbox::{Inbox, InboxError};
 use super::plan::{plan_with, Plan};
 use super::versions::{has_versions, synced_entries};
 use crate::mapping::ResolvedMap;
-use crate::retry::{Decision, RetryPolicy};
+use crate::retry::{Decision, ErrorClass, RetryPolicy};
 use crate::sqlserver::{SqlStore, StoreError, WriteOutcome};
 use crate::sync_state::SyncState;
 
@@ -227,6 +227,16 @@ impl Applier {
         e: StoreError,
     ) -> Result<Next, InboxError> {
         self.counters.record_error(&e.to_string());
+        if e.class() == ErrorClass::ConfigFault {
+            // A missing table, column or permission fails every event alike: keep them all,
+            // charge none, and look again after the longest backoff.
+            tracing::error!(table, error = %e, "SQL Server setup refuses reverse writes; events kept until it is fixed");
+            let delay = self.retry.after_outage(u32::MAX);
+            self.inbox
+                .retry(stored.id, delay.as_millis() as i64, e.to_string())
+                .await?;
+            return Ok(Next::Stop);
+        }
         if e.is_retryable() {
             tracing::warn!(table, error = %e, "SQL Server unavailable; reverse events kept for retry");
             let delay = self.retry.after_outage(stored.attempts);

@@ -50,6 +50,7 @@ impl DescribedTables {
 
 /// What the forward path needs installed in SQL Server, for `syncbridge check`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "test-support", derive(serde::Serialize, serde::Deserialize))]
 pub struct SetupReport {
     /// `Ole Automation Procedures` is on (`sp_NotifyAppOfSync` can POST).
     pub ole_automation: bool,

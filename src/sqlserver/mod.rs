@@ -10,6 +10,8 @@ mod key;
 #[cfg(any(test, feature = "test-support"))]
 pub mod memory;
 mod queue;
+#[cfg(feature = "test-support")]
+pub mod remote;
 mod table_name;
 pub mod tds;
 mod value;
@@ -50,6 +52,11 @@ pub enum StoreError {
     /// The request was invalid before reaching SQL Server (unknown table or column, bad key).
     #[error("{0}")]
     Invalid(String),
+    /// A table, column or procedure the statement names is missing, or the agent's login lacks
+    /// a permission: every row of the table fails alike until someone fixes the setup, so no
+    /// row's attempts are spent on it.
+    #[error("SQL Server setup: {0}")]
+    Misconfigured(String),
 }
 
 impl StoreError {
@@ -57,6 +64,7 @@ impl StoreError {
         match self {
             Self::Unavailable(_) | Self::Transient(_) => ErrorClass::Outage,
             Self::Rejected(_) | Self::Invalid(_) => ErrorClass::Rejected,
+            Self::Misconfigured(_) => ErrorClass::ConfigFault,
         }
     }
 

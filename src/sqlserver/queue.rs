@@ -16,6 +16,7 @@ pub struct QueueId(pub i64);
 /// The token a claim stamps on the rows it takes, so a late acknowledgement can never settle a
 /// row that another claim has taken since (after a lease expired).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "test-support", derive(serde::Serialize, serde::Deserialize))]
 pub struct ClaimToken(pub Uuid);
 
 /// A row operation, as the change triggers write it to `SyncQueue.Operation` and Supabase's
@@ -63,6 +64,7 @@ impl FromStr for Op {
 
 /// A `SyncQueue` row taken by [`super::SqlStore::claim`].
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "test-support", derive(serde::Serialize, serde::Deserialize))]
 pub struct QueueItem {
     pub id: QueueId,
     pub table: String,
@@ -80,6 +82,7 @@ pub struct QueueItem {
 
 /// What became of a claimed item.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "test-support", derive(serde::Serialize, serde::Deserialize))]
 pub enum Settlement {
     /// Done: `Status = 'Synced'`.
     Synced,
@@ -95,6 +98,7 @@ pub enum Settlement {
 }
 
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "test-support", derive(serde::Serialize, serde::Deserialize))]
 pub struct SettleItem {
     pub id: QueueId,
     pub claim: ClaimToken,
@@ -103,6 +107,7 @@ pub struct SettleItem {
 
 /// The answer of [`super::SqlStore::wait_for_writers`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "test-support", derive(serde::Serialize, serde::Deserialize))]
 pub enum WriterWait {
     /// No due `Pending` row is held by an open transaction: the queue is drained.
     Idle,
@@ -113,6 +118,7 @@ pub enum WriterWait {
 
 /// Counts for `GET /api/sync/status` and the monitoring views.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[cfg_attr(feature = "test-support", derive(serde::Deserialize))]
 pub struct QueueStats {
     pub pending: u64,
     pub synced: u64,
@@ -125,6 +131,7 @@ pub struct QueueStats {
 /// (`SyncQueue.TableName`, compared by SQL Server under the column's collation), one item, or
 /// both conditions at once.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "test-support", derive(serde::Serialize, serde::Deserialize))]
 pub struct RetryFilter {
     pub table: Option<String>,
     pub id: Option<QueueId>,
@@ -132,6 +139,7 @@ pub struct RetryFilter {
 
 /// A `Failed` queue item and why it failed, for `syncbridge status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "test-support", derive(serde::Deserialize))]
 pub struct FailedItem {
     pub id: QueueId,
     pub table: String,

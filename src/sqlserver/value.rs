@@ -51,6 +51,7 @@ pub enum SqlType {
 
 /// An exact decimal: `units / 10^scale`. Wide enough for decimal(38, s).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "test-support", derive(serde::Serialize, serde::Deserialize))]
 pub struct Decimal {
     pub units: i128,
     pub scale: u8,
@@ -124,6 +125,7 @@ pub type Row = BTreeMap<String, SqlValue>;
 
 /// One SQL Server value, typed exactly enough that no conversion rounds.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "test-support", derive(serde::Serialize, serde::Deserialize))]
 pub enum SqlValue {
     Null,
     Int(i64),

@@ -8,6 +8,7 @@ use super::value::SqlValue;
 
 /// A reverse-sync write into one row of a clinic table.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "test-support", derive(serde::Serialize, serde::Deserialize))]
 pub struct ReverseWrite {
     pub table: String,
     /// Key column → value; identifies the row.
@@ -21,6 +22,7 @@ pub struct ReverseWrite {
 }
 
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "test-support", derive(serde::Serialize, serde::Deserialize))]
 pub enum WriteAction {
     /// Update `update` where the row exists and any of them differs; insert `insert` (which
     /// includes the key) when the row does not exist.
@@ -36,6 +38,7 @@ pub enum WriteAction {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "test-support", derive(serde::Deserialize))]
 #[serde(rename_all = "snake_case")]
 pub enum WriteOutcome {
     Inserted,

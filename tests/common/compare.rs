@@ -12,12 +12,35 @@ use syncbridge::sqlserver::{Row, TableName};
 use syncbridge::supabase::{JsonRow, PageRequest, PostgrestClient, SupabaseApi};
 use syncbridge::test_support::RowMapper;
 
-use super::Harness;
+use super::{wait_for, Harness};
+
+/// What a comparison needs of a test's two sides: the SQL Server double, and the Supabase test
+/// server with the service key. An agent in process ([`Harness`]) and the real binary over the
+/// out-of-process double (`process::Processes`) both have them.
+pub trait BothSides {
+    fn memory(&self) -> &MemoryStore;
+    fn rest_url(&self) -> String;
+    fn service_key(&self) -> String;
+}
+
+impl BothSides for Harness {
+    fn memory(&self) -> &MemoryStore {
+        &self.sql
+    }
+
+    fn rest_url(&self) -> String {
+        self.rest.url()
+    }
+
+    fn service_key(&self) -> String {
+        self.keys.service_role_jwt().to_owned()
+    }
+}
 
 /// A PostgREST client of the test server with the service key, as the agent has.
-pub fn service_client(h: &Harness) -> PostgrestClient {
-    let url = url::Url::parse(&h.rest.url()).expect("url");
-    let key = secrecy::SecretString::from(h.keys.service_role_jwt().to_owned());
+pub fn service_client(h: &impl BothSides) -> PostgrestClient {
+    let url = url::Url::parse(&h.rest_url()).expect("url");
+    let key = secrecy::SecretString::from(h.service_key());
     PostgrestClient::new(&url, &key, KeyKind::LegacyJwt, Duration::from_secs(10)).expect("client")
 }
 
@@ -71,9 +94,13 @@ fn sql_rows(store: &MemoryStore, source: &str, table: &RowMapper) -> Rows {
 
 /// The end of a fault test: the queue drained with every item `Synced` and no attempt spent,
 /// and both sides equal ([`assert_sides_equal`]).
-pub async fn assert_nothing_lost(h: &Harness, map: &TableMap) {
-    h.wait_synced().await;
-    let queue = h.sql.queue();
+pub async fn assert_nothing_lost(h: &impl BothSides, map: &TableMap) {
+    let store = h.memory();
+    wait_for("queue drained", || async {
+        store.queue().iter().all(|q| q.status != "Pending")
+    })
+    .await;
+    let queue = store.queue();
     assert!(
         queue
             .iter()
@@ -85,15 +112,16 @@ pub async fn assert_nothing_lost(h: &Harness, map: &TableMap) {
 
 /// Every table of `map` holds the same rows on both sides, column for column, and no queue
 /// item is left Pending or claimed. Returns the number of rows compared.
-pub async fn assert_sides_equal(h: &Harness, map: &TableMap) -> usize {
+pub async fn assert_sides_equal(h: &impl BothSides, map: &TableMap) -> usize {
+    let store = h.memory();
     let client = service_client(h);
     let openapi = client.schema().await.expect("Supabase's schema");
     let mut compared = 0;
     for spec in &map.tables {
-        let table = RowMapper::for_both_sides(&h.sql, &openapi, map, &spec.source)
+        let table = RowMapper::for_both_sides(store, &openapi, map, &spec.source)
             .await
             .expect("the map resolves");
-        let sql = sql_rows(&h.sql, &spec.source, &table);
+        let sql = sql_rows(store, &spec.source, &table);
         let supabase = supabase_rows(&client, &table).await;
         assert_eq!(
             sql.keys().collect::<Vec<_>>(),
@@ -106,8 +134,7 @@ pub async fn assert_sides_equal(h: &Harness, map: &TableMap) -> usize {
         }
         compared += sql.len();
     }
-    let left: Vec<_> = h
-        .sql
+    let left: Vec<_> = store
         .queue()
         .into_iter()
         .filter(|q| q.status == "Pending" || q.claim.is_some())

@@ -22,6 +22,8 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 mod compare;
 mod fixtures;
 pub mod mssql;
+#[cfg(unix)]
+pub mod process;
 mod sides;
 
 // Each test binary uses a different part of the fixtures.
@@ -67,6 +69,8 @@ pub struct Options {
     pub setup_sql: &'static str,
     /// The SQL Server double [`Harness::start_with`] uses (default: the sample clinic schema).
     pub store: Option<MemoryStore>,
+    /// More settings, overriding the ones above (e.g. the `SYNC_HTTP_*` limits).
+    pub settings: Vec<(&'static str, &'static str)>,
 }
 
 impl Default for Options {
@@ -84,6 +88,7 @@ impl Default for Options {
             signing_secret: None,
             setup_sql: "",
             store: None,
+            settings: Vec::new(),
         }
     }
 }
@@ -134,6 +139,13 @@ pub fn config(
         ),
         ("SYNC_MAX_BODY_BYTES", "65536".to_owned()),
     ];
+    let extra: Vec<(&str, String)> = o
+        .settings
+        .iter()
+        .map(|(k, v)| (*k, (*v).to_owned()))
+        .collect();
+    // Later pairs win: a test's own settings override the defaults above.
+    let pairs: Vec<(&str, String)> = extra.into_iter().chain(pairs).collect();
     let lookup = move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
     Config::from_lookup(&lookup).expect("test configuration is valid")
 }

@@ -102,6 +102,15 @@ impl MemoryStore {
         }
     }
 
+    /// The same double (shared state) as the agent `agent_id` sees it: its claims carry that
+    /// name, so two agents on one queue each release only their own.
+    pub fn as_agent(&self, agent_id: &str) -> Self {
+        Self {
+            agent_id: agent_id.to_owned(),
+            ..self.clone()
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock is a test bug; the data is still usable for asserts.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -116,6 +125,15 @@ impl MemoryStore {
                 rows: BTreeMap::new(),
             },
         );
+    }
+
+    /// Renames a table, as `sp_rename` would: statements naming the old name then fail with
+    /// "Invalid object name" (error 208).
+    pub fn rename_table(&self, from: &str, to: &str) {
+        let mut s = self.lock();
+        if let Some(t) = s.tables.remove(from) {
+            s.tables.insert(to.to_owned(), t);
+        }
     }
 
     /// Adds a column to `table`, as `ALTER TABLE ... ADD` would: existing rows hold NULL in it.

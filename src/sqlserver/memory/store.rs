@@ -261,7 +261,7 @@ impl SqlStore for MemoryStore {
         let s = self.guard("load_rows")?;
         let t = declared(&s, table)
             .and_then(|name| s.tables.get(&name))
-            .ok_or_else(|| StoreError::Invalid(format!("Invalid object name '{table}'.")))?;
+            .ok_or_else(|| StoreError::Misconfigured(format!("Invalid object name '{table}'.")))?;
         Ok(keys
             .iter()
             .filter_map(|k| t.rows.get(k))
@@ -289,7 +289,7 @@ impl SqlStore for MemoryStore {
             ));
         }
         let name = declared(&s, &write.table).ok_or_else(|| {
-            StoreError::Invalid(format!("Invalid object name '{}'.", write.table))
+            StoreError::Misconfigured(format!("Invalid object name '{}'.", write.table))
         })?;
         let table = &s.tables[&name];
         let key = RecordKey(

@@ -45,23 +45,42 @@ const UNAVAILABLE: &[u32] = &[
     40613, // database not currently available (Azure SQL)
 ];
 
+/// SQL Server errors meaning the setup is wrong, not the row: an object or column the statement
+/// names is missing (a table renamed, a mapped column dropped, a script not run) or the login
+/// lacks a permission. Every row of the table would fail alike, so none is charged an attempt.
+const MISCONFIGURED: &[u32] = &[
+    207,   // invalid column name
+    208,   // invalid object name
+    2812,  // could not find stored procedure
+    229,   // permission denied on an object
+    230,   // permission denied on a column
+    262,   // permission denied in the database (CREATE, SHOWPLAN, ...)
+    297,   // the user does not have permission to perform this action
+    916,   // the login cannot access the database under its security context
+    4902,  // cannot find the object (ALTER TABLE), or no permission
+    15151, // cannot find the object or user, or no permission (GRANT and friends)
+];
+
 /// What kind of failure a SQL Server error number and severity stand for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Kind {
     Unavailable,
     Transient,
+    Misconfigured,
     Rejected,
 }
 
 /// Classifies a server error. Severity 20 and above ends the connection (fatal errors); anything
 /// else not listed is the statement refused for its data: constraint (547), duplicate key
 /// (2627, 2601), NULL into NOT NULL (515), truncation (8152, 2628), conversion (245, 8114, 241,
-/// 242), invalid object or column (208, 207), permission (229, 230), and so on.
+/// 242), and so on.
 pub(super) fn classify(code: u32, class: u8) -> Kind {
     if UNAVAILABLE.contains(&code) || class >= 20 {
         Kind::Unavailable
     } else if TRANSIENT.contains(&code) {
         Kind::Transient
+    } else if MISCONFIGURED.contains(&code) {
+        Kind::Misconfigured
     } else {
         Kind::Rejected
     }
@@ -79,6 +98,7 @@ pub(super) fn from_tiberius(e: &Error) -> StoreError {
         Error::Server(token) => match classify(token.code(), token.class()) {
             Kind::Unavailable => StoreError::Unavailable(text),
             Kind::Transient => StoreError::Transient(text),
+            Kind::Misconfigured => StoreError::Misconfigured(text),
             Kind::Rejected => StoreError::Rejected(text),
         },
         // tiberius' command timeout: SQL Server stopped answering mid-statement.
@@ -131,11 +151,18 @@ mod tests {
 
     #[test]
     fn data_errors_are_rejected() {
-        for code in [
-            547, 2627, 2601, 515, 8152, 2628, 245, 8114, 241, 242, 208, 207, 229,
-        ] {
+        for code in [547, 2627, 2601, 515, 8152, 2628, 245, 8114, 241, 242, 50000] {
             assert_eq!(classify(code, 16), Kind::Rejected, "error {code}");
         }
+    }
+
+    #[test]
+    fn missing_objects_and_permissions_are_the_setups_fault_not_the_rows() {
+        for code in [207, 208, 2812, 229, 230, 262, 297, 916] {
+            assert_eq!(classify(code, 16), Kind::Misconfigured, "error {code}");
+        }
+        // Severity 14 is how SQL Server raises permission errors; the class does not decide.
+        assert_eq!(classify(229, 14), Kind::Misconfigured);
     }
 
     #[test]

@@ -93,7 +93,7 @@ impl TdsStore {
             .await?;
         match info {
             Some(info) => Ok(self.tables.put(table, info)),
-            None => Err(StoreError::Invalid(format!(
+            None => Err(StoreError::Misconfigured(format!(
                 "SQL Server has no table {table:?}"
             ))),
         }
@@ -106,7 +106,10 @@ impl TdsStore {
         table: &str,
         result: Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        if matches!(result, Err(StoreError::Rejected(_))) {
+        if matches!(
+            result,
+            Err(StoreError::Rejected(_) | StoreError::Misconfigured(_))
+        ) {
             self.tables.forget(table);
         }
         result

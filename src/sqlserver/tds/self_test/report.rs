@@ -77,8 +77,9 @@ impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
         let fix = match e {
             StoreError::Unavailable(_) => "check that SQL Server is running and reachable with this connection string",
-            StoreError::Rejected(_) if e.to_string().contains("error 229") || e.to_string().contains("error 230") => {
-                "grant the missing permission (see the permissions lines) or use an administrator's login for MSSQL_SELFTEST_CONNECTION_STRING"
+            // Classified by SQL Server's error number (tds::error), never by its text.
+            StoreError::Misconfigured(_) => {
+                "a permission or an object is missing: grant the permission (see the permissions lines; or use an administrator's login for MSSQL_SELFTEST_CONNECTION_STRING), or re-run the scripts in sql/sqlserver/"
             }
             _ => "re-run the scripts in sql/sqlserver/ (they are re-runnable) and try again; if it persists, open an issue with this report",
         };
@@ -300,7 +301,7 @@ mod tests {
         let f = Failure::from(StoreError::Unavailable("connection refused".into()));
         assert!(f.why.contains("connection refused"));
         assert!(f.fix.contains("reachable"));
-        let denied = Failure::from(StoreError::Rejected(
+        let denied = Failure::from(StoreError::Misconfigured(
             "SQL Server error 229: The SELECT permission was denied".into(),
         ));
         assert!(denied.fix.contains("grant"), "{denied:?}");
