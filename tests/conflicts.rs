@@ -158,6 +158,12 @@ async fn unseen_clinic_then_portal_forward_batch_first_the_portal_wins() {
     .await;
     h.webhook_accepted(&webhook).await;
     both_hold(&h, "portal").await;
+    let status = h.status().await;
+    assert_eq!(
+        status["forward"]["state"]["conflicts_portal_won"],
+        json!(1),
+        "counted as a conflict: {status}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

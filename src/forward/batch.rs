@@ -54,6 +54,8 @@ pub(crate) struct BatchOutcome {
     pub(crate) settlements: Vec<SettleItem>,
     pub(crate) rows_upserted: u64,
     pub(crate) rows_deleted: u64,
+    /// Portal-owned columns the clinic changed that Supabase kept, its edit being newer.
+    pub(crate) conflicts_portal_won: u64,
     /// Set when sending stopped early; `unsent` holds the items it left.
     pub(crate) halt: Option<Halt>,
     /// Items of records not sent because of `halt`, still to be settled.

@@ -28,13 +28,13 @@ struct Pushed {
 
 impl Batch<'_> {
     /// Pushes `rows` of `table` in one request; remembers what synced and writes what Supabase
-    /// refused into SQL Server.
+    /// refused into SQL Server. Returns how many shared columns the portal's newer edit kept.
     pub(super) async fn push(
         &self,
         table: &ResolvedTable,
         rows: &[(RecordKey, JsonRow)],
         times: &ClinicTimes,
-    ) -> Result<(), PostgrestError> {
+    ) -> Result<u64, PostgrestError> {
         let keys: Vec<String> = rows
             .iter()
             .map(|(_, row)| table.record_key(row).unwrap_or_default())
@@ -82,7 +82,7 @@ impl Batch<'_> {
                 self.take_portal_value(table, p, r).await;
             }
         }
-        Ok(())
+        Ok(refused.len() as u64)
     }
 
     /// Remembers the shared columns Supabase took from the clinic.

@@ -50,6 +50,8 @@ struct Isolated {
     results: Vec<(RecordKey, Result<(), RowError>)>,
     halt: Option<Halt>,
     answered: bool,
+    /// Shared columns a versioned push left to the portal's newer edit.
+    portal_won: u64,
 }
 
 /// The halt an error no row caused means, or `None` for a row's own failure.
@@ -116,6 +118,7 @@ impl Batch<'_> {
         let outcome = self.isolate(table, write, rows).await;
         out.halt = outcome.halt;
         out.answered |= outcome.answered;
+        out.conflicts_portal_won += outcome.portal_won;
         let ok = outcome.results.iter().filter(|(_, r)| r.is_ok()).count();
         let ms = started.elapsed().as_millis() as u64;
         tracing::info!(table = %table.target, ?write, rows = n, ok, ms, "table batch synced");
@@ -133,6 +136,7 @@ impl Batch<'_> {
         rows: Vec<(RecordKey, JsonRow)>,
     ) -> Isolated {
         let mut answered = false;
+        let mut portal_won = 0;
         let mut results = Vec::new();
         // Ranges of `rows` still to send; a refused range is split in two.
         let mut stack: Vec<Range<usize>> = Vec::new();
@@ -141,7 +145,9 @@ impl Batch<'_> {
             let chunk = &rows[range.clone()];
             let sent = match write {
                 Write::Upsert(times) if table.has_portal_owned() => {
-                    self.push(table, chunk, times).await
+                    self.push(table, chunk, times).await.map(|won| {
+                        portal_won += won;
+                    })
                 }
                 Write::Upsert(_) => self.upsert(table, chunk).await,
                 Write::Delete => self.delete(table, chunk).await,
@@ -157,6 +163,7 @@ impl Batch<'_> {
                     results,
                     halt: Some(halt),
                     answered,
+                    portal_won,
                 };
             }
             answered = true;
@@ -184,6 +191,7 @@ impl Batch<'_> {
             results,
             halt: None,
             answered,
+            portal_won,
         }
     }
 
