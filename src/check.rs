@@ -9,6 +9,7 @@
 use std::fmt::Write as _;
 
 use crate::config::{Config, ConfigError, Problem};
+use crate::mapping::table_map::SYNC_VERSIONS_COLUMN;
 use crate::mapping::{ResolvedMap, TableMap};
 use crate::sqlserver::tds::self_test::{NotifyTarget, SelfTestConfig, TableNeeds};
 use crate::sqlserver::SqlType;
@@ -252,6 +253,14 @@ fn check_supabase(target: &TargetSchema, map: &ResolvedMap, report: &mut CheckRe
                 }
                 Some(_) => {}
             }
+        }
+        // Portal-owned columns need their per-column versions (README "Who wins").
+        if table.has_portal_owned() && !columns.contains_key(SYNC_VERSIONS_COLUMN) {
+            bad += 1;
+            report.fail(format!(
+                "{}.{SYNC_VERSIONS_COLUMN} (the versions of its portal-owned columns) does not exist in Supabase: run sql/supabase/03_versions.sql",
+                table.target
+            ));
         }
         if let Some(reverse) = &table.spec.reverse {
             if !columns.contains_key(&reverse.version_column) {

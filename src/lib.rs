@@ -2,7 +2,7 @@
 //! notifications rather than polling.
 //!
 //! Modules, bottom to top (each imports only those below it):
-//! `retry`, `config`, `local_db` (and `checkpoints`, backfill's, in it), `counters`, `telemetry` → [`sqlserver`] (the `SqlStore` seam, its value model, `tds`,
+//! `retry`, `config`, `local_db` (and `checkpoints`, backfill's, in it), `sync_state`, `counters`, `telemetry` → [`sqlserver`] (the `SqlStore` seam, its value model, `tds`,
 //! `memory`) and [`supabase`] (the `SupabaseApi` seam, the PostgREST client, `memory`) →
 //! [`mapping`] (table map, resolution against both schemas, drift, JSON conversion) →
 //! `forward` and `reverse` (the two data paths) → [`check`] and `agent` (start-up, workers, the
@@ -39,6 +39,7 @@ mod reverse;
 mod run;
 pub mod sqlserver;
 pub mod supabase;
+mod sync_state;
 mod telemetry;
 #[cfg(feature = "test-support")]
 pub mod test_support;

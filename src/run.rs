@@ -21,6 +21,7 @@ use crate::http::{routes, serve, AppState};
 use crate::local_db::LocalDb;
 use crate::reverse::Inbox;
 use crate::supabase::{PostgrestClient, SupabaseApi};
+use crate::sync_state::SyncState;
 use crate::telemetry::Telemetry;
 
 /// Dead inbox events are kept this long for inspection.
@@ -82,6 +83,7 @@ pub async fn run(
     let sides = Sides {
         store,
         supabase,
+        state: SyncState::open(inbox.local_db()).context("opening the sync state")?,
         inbox,
     };
     let (ready, tasks) = workers::start(&config, sides, resolved, &handle, &shutdown);

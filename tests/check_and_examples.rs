@@ -78,6 +78,18 @@ async fn check_names_every_mismatch() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_fails_a_table_with_portal_owned_columns_but_no_versions() {
+    let setup = "ALTER TABLE aligner_batches DROP COLUMN sync_versions CASCADE;";
+    let report = check(setup, &installed_store(), None).await;
+    let text = report.render();
+    assert_eq!(report.problems, 1, "{text}");
+    assert!(
+        text.contains("FAIL  aligner_batches.sync_versions (the versions of its portal-owned columns) does not exist in Supabase: run sql/supabase/03_versions.sql"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_lists_columns_that_exist_on_one_side_only() {
     let store = installed_store();
     store.add_column(
@@ -216,6 +228,9 @@ async fn the_webhook_example_script_prints_each_answer() {
         &key("AlignerBatchID", 1),
         Some(batch(1, 1, 10)),
     );
+    // The batch has long been synced: its clinic edit is not newer than the example's portal
+    // edit of Days (README "Who wins").
+    h.sql.clear_queue();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/post-webhooks.sh");
     let (url, secret) = (h.url(""), WEBHOOK_SECRET);
     let out = tokio::task::spawn_blocking(move || {

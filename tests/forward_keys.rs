@@ -140,8 +140,12 @@ async fn text_keys_with_reserved_characters_update_portal_owned_tables() {
     let o = Options {
         map,
         store: Some(store.clone()),
+        // A table with portal-owned columns carries their versions (README "Who wins").
         setup_sql:
-            "CREATE TABLE labels (code text PRIMARY KEY, label text NOT NULL, shelf text NOT NULL)",
+            "CREATE TABLE labels (code text PRIMARY KEY, label text NOT NULL, shelf text NOT NULL,
+                                         sync_versions jsonb NOT NULL DEFAULT '{}');
+                    CREATE TRIGGER labels_stamp_versions BEFORE INSERT OR UPDATE ON labels
+                      FOR EACH ROW EXECUTE FUNCTION public.syncbridge_stamp_versions('shelf');",
         ..Options::default()
     };
     let h = Harness::start_with(o).await;

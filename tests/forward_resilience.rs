@@ -298,7 +298,7 @@ async fn a_missing_supabase_table_pauses_work_without_burning_attempts() {
         status["forward"]["config_fault"]
             .as_str()
             .unwrap_or("")
-            .contains("PGRST205"),
+            .contains("aligner_batches"),
         "{status}"
     );
     let batches: Vec<_> = h
@@ -314,7 +314,7 @@ async fn a_missing_supabase_table_pauses_work_without_burning_attempts() {
         .rest
         .requests()
         .iter()
-        .filter(|r| r.method == "POST" && r.table() == "aligner_batches")
+        .filter(|r| r.method == "POST" && r.table() == "rpc/syncbridge_push")
         .count();
     assert_eq!(posts, 1, "no bisection for a fault every row shares");
     assert_eq!(

@@ -173,15 +173,14 @@ async fn parents_are_upserted_before_children_whatever_the_queue_order() {
         .filter(|r| r.method != "GET")
         .map(|r| format!("{} {}", r.method, r.path.rsplit('/').next().unwrap_or("")))
         .collect();
-    // Batches have a portal-owned column: insert-if-missing, then update the clinic's columns.
+    // Batches have a portal-owned column: one versioned push (rpc/syncbridge_push).
     assert_eq!(
         order,
         [
             "POST patients",
             "POST work",
             "POST aligner_sets",
-            "POST aligner_batches",
-            "PATCH aligner_batches"
+            "POST syncbridge_push"
         ]
     );
 

@@ -19,6 +19,7 @@ async fn agent_writes_queue_nothing() {
     let store = db.store();
     let uid = Uuid::new_v4();
     let note = |text: &str| ReverseWrite {
+        guard: None,
         table: "tblAlignerNotes".into(),
         key: vec![("NoteUID".into(), SqlValue::Guid(uid))],
         action: WriteAction::Upsert {
@@ -45,6 +46,7 @@ async fn agent_writes_queue_nothing() {
         "a case change is a change"
     );
     let days = ReverseWrite {
+        guard: None,
         table: "tblAlignerBatches".into(),
         key: vec![("AlignerBatchID".into(), SqlValue::Int(1))],
         action: WriteAction::UpdateOnly {
@@ -53,6 +55,7 @@ async fn agent_writes_queue_nothing() {
     };
     assert_eq!(store.apply(&days).await.unwrap(), WriteOutcome::Updated);
     let missing = ReverseWrite {
+        guard: None,
         key: vec![("AlignerBatchID".into(), SqlValue::Int(999))],
         ..days.clone()
     };
@@ -64,6 +67,7 @@ async fn agent_writes_queue_nothing() {
 
     // A CHECK violation (NoteType must be Lab or Doctor) is Rejected with SQL Server's message.
     let bad = ReverseWrite {
+        guard: None,
         table: "tblAlignerNotes".into(),
         key: vec![("NoteUID".into(), SqlValue::Guid(Uuid::new_v4()))],
         action: WriteAction::Upsert {
@@ -93,6 +97,7 @@ async fn a_clinic_trigger_cascading_from_an_agent_write_is_queued() {
         .await;
     let uid = Uuid::new_v4();
     let note = ReverseWrite {
+        guard: None,
         table: "tblAlignerNotes".into(),
         key: vec![("NoteUID".into(), SqlValue::Guid(uid))],
         action: WriteAction::Upsert {

@@ -121,6 +121,7 @@ async fn every_method_answers_through_the_wire_as_the_double_does() {
     let filter = RetryFilter::default();
     assert_eq!(remote.retry_failed(&filter).await.unwrap(), 1);
     let write = ReverseWrite {
+        guard: None,
         table: "tblAlignerBatches".to_owned(),
         key: vec![("AlignerBatchID".to_owned(), SqlValue::Int(1))],
         action: WriteAction::UpdateOnly {
@@ -183,6 +184,7 @@ async fn faults_reach_the_caller_as_sql_server_unavailable() {
     // A refusal of the double's own keeps its class across the wire.
     server.store().reject_next_applies(1);
     let write = ReverseWrite {
+        guard: None,
         table: "tblPatients".to_owned(),
         key: vec![("PersonID".to_owned(), SqlValue::Int(9))],
         action: WriteAction::Delete,

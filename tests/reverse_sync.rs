@@ -52,7 +52,7 @@ async fn portal_notes_are_inserted_then_only_portal_columns_update() {
         &note_key(NOTE_A),
         &[("IsRead", SqlValue::Bit(true))],
     );
-    let mut edited = note_record(NOTE_A, "edited", "2026-11-25T10:05:00+00:00");
+    let mut edited = note_record(NOTE_A, "edited", &now_plus(1));
     edited["is_edited"] = json!(true);
     let old = note_record(NOTE_A, "أول ملاحظة", "2026-11-25T10:00:00+00:00");
     let (status, _) = h
@@ -84,12 +84,7 @@ async fn batch_days_sync_only_when_days_changed() {
     );
     let before = h.sql.apply_counts();
     let old = batch_record(4, 10, "first batch", "2026-11-25T10:00:00+00:00");
-    let new = batch_record(
-        4,
-        14,
-        "portal text is not ours",
-        "2026-11-25T10:01:00+00:00",
-    );
+    let new = batch_record(4, 14, "portal text is not ours", &now_plus(1));
     assert_eq!(
         h.webhook(
             &hook("UPDATE", "aligner_batches", Some(new.clone()), Some(old)),
@@ -109,7 +104,7 @@ async fn batch_days_sync_only_when_days_changed() {
         .expect("row");
     assert_eq!(row["Notes"], text("first batch"), "only Days is written");
 
-    let unchanged = batch_record(4, 14, "another text", "2026-11-25T10:02:00+00:00");
+    let unchanged = batch_record(4, 14, "another text", &now_plus(2));
     let (status, body) = h
         .webhook(
             &hook("UPDATE", "aligner_batches", Some(unchanged), Some(new)),

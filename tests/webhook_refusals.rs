@@ -137,20 +137,18 @@ async fn strangers_and_bad_input_are_refused_and_change_nothing() {
         assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
         assert!(answer.contains("too large"), "{answer}");
     }
-    let mut bad_col = note_record(NOTE_A, "x", "2026-11-25T10:00:00+00:00");
-    bad_col["mystery"] = json!(1);
+    // A column the map does not know is schema drift, ignored (tests/reverse_drift.rs); a
+    // value SQL Server cannot hold is refused.
     let mut bad_type = note_record(NOTE_A, "x", "2026-11-25T10:00:00+00:00");
     bad_type["aligner_set_id"] = json!("one");
-    for record in [bad_col, bad_type] {
-        let (status, body) = h
-            .webhook(&hook("INSERT", "aligner_notes", Some(record), None), None)
-            .await;
-        assert_eq!(status, 422, "{body}");
-    }
+    let (status, body) = h
+        .webhook(&hook("INSERT", "aligner_notes", Some(bad_type), None), None)
+        .await;
+    assert_eq!(status, 422, "{body}");
     let status = h.status().await;
     assert_eq!(status["reverse"]["inbox"]["depth"], json!(0));
     // The 413 is refused by the body-size filter before the handler counts anything.
-    assert_eq!(status["reverse"]["state"]["webhooks_rejected"], json!(10));
+    assert_eq!(status["reverse"]["state"]["webhooks_rejected"], json!(9));
     assert_eq!(h.sql.apply_counts(), (0, 0), "nothing reached SQL Server");
     // The secret also works in X-Webhook-Secret.
     let r = post(

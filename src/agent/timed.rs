@@ -15,7 +15,10 @@ use crate::sqlserver::{
     Enqueued, FailedItem, KeyPage, QueueItem, QueueStats, RecordKey, RetryFilter, ReverseWrite,
     Row, SettleItem, SetupReport, SourceColumn, SqlStore, StoreError, WriteOutcome, WriterWait,
 };
-use crate::supabase::{JsonRow, KeyFilter, PageRequest, PostgrestError, SupabaseApi, UpsertMode};
+use crate::supabase::{
+    JsonRow, KeyFilter, PageRequest, PostgrestError, PushRow, PushTable, Refused, SupabaseApi,
+    UpsertMode,
+};
 use crate::telemetry::{Observation, Side, Telemetry};
 
 /// `store`, timed into `telemetry`.
@@ -191,6 +194,14 @@ impl SupabaseApi for Timed<dyn SupabaseApi> {
     ) -> Result<(), PostgrestError> {
         self.time("update", self.inner.update(table, key, values))
             .await
+    }
+
+    async fn push(
+        &self,
+        table: &PushTable<'_>,
+        rows: &[PushRow],
+    ) -> Result<Vec<Refused>, PostgrestError> {
+        self.time("push", self.inner.push(table, rows)).await
     }
 
     async fn delete(&self, table: &str, keys: &[KeyFilter]) -> Result<(), PostgrestError> {

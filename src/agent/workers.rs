@@ -15,6 +15,7 @@ use crate::retry::RetryPolicy;
 use crate::reverse::{Inbox, ReverseSync};
 use crate::sqlserver::SqlStore;
 use crate::supabase::SupabaseApi;
+use crate::sync_state::SyncState;
 
 /// Longest single wait on a writer's open transaction before the worker claims again.
 const WRITER_WAIT: Duration = Duration::from_secs(1);
@@ -24,6 +25,8 @@ pub(crate) struct Sides {
     pub(crate) store: Arc<dyn SqlStore>,
     pub(crate) supabase: Arc<dyn SupabaseApi>,
     pub(crate) inbox: Inbox,
+    /// What was last synced of the portal-owned columns, shared by both directions.
+    pub(crate) state: SyncState,
 }
 
 /// Starts every worker for the resolved map; returns their handles and tasks.
@@ -44,8 +47,10 @@ pub(crate) fn start(
         supabase: sides.supabase.clone(),
         inbox: sides.inbox,
         map: map.clone(),
+        drift: agent.drift_log(),
         counters: agent.reverse_counters(),
         retry,
+        state: sides.state.clone(),
     }
     .start(shutdown);
     let (forward, forward_task) = ForwardWorker {
@@ -61,6 +66,7 @@ pub(crate) fn start(
         },
         counters: agent.forward_counters(),
         outage: Mutex::default(),
+        state: sides.state.clone(),
     }
     .spawn(shutdown.child_token());
     let mut tasks = Vec::from(reverse_tasks);

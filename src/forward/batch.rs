@@ -15,6 +15,7 @@ use crate::sqlserver::{
     StoreError, UnknownOp,
 };
 use crate::supabase::{JsonRow, SupabaseApi};
+use crate::sync_state::SyncState;
 
 /// Settings a batch needs from the configuration.
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +54,8 @@ pub(crate) struct BatchOutcome {
     pub(crate) settlements: Vec<SettleItem>,
     pub(crate) rows_upserted: u64,
     pub(crate) rows_deleted: u64,
+    /// Portal-owned columns the clinic changed that Supabase kept, its edit being newer.
+    pub(crate) conflicts_portal_won: u64,
     /// Set when sending stopped early; `unsent` holds the items it left.
     pub(crate) halt: Option<Halt>,
     /// Items of records not sent because of `halt`, still to be settled.
@@ -111,6 +114,8 @@ pub(crate) struct Batch<'a> {
     pub(crate) supabase: &'a dyn SupabaseApi,
     pub(crate) map: &'a ResolvedMap,
     pub(crate) policy: BatchPolicy,
+    /// What was last synced of the portal-owned columns (README "Who wins").
+    pub(crate) state: &'a SyncState,
 }
 
 impl Batch<'_> {
@@ -208,10 +213,18 @@ impl Batch<'_> {
                 .into_iter()
                 .filter(|k| !present.contains_key(k))
                 .collect();
+            // A clinic edit's time is its newest queue item's (README "Who wins").
+            let times = records
+                .iter()
+                .filter_map(|(k, items)| {
+                    Some((k.clone(), items.iter().map(|i| i.created_at).max()?))
+                })
+                .collect();
             plans.push(TablePlan {
                 order,
                 present: present.into_iter().collect(),
                 gone,
+                times,
             });
         }
         by_table.retain(|order, _| !unloadable.contains(order));

@@ -21,6 +21,8 @@ pub(crate) struct DrainReport {
     pub(crate) items_released: u64,
     pub(crate) rows_upserted: u64,
     pub(crate) rows_deleted: u64,
+    /// Portal-owned columns edited on both sides where the portal's newer edit won.
+    pub(crate) conflicts_portal_won: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) error: Option<String>,
     /// The last error an item was settled with.
@@ -41,6 +43,7 @@ impl DrainReport {
             batches: 1,
             rows_upserted: outcome.rows_upserted,
             rows_deleted: outcome.rows_deleted,
+            conflicts_portal_won: outcome.conflicts_portal_won,
             config_fault: outcome.config_fault(),
             ..Self::default()
         };
@@ -71,6 +74,7 @@ impl DrainReport {
         self.batches += batch.batches;
         self.rows_upserted += batch.rows_upserted;
         self.rows_deleted += batch.rows_deleted;
+        self.conflicts_portal_won += batch.conflicts_portal_won;
         self.items_synced += batch.items_synced;
         self.items_retried += batch.items_retried;
         self.items_failed += batch.items_failed;
@@ -89,6 +93,9 @@ pub(crate) struct ForwardState {
     pub(crate) drains: u64,
     pub(crate) rows_upserted: u64,
     pub(crate) rows_deleted: u64,
+    /// Portal-owned columns edited on both sides where the portal's newer edit won (README
+    /// "Who wins").
+    pub(crate) conflicts_portal_won: u64,
     pub(crate) items_synced: u64,
     pub(crate) items_retried: u64,
     pub(crate) items_failed: u64,
@@ -121,6 +128,7 @@ impl ForwardCounters {
         let mut f = self.lock();
         f.rows_upserted += batch.rows_upserted;
         f.rows_deleted += batch.rows_deleted;
+        f.conflicts_portal_won += batch.conflicts_portal_won;
         f.items_synced += batch.items_synced;
         f.items_retried += batch.items_retried;
         f.items_failed += batch.items_failed;

@@ -40,7 +40,15 @@ pub(super) async fn worker(
         },
         counters: Arc::new(ForwardCounters::default()),
         outage: Mutex::default(),
+        state: scratch_state(),
     }
+}
+
+/// A sync state in a directory that lives as long as the test process.
+pub(super) fn scratch_state() -> crate::sync_state::SyncState {
+    let dir = Box::leak(Box::new(tempfile::tempdir().expect("tempdir")));
+    let db = crate::local_db::LocalDb::open(dir.path()).expect("local database");
+    crate::sync_state::SyncState::open(db).expect("sync state")
 }
 
 /// The fixture workers' backoff.

@@ -8,6 +8,7 @@ pub(crate) mod counters;
 #[cfg(test)]
 mod fixture;
 mod outage;
+mod push;
 pub(crate) mod remap;
 mod send;
 pub(crate) mod worker;

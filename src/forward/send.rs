@@ -8,22 +8,20 @@
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use futures_util::{StreamExt, TryStreamExt};
-
 use super::batch::{Batch, BatchOutcome, Halt, Results};
+use super::push::ClinicTimes;
 use crate::mapping::ResolvedTable;
 use crate::retry::ErrorClass;
 use crate::sqlserver::RecordKey;
 use crate::supabase::{JsonRow, KeyFilter, PostgrestError, UpsertMode};
-
-/// Row updates in flight at once for tables with portal-owned columns.
-const PARALLEL_UPDATES: usize = 8;
 
 /// What one table of a batch needs in Supabase: rows to upsert and keys to delete.
 pub(super) struct TablePlan {
     pub(super) order: usize,
     pub(super) present: Vec<(RecordKey, JsonRow)>,
     pub(super) gone: Vec<RecordKey>,
+    /// When the clinic changed each record (for portal-owned columns).
+    pub(super) times: ClinicTimes,
 }
 
 /// Why a record did not sync, cloned onto every item of the record.
@@ -33,16 +31,27 @@ pub(super) struct RowError {
     pub(super) retry_after: Option<Duration>,
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Write {
-    Upsert,
+#[derive(Clone, Copy)]
+enum Write<'p> {
+    Upsert(&'p ClinicTimes),
     Delete,
+}
+
+impl std::fmt::Debug for Write<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Upsert(_) => "Upsert",
+            Self::Delete => "Delete",
+        })
+    }
 }
 
 struct Isolated {
     results: Vec<(RecordKey, Result<(), RowError>)>,
     halt: Option<Halt>,
     answered: bool,
+    /// Shared columns a versioned push left to the portal's newer edit.
+    portal_won: u64,
 }
 
 /// The halt an error no row caused means, or `None` for a row's own failure.
@@ -73,7 +82,13 @@ impl Batch<'_> {
             deletes.push((plan.order, plan.gone));
             if out.halt.is_none() && !plan.present.is_empty() {
                 out.rows_upserted += self
-                    .send_table(plan.order, Write::Upsert, plan.present, out, &mut results)
+                    .send_table(
+                        plan.order,
+                        Write::Upsert(&plan.times),
+                        plan.present,
+                        out,
+                        &mut results,
+                    )
                     .await;
             }
         }
@@ -92,7 +107,7 @@ impl Batch<'_> {
     async fn send_table(
         &self,
         order: usize,
-        write: Write,
+        write: Write<'_>,
         rows: Vec<(RecordKey, JsonRow)>,
         out: &mut BatchOutcome,
         results: &mut Results,
@@ -103,6 +118,7 @@ impl Batch<'_> {
         let outcome = self.isolate(table, write, rows).await;
         out.halt = outcome.halt;
         out.answered |= outcome.answered;
+        out.conflicts_portal_won += outcome.portal_won;
         let ok = outcome.results.iter().filter(|(_, r)| r.is_ok()).count();
         let ms = started.elapsed().as_millis() as u64;
         tracing::info!(table = %table.target, ?write, rows = n, ok, ms, "table batch synced");
@@ -116,10 +132,11 @@ impl Batch<'_> {
     async fn isolate(
         &self,
         table: &ResolvedTable,
-        write: Write,
+        write: Write<'_>,
         rows: Vec<(RecordKey, JsonRow)>,
     ) -> Isolated {
         let mut answered = false;
+        let mut portal_won = 0;
         let mut results = Vec::new();
         // Ranges of `rows` still to send; a refused range is split in two.
         let mut stack: Vec<Range<usize>> = Vec::new();
@@ -127,7 +144,12 @@ impl Batch<'_> {
         while let Some(range) = stack.pop() {
             let chunk = &rows[range.clone()];
             let sent = match write {
-                Write::Upsert => self.upsert(table, chunk).await,
+                Write::Upsert(times) if table.has_portal_owned() => {
+                    self.push(table, chunk, times).await.map(|won| {
+                        portal_won += won;
+                    })
+                }
+                Write::Upsert(_) => self.upsert(table, chunk).await,
                 Write::Delete => self.delete(table, chunk).await,
             };
             let Err(e) = sent else {
@@ -141,6 +163,7 @@ impl Batch<'_> {
                     results,
                     halt: Some(halt),
                     answered,
+                    portal_won,
                 };
             }
             answered = true;
@@ -168,48 +191,25 @@ impl Batch<'_> {
             results,
             halt: None,
             answered,
+            portal_won,
         }
     }
 
+    /// A table without portal-owned columns: one upsert, the clinic's row wins whole.
     async fn upsert(
         &self,
         table: &ResolvedTable,
         rows: &[(RecordKey, JsonRow)],
     ) -> Result<(), PostgrestError> {
         let body: Vec<JsonRow> = rows.iter().map(|(_, r)| r.clone()).collect();
-        let conflict = table.on_conflict();
-        if !table.has_portal_owned() {
-            return self
-                .supabase
-                .upsert(&table.target, &body, &conflict, &UpsertMode::Merge)
-                .await;
-        }
-        // Portal-owned columns are written when a row is created and never overwritten from
-        // here afterwards: insert missing rows whole, then update only the clinic-owned columns
-        // of each row. (An upsert limited to those columns cannot do it: PostgreSQL checks NOT
-        // NULL on the proposed row before it sees the conflict.)
         self.supabase
-            .upsert(&table.target, &body, &conflict, &UpsertMode::InsertMissing)
-            .await?;
-        let clinic = table.clinic_columns();
-        let updates: Vec<(KeyFilter, JsonRow)> = rows
-            .iter()
-            .filter_map(|(key, row)| {
-                let values: JsonRow = row
-                    .iter()
-                    .filter(|(c, _)| clinic.contains(c))
-                    .map(|(c, v)| (c.clone(), v.clone()))
-                    .collect();
-                Some((table.key_filter(key)?, values))
-            })
-            .collect();
-        let (supabase, target) = (self.supabase, table.target.as_str());
-        futures_util::stream::iter(updates)
-            .map(|(key, values)| async move { supabase.update(target, &key, &values).await })
-            .buffer_unordered(PARALLEL_UPDATES)
-            .try_collect::<Vec<()>>()
+            .upsert(
+                &table.target,
+                &body,
+                &table.on_conflict(),
+                &UpsertMode::Merge,
+            )
             .await
-            .map(drop)
     }
 
     async fn delete(

@@ -20,6 +20,7 @@ use crate::mapping::ResolvedMap;
 use crate::retry::{ErrorClass, RetryPolicy};
 use crate::sqlserver::{SqlStore, StoreError, WriterWait};
 use crate::supabase::SupabaseApi;
+use crate::sync_state::SyncState;
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ForwardSettings {
@@ -62,6 +63,8 @@ pub(crate) struct ForwardWorker {
     pub(crate) counters: Arc<ForwardCounters>,
     /// The shared backoff while a side is not answering (start with the default: none).
     pub(crate) outage: Mutex<OutageTracker>,
+    /// What was last synced of the portal-owned columns.
+    pub(crate) state: SyncState,
 }
 
 /// When to wake up next without being told.
@@ -208,6 +211,7 @@ impl ForwardWorker {
                 supabase: self.supabase.as_ref(),
                 map: &map,
                 policy,
+                state: &self.state,
             };
             let mut outcome = batch.run(items).await?;
             let stop = self.after_halt(&mut outcome, &map).await;

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use super::drift::{Drift, Side};
 use super::resolved::{MappedColumn, ResolvedMap, ResolvedTable};
-use super::table_map::{TableMap, TableSpec, DEFAULT_VERSION_COLUMN};
+use super::table_map::{TableMap, TableSpec, DEFAULT_VERSION_COLUMN, SYNC_VERSIONS_COLUMN};
 use crate::sqlserver::{DescribedTables, SourceColumn, SqlType, TableName};
 use crate::supabase::TargetSchema;
 
@@ -117,14 +117,17 @@ struct Sides<'a> {
 }
 
 /// Supabase columns the map expects there only: the version column (every table carries
-/// `updated_at`) and the reverse side's `ignore_columns`.
+/// `updated_at`), the per-column versions (`sync_versions`) and the reverse side's
+/// `ignore_columns`.
 fn supabase_only_by_design(spec: &TableSpec) -> Vec<String> {
-    match &spec.reverse {
+    let mut columns = match &spec.reverse {
         Some(r) => std::iter::once(r.version_column.clone())
             .chain(r.ignore_columns.iter().cloned())
             .collect(),
         None => vec![DEFAULT_VERSION_COLUMN.to_owned()],
-    }
+    };
+    columns.push(SYNC_VERSIONS_COLUMN.to_owned());
+    columns
 }
 
 fn resolve_table(

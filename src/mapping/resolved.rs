@@ -5,9 +5,9 @@
 
 use serde_json::{Map, Value};
 
-use super::drift::Drift;
+use super::drift::{Drift, Side};
 use super::json::{self, ConversionError};
-use super::table_map::TableSpec;
+use super::table_map::{TableSpec, SYNC_VERSIONS_COLUMN};
 use crate::sqlserver::{KeyPart, RecordKey, Row, SourceColumn, SqlType, SqlValue, TableName};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -34,8 +34,6 @@ pub(crate) struct ResolvedTable {
 /// A problem decoding a Supabase record for this table.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum DecodeError {
-    #[error("unknown column {column:?} for table {table}")]
-    UnknownColumn { table: String, column: String },
     #[error("column {column:?} of table {table}: {source}")]
     BadValue {
         table: String,
@@ -67,15 +65,6 @@ impl ResolvedTable {
 
     pub(crate) fn has_portal_owned(&self) -> bool {
         self.columns.iter().any(|c| c.portal_owned)
-    }
-
-    /// Supabase columns a forward update may write: everything but portal-owned columns.
-    pub(crate) fn clinic_columns(&self) -> Vec<String> {
-        self.columns
-            .iter()
-            .filter(|c| !c.portal_owned)
-            .map(|c| c.target.clone())
-            .collect()
     }
 
     pub(crate) fn by_target(&self, target: &str) -> Option<&MappedColumn> {
@@ -143,25 +132,60 @@ impl ResolvedTable {
             .collect()
     }
 
+    /// The canonical key of a Supabase record (sorted Supabase key columns as JSON), if it has
+    /// one: how both directions name a record in the agent's own state.
+    pub(crate) fn record_key(&self, record: &Map<String, Value>) -> Option<String> {
+        let key: std::collections::BTreeMap<&str, Value> = self
+            .key_columns()
+            .map(|c| {
+                let v = record.get(&c.target)?;
+                // Supabase renders uuids in lower case; normalise them so that case never
+                // splits a record. Other text keys are kept as they are.
+                let v = match v {
+                    Value::String(s) if uuid::Uuid::parse_str(s).is_ok() => {
+                        Value::String(s.to_lowercase())
+                    }
+                    Value::Null => return None,
+                    other => other.clone(),
+                };
+                Some((c.target.as_str(), v))
+            })
+            .collect::<Option<_>>()?;
+        serde_json::to_string(&key).ok()
+    }
+
+    /// The columns of a Supabase record the map does not know (added in Supabase after the
+    /// map was written): schema drift, ignored by [`Self::decode_record`]. Columns the map
+    /// expects in Supabase only (the version column, `ignore_columns`) are not drift.
+    pub(crate) fn unknown_columns<'a>(
+        &'a self,
+        record: &'a Map<String, Value>,
+    ) -> impl Iterator<Item = Drift> + 'a {
+        let reverse = self.spec.reverse.as_ref();
+        let by_design = move |name: &String| {
+            name == SYNC_VERSIONS_COLUMN
+                || reverse
+                    .is_some_and(|r| &r.version_column == name || r.ignore_columns.contains(name))
+        };
+        record
+            .keys()
+            .filter(move |name| self.by_target(name).is_none() && !by_design(name))
+            .map(|name| Drift {
+                table: self.target.clone(),
+                source_table: self.spec.source.clone(),
+                column: name.clone(),
+                only_in: Side::Supabase,
+            })
+    }
+
     /// Decodes a Supabase record (webhook or PostgREST read) into typed source values, refusing
-    /// unknown columns and values the SQL Server column cannot hold exactly.
+    /// values the SQL Server column cannot hold exactly. Columns the map does not know are
+    /// left out ([`Self::unknown_columns`] lists them): a column added in Supabase must never
+    /// stop the known ones from syncing.
     pub(crate) fn decode_record(
         &self,
         record: &Map<String, Value>,
     ) -> Result<Vec<(&MappedColumn, SqlValue)>, DecodeError> {
-        let reverse = self.spec.reverse.as_ref();
-        let ignored = |name: &String| {
-            reverse.is_some_and(|r| &r.version_column == name || r.ignore_columns.contains(name))
-        };
-        if let Some(unknown) = record
-            .keys()
-            .find(|name| self.by_target(name).is_none() && !ignored(name))
-        {
-            return Err(DecodeError::UnknownColumn {
-                table: self.target.clone(),
-                column: unknown.clone(),
-            });
-        }
         let mut out = Vec::with_capacity(record.len());
         for col in &self.columns {
             let Some(value) = record.get(&col.target) else {

@@ -73,6 +73,10 @@ fn yes() -> bool {
 /// changed, which catch-up pages by and which orders versions by default.
 pub(crate) const DEFAULT_VERSION_COLUMN: &str = "updated_at";
 
+/// The Supabase column holding the per-column versions of a table's portal-owned columns
+/// (`sql/supabase/03_versions.sql`): Supabase-only by design, never synced as a column.
+pub(crate) const SYNC_VERSIONS_COLUMN: &str = "sync_versions";
+
 fn updated_at() -> String {
     DEFAULT_VERSION_COLUMN.to_owned()
 }

@@ -13,10 +13,12 @@ use tokio_util::sync::CancellationToken;
 use super::counters::{EventVerdict, ReverseCounters};
 use super::event::StoredEvent;
 use super::inbox::{Inbox, InboxError};
-use super::plan::{plan, Plan};
+use super::plan::{plan_with, Plan};
+use super::versions::{has_versions, synced_entries};
 use crate::mapping::ResolvedMap;
 use crate::retry::{Decision, ErrorClass, RetryPolicy};
 use crate::sqlserver::{SqlStore, StoreError, WriteOutcome};
+use crate::sync_state::SyncState;
 
 /// Wakes the applier.
 #[derive(Clone)]
@@ -36,6 +38,8 @@ pub(crate) struct Applier {
     pub(crate) map: Arc<ResolvedMap>,
     pub(crate) counters: Arc<ReverseCounters>,
     pub(crate) retry: RetryPolicy,
+    /// What was last synced of the portal-owned columns (README "Who wins").
+    pub(crate) state: SyncState,
 }
 
 enum PassEnd {
@@ -132,7 +136,9 @@ impl Applier {
             self.inbox.kill(stored.id, why).await?;
             return Ok(Next::Continue);
         };
-        if self.is_stale(&stored).await? {
+        let versioned = event.record.as_ref().is_some_and(has_versions);
+        // Per-column versions decide for themselves; a row version only where there are none.
+        if !versioned && self.is_stale(&stored).await? {
             // Duplicate or out-of-order delivery: SQL Server already has this or newer data.
             tracing::debug!(table = %event.table, key = %event.record_key, "stale event skipped");
             self.counters
@@ -140,7 +146,12 @@ impl Applier {
             self.inbox.complete(&stored).await?;
             return Ok(Next::Continue);
         }
-        let write = match plan(table, event) {
+        let state = self
+            .state
+            .of_records(&event.table, vec![event.record_key.clone()])
+            .await?
+            .remove(&event.record_key);
+        let write = match plan_with(table, event, state.as_ref()) {
             Ok(Plan::Write(w)) => w,
             Ok(Plan::Skip(why)) => {
                 tracing::debug!(table = %event.table, key = %event.record_key, why, "event needs no write");
@@ -158,7 +169,26 @@ impl Applier {
             }
         };
         match self.store.apply(&write).await {
+            Ok(WriteOutcome::Guarded) => {
+                // A newer clinic edit of this record is queued: it is sent first, then this
+                // event is looked at again (and wins only where its versions are newer).
+                tracing::debug!(table = %event.table, key = %event.record_key, "reverse write held back by a newer queued clinic edit");
+                let delay = self.retry.backoff.base.as_millis() as i64;
+                self.inbox.postpone(stored.id, delay).await?;
+                Ok(Next::Continue)
+            }
             Ok(outcome) => {
+                if let Some(record) = &event.record {
+                    let entries = synced_entries(
+                        table,
+                        record,
+                        &event.record_key,
+                        event.version,
+                        &write,
+                        outcome,
+                    );
+                    self.state.remember(&event.table, entries).await?;
+                }
                 tracing::info!(table = %write.table, key = %event.record_key, ?outcome, source = event.kind.source(), "reverse event applied");
                 let verdict = match outcome {
                     WriteOutcome::Unchanged | WriteOutcome::Missing => EventVerdict::Unchanged,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration as ChronoDuration};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -16,7 +16,7 @@ use super::applier::ApplierHandle;
 use super::counters::ReverseCounters;
 use super::inbox::{Inbox, InboxError, Watermark};
 use super::intake::{self, Intake};
-use crate::mapping::{ResolvedMap, ResolvedTable};
+use crate::mapping::{DriftLog, ResolvedMap, ResolvedTable};
 use crate::retry::Backoff;
 use crate::supabase::{PageRequest, PostgrestError, Since, SupabaseApi};
 
@@ -45,15 +45,18 @@ pub(crate) struct CatchupReport {
     pub(crate) pages: u64,
     pub(crate) rows_fetched: u64,
     pub(crate) events_stored: u64,
-    /// Rows that cannot be decoded for SQL Server (logged, skipped).
+    /// Rows that cannot be decoded for SQL Server (logged, read again by the next run: the
+    /// watermark never passes them).
     pub(crate) rows_rejected: u64,
 }
 
-/// One catch-up of every reverse-synced table, `page` rows per request.
+/// One catch-up of every reverse-synced table, `page` rows per request; columns the map does
+/// not know are reported to `drift` and ignored.
 pub(crate) async fn run(
     supabase: &dyn SupabaseApi,
     map: &ResolvedMap,
     inbox: &Inbox,
+    drift: &DriftLog,
     page: usize,
 ) -> Result<CatchupReport, CatchupError> {
     let mut report = CatchupReport::default();
@@ -64,7 +67,7 @@ pub(crate) async fn run(
             .iter()
             .find(|(t, _)| t == &table.target)
             .map(|(_, w)| w);
-        catch_up_table(supabase, table, inbox, start, page, &mut report).await?;
+        catch_up_table(supabase, table, inbox, drift, start, page, &mut report).await?;
     }
     tracing::info!(?report, "catch-up finished");
     Ok(report)
@@ -99,11 +102,15 @@ async fn catch_up_table(
     supabase: &dyn SupabaseApi,
     table: &ResolvedTable,
     inbox: &Inbox,
+    drift: &DriftLog,
     start: Option<&Watermark>,
     limit: usize,
     report: &mut CatchupReport,
 ) -> Result<(), CatchupError> {
     let mut page = first_page(table, start, limit);
+    // Once a row cannot be applied the watermark stays before it, so the next catch-up reads
+    // it again (after the map or the row is fixed); the rows after it are still stored.
+    let mut held = false;
     loop {
         let rows = supabase
             .select_page(&table.target, &page)
@@ -115,37 +122,53 @@ async fn catch_up_table(
         report.pages += 1;
         report.rows_fetched += rows.len() as u64;
         let Some(last) = rows.last() else { break };
-        page.after = page
-            .order
-            .iter()
-            .map(|c| (c.clone(), last.get(c).cloned().unwrap_or(Value::Null)))
-            .collect();
+        page.after = position(&page.order, last);
         let full_page = rows.len() == limit;
         let mut events = Vec::with_capacity(rows.len());
+        let mut mark = None;
         for row in rows {
+            let at = position(&page.order, &row);
+            drift.report(&table.unknown_columns(&row).collect::<Vec<_>>());
             match intake::current_row(table, row) {
                 Ok(Intake::Accept(event)) => events.push(event),
                 // A current row always needs its write; nothing to store otherwise.
                 Ok(Intake::Ignore(_)) => {}
-                Err(_) => {
-                    tracing::warn!(table = %table.target, "catch-up row cannot be applied to SQL Server; skipped");
+                Err(refusal) => {
+                    tracing::warn!(table = %table.target, reason = %refusal, "catch-up row cannot be applied to SQL Server; read again next time");
                     report.rows_rejected += 1;
+                    held = true;
                 }
+            }
+            if !held {
+                mark = Some(at);
             }
         }
         report.events_stored += events.len() as u64;
-        let watermark = Watermark {
-            version: text(page.after.first().map(|(_, v)| v)),
-            key: serde_json::to_string(&page.after[1..]).unwrap_or_default(),
-        };
-        inbox
-            .append(events, Some((table.target.clone(), watermark)))
-            .await?;
+        let watermark = mark.map(|at| (table.target.clone(), watermark_at(&at)));
+        if !events.is_empty() || watermark.is_some() {
+            inbox.append(events, watermark).await?;
+        }
         if !full_page {
             break;
         }
     }
     Ok(())
+}
+
+/// A row's place in the page order: its `(column, value)` for each ordering column.
+fn position(order: &[String], row: &Map<String, Value>) -> Vec<(String, Value)> {
+    order
+        .iter()
+        .map(|c| (c.clone(), row.get(c).cloned().unwrap_or(Value::Null)))
+        .collect()
+}
+
+/// The watermark just after the row at `at` (version first, then the key columns).
+fn watermark_at(at: &[(String, Value)]) -> Watermark {
+    Watermark {
+        version: text(at.first().map(|(_, v)| v)),
+        key: serde_json::to_string(at.get(1..).unwrap_or_default()).unwrap_or_default(),
+    }
 }
 
 fn text(value: Option<&Value>) -> String {
@@ -179,6 +202,7 @@ pub(crate) struct Catchup {
     pub(crate) supabase: Arc<dyn SupabaseApi>,
     pub(crate) map: Arc<ResolvedMap>,
     pub(crate) inbox: Inbox,
+    pub(crate) drift: Arc<DriftLog>,
     pub(crate) counters: Arc<ReverseCounters>,
     pub(crate) applier: ApplierHandle,
     pub(crate) backoff: Backoff,
@@ -199,7 +223,14 @@ impl Catchup {
     }
 
     async fn once(&self) -> Result<CatchupReport, CatchupError> {
-        let result = run(self.supabase.as_ref(), &self.map, &self.inbox, PAGE).await;
+        let result = run(
+            self.supabase.as_ref(),
+            &self.map,
+            &self.inbox,
+            &self.drift,
+            PAGE,
+        )
+        .await;
         self.counters
             .record_catchup(result.as_ref().err().map(ToString::to_string));
         match &result {

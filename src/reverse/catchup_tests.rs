@@ -20,6 +20,7 @@ struct Fixture {
     supabase: MemorySupabase,
     inbox: Inbox,
     map: ResolvedMap,
+    drift: DriftLog,
     _dir: tempfile::TempDir,
 }
 
@@ -30,13 +31,14 @@ async fn fixture() -> Fixture {
         supabase: MemorySupabase::new(),
         inbox: Inbox::open(db).expect("inbox"),
         map: ResolvedMap::sample_clinic().await,
+        drift: DriftLog::default(),
         _dir: dir,
     }
 }
 
 impl Fixture {
     async fn run(&self, page: usize) -> Result<CatchupReport, CatchupError> {
-        run(&self.supabase, &self.map, &self.inbox, page).await
+        run(&self.supabase, &self.map, &self.inbox, &self.drift, page).await
     }
 
     fn note_pages(&self) -> usize {
@@ -132,6 +134,101 @@ async fn rows_that_cannot_be_applied_are_counted_and_not_stored() {
         .insert_rows("aligner_notes", [note(1, "2026-11-25T10:00:00+00:00"), bad]);
     let report = f.run(1000).await.expect("catch-up");
     assert_eq!((report.events_stored, report.rows_rejected), (1, 1));
+}
+
+impl Fixture {
+    async fn notes_watermark(&self) -> Option<Watermark> {
+        let marks = self.inbox.watermarks().await.expect("watermarks");
+        marks
+            .into_iter()
+            .find(|(t, _)| t == "aligner_notes")
+            .map(|(_, w)| w)
+    }
+
+    /// Widens (or narrows) `tblAlignerNotes.NoteType`, as a corrected table map would.
+    fn set_note_type_chars(&mut self, max_chars: Option<u32>) {
+        let notes = self
+            .map
+            .tables
+            .iter_mut()
+            .find(|t| t.target == "aligner_notes")
+            .expect("notes");
+        let col = notes
+            .columns
+            .iter_mut()
+            .find(|c| c.target == "note_type")
+            .expect("note_type");
+        col.source.sql_type = crate::sqlserver::SqlType::Text {
+            unicode: true,
+            max_chars,
+        };
+    }
+}
+
+#[tokio::test]
+async fn the_watermark_never_passes_a_row_that_could_not_be_applied() {
+    let mut f = fixture().await;
+    let mut long = note(2, "2026-11-25T10:00:00+00:00");
+    long["note_type"] = json!("a note type far longer than twenty characters");
+    f.supabase.insert_rows(
+        "aligner_notes",
+        [
+            note(1, "2026-11-25T09:00:00+00:00"),
+            long,
+            note(3, "2026-11-25T11:00:00+00:00"),
+        ],
+    );
+    let report = f.run(2).await.expect("catch-up");
+    assert_eq!((report.events_stored, report.rows_rejected), (2, 1));
+    let mark = f.notes_watermark().await.expect("a watermark");
+    assert_eq!(
+        mark.version, "2026-11-25T09:00:00+00:00",
+        "held just before the rejected row, across pages"
+    );
+
+    // Read again next time, and stored once the map can hold it; only then does it move on.
+    let report = f.run(2).await.expect("again");
+    assert_eq!(report.rows_rejected, 1);
+    f.set_note_type_chars(None);
+    let report = f.run(2).await.expect("after the fix");
+    assert_eq!(report.rows_rejected, 0);
+    let stored = f.stored_notes().await;
+    assert!(
+        stored
+            .iter()
+            .any(|k| k.contains(&uuid::Uuid::from_u128(2).to_string())),
+        "{stored:?}"
+    );
+    let mark = f.notes_watermark().await.expect("a watermark");
+    assert_eq!(mark.version, "2026-11-25T11:00:00+00:00");
+}
+
+#[tokio::test]
+async fn a_rejected_first_row_stores_no_watermark() {
+    let f = fixture().await;
+    let mut bad = note(1, "2026-11-25T09:00:00+00:00");
+    bad["aligner_set_id"] = json!("one");
+    f.supabase
+        .insert_rows("aligner_notes", [bad, note(2, "2026-11-25T10:00:00+00:00")]);
+    let report = f.run(1000).await.expect("catch-up");
+    assert_eq!((report.events_stored, report.rows_rejected), (1, 1));
+    assert_eq!(f.notes_watermark().await, None);
+}
+
+#[tokio::test]
+async fn columns_the_map_does_not_know_are_ignored_and_reported() {
+    let f = fixture().await;
+    let mut row = note(1, "2026-11-25T09:00:00+00:00");
+    row.insert("colour".into(), json!("blue"));
+    f.supabase.insert_rows("aligner_notes", [row]);
+    let report = f.run(1000).await.expect("catch-up");
+    assert_eq!((report.events_stored, report.rows_rejected), (1, 0));
+    let drift = f.drift.snapshot();
+    assert_eq!(drift.len(), 1, "{drift:?}");
+    assert_eq!(
+        (drift[0].table.as_str(), drift[0].column.as_str()),
+        ("aligner_notes", "colour")
+    );
 }
 
 #[tokio::test]

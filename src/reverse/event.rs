@@ -3,11 +3,11 @@
 
 use std::fmt;
 
-use chrono::DateTime;
 use serde_json::{Map, Value};
 
 use crate::mapping::ResolvedTable;
 use crate::sqlserver::Op;
+pub(crate) use crate::sync_state::parse_version;
 
 /// What an event asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,34 +82,9 @@ pub(crate) struct StoredEvent {
     pub(crate) attempts: u32,
 }
 
-/// Parses a PostgreSQL timestamptz as rendered in JSON into microseconds since the epoch.
-pub(crate) fn parse_version(value: &Value) -> Option<i64> {
-    let text = value.as_str()?;
-    DateTime::parse_from_rfc3339(text)
-        .or_else(|_| DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%#z"))
-        .ok()
-        .map(|t| t.timestamp_micros())
-}
-
 /// The canonical key of `record` for `table` (sorted Supabase key columns), if it has one.
 pub(crate) fn record_key(table: &ResolvedTable, record: &Map<String, Value>) -> Option<String> {
-    let key: std::collections::BTreeMap<&str, Value> = table
-        .key_columns()
-        .map(|c| {
-            let v = record.get(&c.target)?;
-            // Supabase renders uuids in lower case; normalise them so that case never splits a
-            // record. Other text keys are kept as they are.
-            let v = match v {
-                Value::String(s) if uuid::Uuid::parse_str(s).is_ok() => {
-                    Value::String(s.to_lowercase())
-                }
-                Value::Null => return None,
-                other => other.clone(),
-            };
-            Some((c.target.as_str(), v))
-        })
-        .collect::<Option<_>>()?;
-    serde_json::to_string(&key).ok()
+    table.record_key(record)
 }
 
 #[cfg(test)]

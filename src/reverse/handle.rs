@@ -11,12 +11,13 @@ use super::catchup::{CatchupError, CatchupHandle, CatchupReport};
 use super::counters::{ReverseCounters, WebhookVerdict};
 use super::inbox::{Inbox, InboxError};
 use super::intake::{self, Intake, Refusal, WebhookPayload};
-use crate::mapping::ResolvedMap;
+use crate::mapping::{DriftLog, ResolvedMap};
 
 #[derive(Clone)]
 pub(crate) struct ReverseHandle {
     pub(super) map: Arc<ResolvedMap>,
     pub(super) inbox: Inbox,
+    pub(super) drift: Arc<DriftLog>,
     pub(super) applier: ApplierHandle,
     pub(super) catchup: CatchupHandle,
     pub(super) counters: Arc<ReverseCounters>,
@@ -65,6 +66,8 @@ impl ReverseHandle {
         payload: WebhookPayload,
     ) -> Result<WebhookAnswer, WebhookError> {
         let table = payload.table.clone();
+        self.drift
+            .report(&intake::unknown_columns(&self.map, &payload));
         let event = match intake::webhook(&self.map, payload) {
             Err(refusal) => {
                 tracing::warn!(table, reason = %refusal, "webhook refused");

@@ -86,6 +86,11 @@ fn from_text(text: Option<String>) -> Option<serde_json::Map<String, serde_json:
 }
 
 impl Inbox {
+    /// The local database the inbox lives in (shared with its other owners).
+    pub(crate) fn local_db(&self) -> LocalDb {
+        self.db.clone()
+    }
+
     /// The inbox in `db`, its tables created if needed.
     pub(crate) fn open(db: LocalDb) -> Result<Self, InboxError> {
         db.create(SCHEMA)?;
@@ -200,6 +205,20 @@ impl Inbox {
             .map(drop)
         })
         .await
+    }
+
+    /// Makes an event due again in `delay_ms` without spending an attempt (its write was held
+    /// back by a newer clinic edit, no fault of its own).
+    pub(crate) async fn postpone(&self, id: i64, delay_ms: i64) -> Result<(), InboxError> {
+        self.db
+            .with(move |conn| {
+                conn.execute(
+                    "UPDATE events SET next_attempt_at = ?2 WHERE id = ?1",
+                    params![id, now_ms() + delay_ms],
+                )
+                .map(drop)
+            })
+            .await
     }
 
     /// Gives up on an event; it stays (dead) for inspection and no longer blocks its record.

@@ -1,13 +1,15 @@
 //! Intake: the one place a Supabase row change becomes an event the inbox accepts, or a typed
 //! refusal with its reason. Webhooks ([`webhook`]) and catch-up ([`current_row`]) both come
 //! through here, so an event is accepted only when the applier could apply it: a reverse-synced
-//! table, a known operation, a record that decodes into SQL Server's types, and its key.
+//! table, a known operation, a record that decodes into SQL Server's types, and its key. Columns
+//! the map does not know are not a reason to refuse: they are ignored ([`unknown_columns`]).
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::event::{parse_version, record_key, EventKind, NewEvent};
 use super::plan::{plan, Plan, PlanError};
+use crate::mapping::drift::Drift;
 use crate::mapping::{ResolvedMap, ResolvedTable};
 use crate::sqlserver::Op;
 
@@ -64,6 +66,22 @@ pub(crate) fn webhook(map: &ResolvedMap, payload: WebhookPayload) -> Result<Inta
         payload.record,
         payload.old_record,
     )
+}
+
+/// The columns of a webhook's records that the map does not know (schema drift): ignored, and
+/// reported by the caller.
+pub(crate) fn unknown_columns(map: &ResolvedMap, payload: &WebhookPayload) -> Vec<Drift> {
+    let Some(table) = map.by_target(&payload.table) else {
+        return Vec::new();
+    };
+    let mut drift: Vec<Drift> = [&payload.record, &payload.old_record]
+        .into_iter()
+        .flatten()
+        .flat_map(|r| table.unknown_columns(r))
+        .collect();
+    drift.sort();
+    drift.dedup();
+    drift
 }
 
 /// A row of a reverse-synced table as catch-up read it.

@@ -13,6 +13,7 @@ pub(crate) mod handle;
 pub(crate) mod inbox;
 pub(crate) mod intake;
 pub(crate) mod plan;
+pub(crate) mod versions;
 
 use std::sync::Arc;
 
@@ -24,10 +25,11 @@ pub(crate) use handle::{RecoveryReport, ReverseHandle, WebhookAnswer, WebhookErr
 pub(crate) use inbox::Inbox;
 pub(crate) use intake::WebhookPayload;
 
-use crate::mapping::ResolvedMap;
+use crate::mapping::{DriftLog, ResolvedMap};
 use crate::retry::RetryPolicy;
 use crate::sqlserver::SqlStore;
 use crate::supabase::SupabaseApi;
+use crate::sync_state::SyncState;
 
 /// What the reverse side runs with.
 pub(crate) struct ReverseSync {
@@ -35,8 +37,12 @@ pub(crate) struct ReverseSync {
     pub(crate) supabase: Arc<dyn SupabaseApi>,
     pub(crate) inbox: Inbox,
     pub(crate) map: Arc<ResolvedMap>,
+    /// Where columns the map does not know are reported (shared with the forward side).
+    pub(crate) drift: Arc<DriftLog>,
     pub(crate) counters: Arc<ReverseCounters>,
     pub(crate) retry: RetryPolicy,
+    /// What was last synced of the portal-owned columns (shared with the forward side).
+    pub(crate) state: SyncState,
 }
 
 impl ReverseSync {
@@ -49,12 +55,14 @@ impl ReverseSync {
             map: self.map.clone(),
             counters: self.counters.clone(),
             retry: self.retry,
+            state: self.state,
         }
         .spawn(cancel.child_token());
         let (catchup, catchup_task) = catchup::Catchup {
             supabase: self.supabase,
             map: self.map.clone(),
             inbox: self.inbox.clone(),
+            drift: self.drift.clone(),
             counters: self.counters.clone(),
             applier: applier.clone(),
             backoff: self.retry.backoff,
@@ -63,6 +71,7 @@ impl ReverseSync {
         let handle = ReverseHandle {
             map: self.map,
             inbox: self.inbox,
+            drift: self.drift,
             applier,
             catchup,
             counters: self.counters,

@@ -8,9 +8,11 @@
 use serde_json::{Map, Value};
 
 use super::event::{EventKind, NewEvent};
+use super::versions::{column_version, has_versions, is_newer};
 use crate::mapping::resolved::{DecodeError, MappedColumn};
 use crate::mapping::{ResolvedTable, ReverseSpec};
 use crate::sqlserver::{Op, ReverseWrite, SqlValue, WriteAction};
+use crate::sync_state::RecordState;
 
 /// What to do with an event.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,7 +35,17 @@ pub(crate) enum PlanError {
     },
 }
 
+/// The plan of `event` before knowing what was last synced (intake: can it be applied at all).
 pub(crate) fn plan(table: &ResolvedTable, event: &NewEvent) -> Result<Plan, PlanError> {
+    plan_with(table, event, None)
+}
+
+/// The plan of `event` given the record's portal-owned columns as last synced (`state`).
+pub(crate) fn plan_with(
+    table: &ResolvedTable,
+    event: &NewEvent,
+    state: Option<&RecordState>,
+) -> Result<Plan, PlanError> {
     let Some(reverse) = table.spec.reverse.as_ref() else {
         return Ok(Plan::Skip(format!(
             "{} is not reverse-synced",
@@ -43,7 +55,7 @@ pub(crate) fn plan(table: &ResolvedTable, event: &NewEvent) -> Result<Plan, Plan
     if event.kind.is_delete() {
         plan_delete(table, reverse, event)
     } else {
-        plan_upsert(table, reverse, event)
+        plan_upsert(table, reverse, event, state)
     }
 }
 
@@ -75,6 +87,7 @@ fn plan_delete(
         table: table.source().to_owned(),
         key: key_of(&decoded),
         action: WriteAction::Delete,
+        guard: None,
     }))
 }
 
@@ -84,6 +97,7 @@ fn plan_upsert(
     table: &ResolvedTable,
     reverse: &ReverseSpec,
     event: &NewEvent,
+    state: Option<&RecordState>,
 ) -> Result<Plan, PlanError> {
     let record = event
         .record
@@ -111,11 +125,29 @@ fn plan_upsert(
     } else {
         None
     };
+    // With per-column versions each column's own version decides (README "Who wins"); a row
+    // without them (versions not installed) falls back to record vs old_record.
+    let versioned = has_versions(record);
+    let wanted = |c: &MappedColumn| {
+        let newer = is_newer(record, &c.target, event.version, state);
+        newer && (versioned || changed(record, old, &c.target))
+    };
+    let written: Vec<&MappedColumn> = decoded
+        .iter()
+        .filter(|(c, _)| c.portal_owned && wanted(c))
+        .map(|(c, _)| *c)
+        .collect();
     let update: Vec<(String, SqlValue)> = decoded
         .iter()
-        .filter(|(c, _)| c.portal_owned && changed(record, old, &c.target))
+        .filter(|(c, _)| written.iter().any(|w| w.target == c.target))
         .map(|(c, v)| (c.source.name.clone(), v.clone()))
         .collect();
+    // Not over a clinic edit queued after the oldest portal version written here.
+    let guard = written
+        .iter()
+        .filter_map(|c| column_version(record, &c.target, event.version))
+        .min()
+        .and_then(chrono::DateTime::from_timestamp_micros);
     if is_update && update.is_empty() {
         return Ok(Plan::Skip("no portal-owned column changed".to_owned()));
     }
@@ -133,6 +165,7 @@ fn plan_upsert(
         table: table.source().to_owned(),
         key: key_of(&decoded),
         action,
+        guard,
     }))
 }
 

@@ -75,6 +75,9 @@ pub struct QueueItem {
     /// Attempts made before this claim.
     pub attempts: u32,
     pub claim: ClaimToken,
+    /// `CreatedAt`: when the clinic's change was queued (SQL Server's clock, UTC). The time of
+    /// the clinic's edit when it meets a portal edit of the same column (README "Who wins").
+    pub created_at: DateTime<Utc>,
 }
 
 /// What became of a claimed item.

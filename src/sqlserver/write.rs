@@ -1,6 +1,7 @@
 //! The reverse path's writes into SQL Server: one row, upserted, updated or deleted, and what
 //! became of it.
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::value::SqlValue;
@@ -13,6 +14,11 @@ pub struct ReverseWrite {
     /// Key column → value; identifies the row.
     pub key: Vec<(String, SqlValue)>,
     pub action: WriteAction,
+    /// When set, an existing row is updated only if no `Pending` `SyncQueue` item of this
+    /// record was created after `newer_than` (a clinic edit not yet sent, newer than the
+    /// portal's): the check and the write are one atomic step. Otherwise nothing is written
+    /// and the outcome is [`WriteOutcome::Guarded`].
+    pub guard: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -42,4 +48,6 @@ pub enum WriteOutcome {
     Deleted,
     /// The row does not exist (update-only or delete): nothing written.
     Missing,
+    /// A newer clinic edit of the record is queued ([`ReverseWrite::guard`]): nothing written.
+    Guarded,
 }

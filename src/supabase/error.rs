@@ -126,9 +126,12 @@ fn status_class(status: u16, code: Option<&str>) -> ErrorClass {
         (409, Some("23503")) => ErrorClass::RowRetryable,
         // 42501 is PostgreSQL's "insufficient privilege": the key's role is wrong.
         (_, Some("42501")) => ErrorClass::ConfigFault,
-        // A missing table or column is the schema's fault, not the row's: every row would fail
-        // the same way, so stop instead of burning attempts.
-        (_, Some("PGRST204" | "PGRST205" | "42P01" | "42703")) => ErrorClass::ConfigFault,
+        // A missing table, column or function (PGRST202: `sql/supabase/03_versions.sql` not
+        // installed) is the schema's fault, not the row's: every row would fail the same way,
+        // so stop instead of burning attempts.
+        (_, Some("PGRST202" | "PGRST204" | "PGRST205" | "42P01" | "42703")) => {
+            ErrorClass::ConfigFault
+        }
         // PostgreSQL's "program limit exceeded" (54000, e.g. a value too big for an index
         // row, answered 500): only this row's data causes it.
         (500, Some(code)) if code.starts_with("54") => ErrorClass::Rejected,
@@ -171,6 +174,10 @@ mod tests {
             ErrorClass::ConfigFault
         );
         assert_eq!(status(400, Some("42703")).class(), ErrorClass::ConfigFault);
+        assert_eq!(
+            status(404, Some("PGRST202")).class(),
+            ErrorClass::ConfigFault
+        );
         assert_eq!(status(400, Some("23514")).class(), ErrorClass::Rejected);
         assert_eq!(status(429, None).class(), ErrorClass::Outage);
         assert_eq!(status(503, None).class(), ErrorClass::Outage);

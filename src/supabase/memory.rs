@@ -13,13 +13,20 @@ use async_trait::async_trait;
 use chrono::DateTime;
 use serde_json::{json, Value};
 
-use super::{ErrorBody, JsonRow, KeyFilter, PageRequest, PostgrestError, SupabaseApi, UpsertMode};
+use super::{
+    ErrorBody, JsonRow, KeyFilter, PageRequest, PostgrestError, PushRow, PushTable, Refused,
+    SupabaseApi, UpsertMode,
+};
+
+mod push;
 
 /// Which request the double received, for assertions on batching and order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestKind {
     Upsert,
     Update,
+    /// `rpc/syncbridge_push`.
+    Push,
     Delete,
     Select,
     Schema,
@@ -347,6 +354,14 @@ impl SupabaseApi for MemorySupabase {
             row.extend(values.iter().map(|(c, v)| (c.clone(), v.clone())));
         }
         Ok(())
+    }
+
+    async fn push(
+        &self,
+        table: &PushTable<'_>,
+        rows: &[PushRow],
+    ) -> Result<Vec<Refused>, PostgrestError> {
+        self.push_rows(table, rows)
     }
 
     async fn delete(&self, table: &str, keys: &[KeyFilter]) -> Result<(), PostgrestError> {

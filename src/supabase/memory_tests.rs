@@ -82,3 +82,50 @@ async fn pages_follow_the_keyset_and_the_since_filter() {
         [json!(2)]
     );
 }
+
+#[tokio::test]
+async fn the_push_takes_newer_clinic_edits_refuses_ties_and_inserts_missing_rows() {
+    use crate::supabase::{PushRow, PushTable};
+    let db = MemorySupabase::new();
+    let (keys, shared) = (vec!["id".to_owned()], vec!["days".to_owned()]);
+    let table = PushTable {
+        table: "batches",
+        keys: &keys,
+        shared: &shared,
+    };
+    let at = |s: i64| chrono::DateTime::from_timestamp(1_764_000_000 + s, 0).expect("time");
+    let row = |days: i64, notes: &str| PushRow {
+        row: json!({"id": 1, "days": days, "notes": notes})
+            .as_object()
+            .cloned()
+            .expect("object"),
+        changed: [("days".to_owned(), at(days))].into_iter().collect(),
+    };
+    assert!(db
+        .push(&table, &[row(10, "a")])
+        .await
+        .expect("insert")
+        .is_empty());
+    // Same time as the stored version: the portal keeps it; clinic-owned columns still go.
+    let refused = db.push(&table, &[row(10, "b")]).await.expect("tie");
+    assert!(refused.is_empty(), "the same value is no refusal");
+    let mut tie = row(10, "c");
+    tie.row.insert("days".into(), json!(99));
+    let refused = db.push(&table, &[tie]).await.expect("tie");
+    assert_eq!(refused.len(), 1);
+    assert_eq!(
+        (refused[0].column.as_str(), refused[0].value.clone()),
+        ("days", json!(10))
+    );
+    assert_eq!(db.rows("batches")[0]["notes"], json!("c"));
+    let refused = db.push(&table, &[row(11, "d")]).await.expect("newer");
+    assert!(refused.is_empty());
+    assert_eq!(db.rows("batches")[0]["days"], json!(11));
+    assert_eq!(
+        db.requests()
+            .iter()
+            .filter(|r| r.kind == RequestKind::Push)
+            .count(),
+        4
+    );
+}

@@ -9,6 +9,7 @@ mod filter;
 #[cfg(any(test, feature = "test-support"))]
 pub mod memory;
 mod postgrest;
+mod push;
 mod schema;
 
 use async_trait::async_trait;
@@ -17,6 +18,7 @@ use serde_json::{Map, Value};
 
 pub use error::{ErrorBody, PostgrestError};
 pub use postgrest::PostgrestClient;
+pub use push::{PushRow, PushTable, Refused};
 pub use schema::TargetSchema;
 
 /// One row as PostgREST reads and writes it: column → JSON value.
@@ -76,6 +78,16 @@ pub trait SupabaseApi: Send + Sync + 'static {
         key: &KeyFilter,
         values: &JsonRow,
     ) -> Result<(), PostgrestError>;
+
+    /// The versioned push of one table's rows, in one request (`rpc/syncbridge_push`): missing
+    /// rows inserted whole; existing rows get their clinic-owned columns, and each portal-owned
+    /// column the clinic changed only when the clinic's time is newer than the column's
+    /// version in Supabase. Returns the columns it refused where Supabase holds another value.
+    async fn push(
+        &self,
+        table: &PushTable<'_>,
+        rows: &[PushRow],
+    ) -> Result<Vec<Refused>, PostgrestError>;
 
     /// Deletes the rows with these keys, in one request.
     async fn delete(&self, table: &str, keys: &[KeyFilter]) -> Result<(), PostgrestError>;

@@ -13,6 +13,7 @@ use serde_json::Value;
 use url::Url;
 
 use super::error::{ErrorBody, PostgrestError};
+use super::push::{self, PushRow, PushTable, Refused, PUSH_FUNCTION};
 use super::{filter, JsonRow, KeyFilter, PageRequest, SupabaseApi, UpsertMode};
 use crate::config::KeyKind;
 
@@ -196,6 +197,25 @@ impl SupabaseApi for PostgrestClient {
         let body = serde_json::to_vec(values).map_err(PostgrestError::Encode)?;
         self.write(Method::PATCH, url, &query, "return=minimal", body)
             .await
+    }
+
+    async fn push(
+        &self,
+        table: &PushTable<'_>,
+        rows: &[PushRow],
+    ) -> Result<Vec<Refused>, PostgrestError> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let url = self.table_url(&format!("rpc/{PUSH_FUNCTION}"))?;
+        let body = serde_json::to_vec(&push::body(table, rows)).map_err(PostgrestError::Encode)?;
+        self.get_json(|| {
+            self.http
+                .request(Method::POST, url.clone())
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone())
+        })
+        .await
     }
 
     async fn delete(&self, table: &str, keys: &[KeyFilter]) -> Result<(), PostgrestError> {

@@ -195,7 +195,8 @@ async fn openapi_root_describes_every_column() {
             "created_at",
             "is_edited",
             "is_read",
-            "updated_at"
+            "updated_at",
+            "sync_versions"
         ])
     );
     let (status, _) = send(env.raw(Method::GET, "/")).await;

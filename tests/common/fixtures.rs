@@ -153,6 +153,12 @@ pub fn seed_parents(store: &MemoryStore) {
     );
 }
 
+/// A Supabase version `secs` seconds from now (UTC, RFC 3339): the portal's edits must be
+/// newer than the clinic's queued ones to win (README "Who wins"), and those are stamped now.
+pub fn now_plus(secs: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::seconds(secs)).to_rfc3339()
+}
+
 pub const NOTE_A: &str = "6f9619ff-8b86-d011-b42d-00c04fc964ff";
 pub const NOTE_B: &str = "0b0e3e3a-1c2d-4e5f-8a9b-0c1d2e3f4a5b";
 

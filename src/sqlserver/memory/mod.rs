@@ -45,6 +45,8 @@ pub struct MemQueueRow {
     pub claimed_by: Option<String>,
     /// `Some(tx)` while the writer's transaction is open.
     pub open_tx: Option<u64>,
+    /// `CreatedAt` (UTC), to the millisecond as `datetime2(3)` keeps it.
+    pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Debug, Default)]
@@ -66,6 +68,12 @@ struct State {
     calls: BTreeMap<&'static str, u64>,
     /// The clinic's own triggers a test registered (see `triggers`).
     clinic_triggers: Vec<ClinicTrigger>,
+}
+
+/// Now, cut to the millisecond as `SYSUTCDATETIME()` into `datetime2(3)` is.
+fn now_ms() -> chrono::DateTime<chrono::Utc> {
+    let now = chrono::Utc::now();
+    chrono::DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
 }
 
 /// The double. Cheap to clone; clones share state.
@@ -241,6 +249,7 @@ impl MemoryStore {
                 claim: None,
                 claimed_by: None,
                 open_tx: tx,
+                created_at: now_ms(),
             },
         );
     }

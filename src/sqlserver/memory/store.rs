@@ -19,6 +19,21 @@ fn due(q: &MemQueueRow, now: Instant) -> bool {
 
 /// The double's own name for `table`, however it is spelled (`dbo.x`, `[dbo].[X]`, ...), as SQL
 /// Server resolves a name under a case-insensitive collation.
+/// Whether `write`'s guard holds it back: a `Pending` queue item of its record (committed or
+/// not: SQL Server's check waits for an open writer) created after the guard's time.
+fn newer_clinic_edit(s: &State, write: &ReverseWrite, key: &RecordKey) -> bool {
+    let (Some(newer_than), Ok(table)) = (write.guard, TableName::parse(&write.table)) else {
+        return false;
+    };
+    let wanted = key.to_json().to_lowercase();
+    s.queue.values().any(|q| {
+        q.status == "Pending"
+            && q.created_at > newer_than
+            && TableName::parse(&q.table).is_ok_and(|t| t.same_as(&table))
+            && RecordKey::parse(&q.record_id).is_ok_and(|k| k.to_json().to_lowercase() == wanted)
+    })
+}
+
 fn declared(s: &State, table: &str) -> Option<String> {
     let wanted = TableName::parse(table).ok()?;
     s.tables.keys().find(|name| wanted.is(name)).cloned()
@@ -76,6 +91,7 @@ impl SqlStore for MemoryStore {
                     operation: q.operation.clone(),
                     attempts: q.attempts,
                     claim: ClaimToken(token),
+                    created_at: q.created_at,
                 });
             }
         }
@@ -297,6 +313,14 @@ impl SqlStore for MemoryStore {
                 })
                 .collect(),
         );
+        let exists = table.rows.contains_key(&key);
+        if exists
+            && !matches!(write.action, WriteAction::Delete)
+            && newer_clinic_edit(&s, write, &key)
+        {
+            return Ok(WriteOutcome::Guarded);
+        }
+        let table = &s.tables[&name];
         // The agent's session is marked with SESSION_CONTEXT: the change trigger skips these
         // writes themselves, not what the clinic's own triggers do because of them.
         let (outcome, written) = match (&write.action, table.rows.get(&key)) {
@@ -328,7 +352,10 @@ impl SqlStore for MemoryStore {
         if let Some(row) = written {
             Self::write_row(&mut s, &name, &key, row, None, Origin::AGENT);
         }
-        if !matches!(outcome, WriteOutcome::Unchanged | WriteOutcome::Missing) {
+        if !matches!(
+            outcome,
+            WriteOutcome::Unchanged | WriteOutcome::Missing | WriteOutcome::Guarded
+        ) {
             s.writes += 1;
         }
         Ok(outcome)

@@ -97,13 +97,14 @@ DECLARE @claimed TABLE (
     TableName sysname NOT NULL,
     RecordID nvarchar(450) NOT NULL,
     Operation varchar(10) NOT NULL,
-    Attempts int NOT NULL
+    Attempts int NOT NULL,
+    CreatedAt datetime2(3) NOT NULL
 );
 DECLARE @records TABLE (TableName sysname NOT NULL, RecordID nvarchar(450) NOT NULL);
 BEGIN TRANSACTION;
 
 WITH due AS (
-    SELECT TOP (@P1) q.QueueID, q.TableName, q.RecordID, q.Operation, q.Attempts,
+    SELECT TOP (@P1) q.QueueID, q.TableName, q.RecordID, q.Operation, q.Attempts, q.CreatedAt,
            q.ClaimToken, q.ClaimedBy, q.LastAttempt, q.NextAttemptAt
     FROM {queue} AS q WITH (INDEX(IX_SyncQueue_Status_QueueID), {HINTS})
     WHERE q.Status = 'Pending' AND q.NextAttemptAt <= @now
@@ -111,15 +112,15 @@ WITH due AS (
 )
 UPDATE due
 SET ClaimToken = @P2, ClaimedBy = @P3, LastAttempt = @now, NextAttemptAt = @until
-OUTPUT inserted.QueueID, inserted.TableName, inserted.RecordID, inserted.Operation, inserted.Attempts
-INTO @claimed (QueueID, TableName, RecordID, Operation, Attempts);
+OUTPUT inserted.QueueID, inserted.TableName, inserted.RecordID, inserted.Operation, inserted.Attempts, inserted.CreatedAt
+INTO @claimed (QueueID, TableName, RecordID, Operation, Attempts, CreatedAt);
 
 INSERT INTO @records (TableName, RecordID) SELECT DISTINCT TableName, RecordID FROM @claimed;
 
 UPDATE q
 SET ClaimToken = @P2, ClaimedBy = @P3, LastAttempt = @now, NextAttemptAt = @until
-OUTPUT inserted.QueueID, inserted.TableName, inserted.RecordID, inserted.Operation, inserted.Attempts
-INTO @claimed (QueueID, TableName, RecordID, Operation, Attempts)
+OUTPUT inserted.QueueID, inserted.TableName, inserted.RecordID, inserted.Operation, inserted.Attempts, inserted.CreatedAt
+INTO @claimed (QueueID, TableName, RecordID, Operation, Attempts, CreatedAt)
 FROM @records AS r
 INNER LOOP JOIN {queue} AS q WITH ({HINTS})
     ON q.TableName = r.TableName AND q.RecordID = r.RecordID
@@ -128,7 +129,7 @@ WHERE q.Status = 'Pending' AND q.NextAttemptAt <= @now
 
 COMMIT TRANSACTION;
 
-SELECT QueueID, TableName, RecordID, UPPER(Operation) AS Operation, Attempts
+SELECT QueueID, TableName, RecordID, UPPER(Operation) AS Operation, Attempts, CreatedAt
 FROM @claimed ORDER BY QueueID;"
     )
 }
@@ -159,6 +160,7 @@ pub(super) async fn claim(
                 operation: get::<&str>(row, 3)?.to_owned(),
                 attempts: u32::try_from(get::<i32>(row, 4)?).unwrap_or(0),
                 claim: ClaimToken(token),
+                created_at: get::<chrono::NaiveDateTime>(row, 5)?.and_utc(),
             })
         })
         .collect()

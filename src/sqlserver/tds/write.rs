@@ -49,6 +49,7 @@ pub(super) async fn apply(
         Some(3) => Ok(WriteOutcome::Unchanged),
         Some(4) => Ok(WriteOutcome::Deleted),
         Some(5) => Ok(WriteOutcome::Missing),
+        Some(6) => Ok(WriteOutcome::Guarded),
         other => Err(StoreError::Rejected(format!(
             "the write returned no outcome ({other:?})"
         ))),
@@ -66,6 +67,12 @@ pub(super) struct Statement {
 struct Params(Vec<ColumnData<'static>>);
 
 impl Params {
+    /// Binds a value that belongs to no column of the table; returns its placeholder.
+    fn bind_raw(&mut self, value: ColumnData<'static>) -> String {
+        self.0.push(value);
+        format!("@P{}", self.0.len())
+    }
+
     /// Binds `value` for `col` and returns its placeholder.
     fn bind(&mut self, col: &ColumnInfo, value: &SqlValue) -> Result<String, StoreError> {
         self.0
@@ -134,6 +141,7 @@ pub(super) fn build(info: &TableInfo, write: &ReverseWrite) -> Result<Statement,
         ),
         WriteAction::Upsert { insert, update } => {
             let exists = update_sql(info, update, &table, &key_pred, &mut params)?;
+            let exists = guarded(write, &key, exists, &mut params);
             let mut insert = resolve(info, insert, "insert")?;
             // The key belongs in the new row even if the caller left it out of `insert`.
             for (col, v) in &key {
@@ -155,12 +163,11 @@ pub(super) fn build(info: &TableInfo, write: &ReverseWrite) -> Result<Statement,
                 format!("INSERT INTO {table} ({names}) VALUES ({values});\n    SET @outcome = 1;");
             upsert_sql(&table, &key_pred, &exists, &missing)
         }
-        WriteAction::UpdateOnly { update } => upsert_sql(
-            &table,
-            &key_pred,
-            &update_sql(info, update, &table, &key_pred, &mut params)?,
-            "SET @outcome = 5;",
-        ),
+        WriteAction::UpdateOnly { update } => {
+            let exists = update_sql(info, update, &table, &key_pred, &mut params)?;
+            let exists = guarded(write, &key, exists, &mut params);
+            upsert_sql(&table, &key_pred, &exists, "SET @outcome = 5;")
+        }
     };
     Ok(Statement {
         sql,
@@ -202,6 +209,51 @@ fn update_sql(
         current = current.join(", "),
         wanted = wanted.join(", "),
     ))
+}
+
+/// The queue a guard looks at. The self-test's scratch queue never sees guarded writes.
+const QUEUE: &str = "[dbo].[SyncQueue]";
+
+/// `exists` (the statements for an existing row), run only when no `Pending` queue item of
+/// this record is newer than the guard; otherwise outcome 6 (guarded). It runs after the row's
+/// UPDLOCK is held, so a clinic write of the row has committed its queue item (same
+/// transaction, the change trigger) before the check; READCOMMITTEDLOCK makes the check wait
+/// for a writer still open instead of reading past it under READ_COMMITTED_SNAPSHOT. Keys are
+/// read from RecordID with JSON_VALUE (path as a parameter, SQL Server 2017+) and compared
+/// typed, never as formatted text.
+fn guarded(
+    write: &ReverseWrite,
+    key: &[(&ColumnInfo, SqlValue)],
+    exists: String,
+    params: &mut Params,
+) -> String {
+    let Some(newer_than) = write.guard else {
+        return exists;
+    };
+    let table = params.bind_raw(ColumnData::String(Some(Cow::Owned(write.table.clone()))));
+    let at = params.bind_raw(newer_than.naive_utc().into_sql());
+    let mut preds = Vec::new();
+    for (col, value) in key {
+        let path = format!(
+            "$.\"{}\"",
+            col.source.name.replace('\\', "\\\\").replace('"', "\\\"")
+        );
+        let path = params.bind_raw(ColumnData::String(Some(Cow::Owned(path))));
+        let decl = col.decl.as_deref().unwrap_or("nvarchar(450)");
+        let value = match param(value, &col.source.sql_type) {
+            Ok(v) => params.bind_raw(v),
+            Err(_) => "NULL".to_owned(),
+        };
+        preds.push(format!(
+            "TRY_CONVERT({decl}, JSON_VALUE(q.RecordID, {path})) = {value}"
+        ));
+    }
+    format!(
+        "IF EXISTS (SELECT 1 FROM {QUEUE} AS q WITH (READCOMMITTEDLOCK)\n        \
+         WHERE q.TableName = {table} AND q.Status = 'Pending' AND q.CreatedAt > {at}\n          \
+         AND {keys})\n        SET @outcome = 6;\n    ELSE\n    BEGIN\n    {exists}\n    END",
+        keys = preds.join(" AND "),
+    )
 }
 
 fn upsert_sql(table: &str, key_pred: &str, exists: &str, missing: &str) -> String {

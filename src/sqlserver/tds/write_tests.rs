@@ -87,6 +87,7 @@ fn uid() -> SqlValue {
 fn upsert(insert: Vec<(&str, SqlValue)>, update: Vec<(&str, SqlValue)>) -> ReverseWrite {
     let own = |v: Vec<(&str, SqlValue)>| v.into_iter().map(|(c, v)| (c.to_owned(), v)).collect();
     ReverseWrite {
+        guard: None,
         table: "tblAlignerNotes".into(),
         key: vec![("NoteUID".into(), uid())],
         action: WriteAction::Upsert {
@@ -165,6 +166,7 @@ fn upsert_with_nothing_to_update_only_inserts() {
 #[test]
 fn update_only_reports_a_missing_row() {
     let write = ReverseWrite {
+        guard: None,
         table: "tblAlignerNotes".into(),
         key: vec![("NoteUID".into(), uid())],
         action: WriteAction::UpdateOnly {
@@ -183,6 +185,7 @@ fn update_only_reports_a_missing_row() {
 #[test]
 fn delete_reports_deleted_or_missing() {
     let write = ReverseWrite {
+        guard: None,
         table: "tblAlignerNotes".into(),
         key: vec![("NoteUID".into(), uid())],
         action: WriteAction::Delete,
@@ -230,11 +233,13 @@ fn bad_writes_are_refused_before_reaching_sql_server() {
             ],
         ),
         ReverseWrite {
+            guard: None,
             table: "tblAlignerNotes".into(),
             key: vec![("NoteUID".into(), SqlValue::Null)],
             action: WriteAction::Delete,
         },
         ReverseWrite {
+            guard: None,
             table: "tblAlignerNotes".into(),
             key: vec![],
             action: WriteAction::Delete,
@@ -367,4 +372,42 @@ fn a_text_key_matches_exactly_and_still_seeks() {
     );
     let id = col("ID", SqlType::Int { bits: 32 }, "int", "int", false);
     assert_eq!(key_match(&id, "@P1"), "t.[ID] = CAST(@P1 AS int)");
+}
+
+#[test]
+fn a_guarded_update_checks_the_queue_under_the_row_lock_with_typed_keys() {
+    let mut write = upsert(
+        vec![("NoteText", SqlValue::Text("x".into()))],
+        vec![("NoteText", SqlValue::Text("x".into()))],
+    );
+    let at = chrono::DateTime::from_timestamp_micros(1_764_000_000_000_000).unwrap();
+    write.guard = Some(at);
+    let s = build(&notes(), &write).unwrap();
+    let sql = s.sql.as_str();
+    let lock = sql.find("WITH (UPDLOCK, HOLDLOCK)").expect("row lock");
+    let check = sql
+        .find("IF EXISTS (SELECT 1 FROM [dbo].[SyncQueue] AS q WITH (READCOMMITTEDLOCK)")
+        .expect("queue check");
+    let update = sql.find("UPDATE t SET [NoteText]").expect("update");
+    assert!(lock < check && check < update, "{sql}");
+    assert!(
+        sql.contains("q.Status = 'Pending' AND q.CreatedAt > @P"),
+        "{sql}"
+    );
+    assert!(
+        sql.contains("TRY_CONVERT(uniqueidentifier, JSON_VALUE(q.RecordID, @P"),
+        "the key is compared typed, the path is a parameter: {sql}"
+    );
+    assert!(sql.contains("SET @outcome = 6;"), "{sql}");
+    // Only the table name, the time, the path and the key are new parameters: no value text.
+    assert!(
+        s.params
+            .iter()
+            .any(|p| matches!(p, ColumnData::String(Some(v)) if v == "$.\"NoteUID\"")),
+        "{:?}",
+        s.params
+    );
+    // Without a guard nothing of the queue is read.
+    write.guard = None;
+    assert!(!build(&notes(), &write).unwrap().sql.contains("SyncQueue"));
 }

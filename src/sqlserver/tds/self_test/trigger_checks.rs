@@ -224,6 +224,7 @@ async fn agent_writes_skipped(bench: &Bench) -> CheckResult {
         ("K2".to_owned(), SqlValue::Text("agent".into())),
     ];
     let write = ReverseWrite {
+        guard: None,
         table: bench.table("Types"),
         key: key.clone(),
         action: WriteAction::Upsert {
@@ -235,6 +236,7 @@ async fn agent_writes_skipped(bench: &Bench) -> CheckResult {
     let updated = bench
         .store
         .apply(&ReverseWrite {
+            guard: None,
             action: WriteAction::UpdateOnly {
                 update: vec![("C_int".to_owned(), SqlValue::Int(2))],
             },
@@ -255,6 +257,7 @@ async fn cascade_queued(bench: &Bench) -> CheckResult {
     bench.take_queue().await?;
     let note = vec![("NoteID".to_owned(), SqlValue::Int(1))];
     let write = ReverseWrite {
+        guard: None,
         table: bench.table("Notes"),
         key: note.clone(),
         action: WriteAction::Upsert {

@@ -123,6 +123,7 @@ async fn write_and_read(bench: &Bench, k1: i64, values: &[(&str, SqlValue)]) -> 
     let mut insert = key(k1, "values");
     insert.extend(values.iter().map(|(c, v)| ((*c).to_owned(), v.clone())));
     let write = ReverseWrite {
+        guard: None,
         table: table.clone(),
         key: key(k1, "values"),
         action: WriteAction::Upsert {
@@ -187,6 +188,7 @@ async fn nulls(bench: &Bench) -> CheckResult {
 async fn keys(bench: &Bench) -> CheckResult {
     let table = bench.table("Types");
     let write = ReverseWrite {
+        guard: None,
         table: table.clone(),
         key: key(2000, "keys"),
         action: WriteAction::Upsert {
