@@ -160,3 +160,22 @@ BEGIN
     RETURN v_refused;
 END;
 $$;
+
+-- Only the agent (the service key) may push: through it a caller writes version times
+-- directly, past the stamping trigger, so a portal user (anon, authenticated) calling it could
+-- pin a column's version in the future and win every later conflict. PostgreSQL grants
+-- EXECUTE to PUBLIC by default, and Supabase to anon and authenticated as well.
+REVOKE EXECUTE ON FUNCTION public.syncbridge_push(text, text[], text[], jsonb) FROM PUBLIC;
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anon') THEN
+        REVOKE EXECUTE ON FUNCTION public.syncbridge_push(text, text[], text[], jsonb) FROM anon;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'authenticated') THEN
+        REVOKE EXECUTE ON FUNCTION public.syncbridge_push(text, text[], text[], jsonb) FROM authenticated;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role') THEN
+        GRANT EXECUTE ON FUNCTION public.syncbridge_push(text, text[], text[], jsonb) TO service_role;
+    END IF;
+END
+$$;

@@ -141,7 +141,7 @@ pub(super) fn build(info: &TableInfo, write: &ReverseWrite) -> Result<Statement,
         ),
         WriteAction::Upsert { insert, update } => {
             let exists = update_sql(info, update, &table, &key_pred, &mut params)?;
-            let exists = guarded(write, &key, exists, &mut params);
+            let exists = guarded(info, write, &key, exists, &mut params);
             let mut insert = resolve(info, insert, "insert")?;
             // The key belongs in the new row even if the caller left it out of `insert`.
             for (col, v) in &key {
@@ -165,7 +165,7 @@ pub(super) fn build(info: &TableInfo, write: &ReverseWrite) -> Result<Statement,
         }
         WriteAction::UpdateOnly { update } => {
             let exists = update_sql(info, update, &table, &key_pred, &mut params)?;
-            let exists = guarded(write, &key, exists, &mut params);
+            let exists = guarded(info, write, &key, exists, &mut params);
             upsert_sql(&table, &key_pred, &exists, "SET @outcome = 5;")
         }
     };
@@ -222,6 +222,7 @@ const QUEUE: &str = "[dbo].[SyncQueue]";
 /// read from RecordID with JSON_VALUE (path as a parameter, SQL Server 2017+) and compared
 /// typed, never as formatted text.
 fn guarded(
+    info: &TableInfo,
     write: &ReverseWrite,
     key: &[(&ColumnInfo, SqlValue)],
     exists: String,
@@ -230,7 +231,14 @@ fn guarded(
     let Some(newer_than) = write.guard else {
         return exists;
     };
-    let table = params.bind_raw(ColumnData::String(Some(Cow::Owned(write.table.clone()))));
+    // The change trigger's spelling of the table (bare in dbo, declared case), whatever the
+    // table map wrote (`dbo.tblX`, `[tblX]`): compared with it, the guard sees every item.
+    let queued_as = if info.schema.eq_ignore_ascii_case("dbo") {
+        info.name.clone()
+    } else {
+        format!("{}.{}", info.schema, info.name)
+    };
+    let table = params.bind_raw(ColumnData::String(Some(Cow::Owned(queued_as))));
     let at = params.bind_raw(newer_than.naive_utc().into_sql());
     let mut preds = Vec::new();
     for (col, value) in key {

@@ -407,6 +407,16 @@ fn a_guarded_update_checks_the_queue_under_the_row_lock_with_typed_keys() {
         "{:?}",
         s.params
     );
+    // The queue is searched under the trigger's spelling of the table, not the map's.
+    write.table = "[dbo].[tblAlignerNotes]".into();
+    let s = build(&notes(), &write).unwrap();
+    assert!(
+        s.params
+            .iter()
+            .any(|p| matches!(p, ColumnData::String(Some(v)) if v == "tblAlignerNotes")),
+        "{:?}",
+        s.params
+    );
     // Without a guard nothing of the queue is read.
     write.guard = None;
     assert!(!build(&notes(), &write).unwrap().sql.contains("SyncQueue"));
