@@ -1,7 +1,7 @@
 //! The double's [`SqlStore`] implementation: the queue semantics of `sql/sqlserver/02` and the
 //! writes of the tiberius store, in memory.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -67,20 +67,24 @@ impl SqlStore for MemoryStore {
             .take(limit)
             .map(|q| q.id)
             .collect();
-        let records: BTreeSet<(String, String)> = first
-            .iter()
-            .filter_map(|id| s.queue.get(id))
-            .map(|q| (q.table.clone(), q.record_id.clone()))
-            .collect();
+        // Record ids by table, looked up by reference: the benchmarks claim from queues of
+        // 100,000 rows, where cloning two strings per row per claim shows.
+        let mut records: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for q in first.iter().filter_map(|id| s.queue.get(id)) {
+            records
+                .entry(q.table.clone())
+                .or_default()
+                .insert(q.record_id.clone());
+        }
         let agent = self.agent_id.clone();
         let mut items = Vec::new();
         for q in s.queue.values_mut() {
-            // Due first: most rows are settled, and the record lookup clones two strings.
-            if !due(q, now) {
-                continue;
-            }
-            let same_record = records.contains(&(q.table.clone(), q.record_id.clone()));
-            if first.contains(&q.id) || same_record {
+            let same_record = || {
+                records
+                    .get(q.table.as_str())
+                    .is_some_and(|ids| ids.contains(q.record_id.as_str()))
+            };
+            if due(q, now) && (first.contains(&q.id) || same_record()) {
                 q.claim = Some(token);
                 q.claimed_by = Some(agent.clone());
                 q.next_attempt_at = now + lease;

@@ -1,0 +1,122 @@
+//! The benchmark harness: `cargo bench --bench sync` (needs the test PostgreSQL:
+//! `eval "$(scripts/pg-test-env.sh)"`; `BENCH_QUICK=1` for a small run). One run measures, on
+//! this machine, and prints a table (also written to `target/bench-report.md`):
+//! - forward: a burst of changes over four tables drained by the agent over the SQL Server
+//!   double, at 0 ms and at a 50 ms round trip to the REST server (`forward`, `workload`);
+//!   beside it the ceiling (the same rows sent straight to the REST server, best batch size
+//!   and concurrency) and the old processor's pattern (one upsert per item, sequentially);
+//! - notify → visible in Supabase at light load, p50 and p99;
+//! - reverse: webhooks accepted per second from concurrent clients (fsync'd inbox), accept
+//!   latency, webhook → applied (`reverse`);
+//! - idle CPU ticks, wake-ups (context switches) and RSS of the agent in its own process, and
+//!   its peak RSS under a burst (`process`).
+//!
+//! Figures are wall clock on a shared machine: compare rows of one run, not runs.
+
+mod env;
+#[allow(dead_code)]
+#[path = "../../tests/common/fixtures.rs"]
+mod fixtures;
+mod forward;
+mod process;
+mod report;
+mod reverse;
+mod workload;
+
+use std::time::Duration;
+
+/// Sizes of one run.
+pub struct Plan {
+    pub quick: bool,
+    pub burst: usize,
+    pub agent_deadline: Duration,
+    pub old_deadline: Duration,
+    pub ceiling_configs: Vec<(usize, usize)>,
+    pub notify_samples: [usize; 2],
+    pub webhooks: usize,
+    pub webhook_clients: usize,
+    pub applied_samples: usize,
+    pub idle: Duration,
+    pub process_burst: usize,
+}
+
+impl Plan {
+    fn from_env() -> Plan {
+        if std::env::var("BENCH_QUICK").is_ok_and(|v| v == "1") {
+            return Plan {
+                quick: true,
+                burst: 2_000,
+                agent_deadline: Duration::from_secs(60),
+                old_deadline: Duration::from_secs(3),
+                ceiling_configs: vec![(500, 4)],
+                notify_samples: [10, 10],
+                webhooks: 300,
+                webhook_clients: 16,
+                applied_samples: 10,
+                idle: Duration::from_secs(2),
+                process_burst: 1_000,
+            };
+        }
+        Plan {
+            quick: false,
+            burst: 100_000,
+            agent_deadline: Duration::from_secs(180),
+            old_deadline: Duration::from_secs(20),
+            ceiling_configs: vec![(500, 4), (1000, 4), (1000, 8), (2000, 8)],
+            notify_samples: [100, 50],
+            webhooks: 5_000,
+            webhook_clients: 32,
+            applied_samples: 50,
+            idle: Duration::from_secs(20),
+            process_burst: 20_000,
+        }
+    }
+}
+
+pub const ROUND_TRIPS: [Duration; 2] = [Duration::ZERO, Duration::from_millis(50)];
+
+fn main() {
+    if std::env::args().any(|a| a == "--test" || a == "--list") {
+        return; // `cargo test --benches` only checks that the harness builds
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    if std::env::var(process::CHILD_ENV).is_ok() {
+        runtime.block_on(process::child_main());
+        return;
+    }
+    let plan = Plan::from_env();
+    let figures = runtime.block_on(run(&plan));
+    let table = report::markdown(&plan, &figures);
+    println!("\n{table}");
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target").to_owned());
+    let path = std::path::Path::new(&target).join("bench-report.md");
+    match std::fs::write(&path, &table) {
+        Ok(()) => println!("written to {}", path.display()),
+        Err(e) => eprintln!("cannot write {}: {e}", path.display()),
+    }
+}
+
+async fn run(plan: &Plan) -> report::Figures {
+    let burst = workload::burst(plan.burst);
+    let mut f = report::Figures::default();
+    for (i, rtt) in ROUND_TRIPS.into_iter().enumerate() {
+        println!("round trip {} ms", rtt.as_millis());
+        f.agent[i] = Some(forward::agent_burst(&burst, rtt, None, plan.agent_deadline).await);
+        println!("  agent: {:?}", f.agent[i]);
+        f.ceiling[i] = Some(forward::ceiling(&burst, rtt, &plan.ceiling_configs).await);
+        f.old[i] = Some(forward::old_pattern(&burst, rtt, plan.old_deadline).await);
+        println!("  old pattern: {:?}", f.old[i]);
+        f.notify[i] = forward::notify_latency(rtt, plan.notify_samples[i]).await;
+    }
+    println!("reverse");
+    f.ingest = Some(reverse::ingest(plan.webhooks, plan.webhook_clients).await);
+    f.applied = reverse::applied_latency(plan.applied_samples).await;
+    println!("process");
+    f.process = Some(process::measure(plan.idle, plan.process_burst).await);
+    f
+}
