@@ -23,6 +23,11 @@ pub(crate) enum LocalDbError {
     },
     #[error("inbox task failed: {0}")]
     Join(#[source] tokio::task::JoinError),
+    /// The group commit this write was part of failed (every write of the group gets it).
+    #[error("inbox group commit failed: {0}")]
+    GroupCommit(#[source] Arc<LocalDbError>),
+    #[error("the inbox writer stopped")]
+    WriterStopped,
 }
 
 #[derive(Clone)]

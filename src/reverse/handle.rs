@@ -81,13 +81,11 @@ impl ReverseHandle {
             }
             Ok(Intake::Accept(event)) => event,
         };
-        match self.inbox.append(vec![event], None).await {
-            Ok(ids) => {
+        match self.inbox.append_webhook(event).await {
+            Ok(id) => {
                 self.counters.record_webhook(WebhookVerdict::Accepted);
                 self.applier.wake();
-                Ok(WebhookAnswer::Accepted {
-                    event_id: ids.first().copied(),
-                })
+                Ok(WebhookAnswer::Accepted { event_id: Some(id) })
             }
             Err(e) => {
                 tracing::error!(error = %e, "webhook could not be stored");

@@ -3,6 +3,8 @@
 //! version of each record, and the catch-up watermarks. An event is committed here before the
 //! webhook is answered 2xx; applied events are deleted at once.
 
+use std::sync::Arc;
+
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
@@ -40,6 +42,8 @@ pub(crate) struct DeadEvent {
 #[derive(Clone)]
 pub(crate) struct Inbox {
     db: LocalDb,
+    /// Webhooks' events go through one writer task that commits them in groups.
+    group: Arc<group::GroupWriter>,
 }
 
 const SCHEMA: &str = "
@@ -85,6 +89,33 @@ fn from_text(text: Option<String>) -> Option<serde_json::Map<String, serde_json:
     text.and_then(|t| serde_json::from_str(&t).ok())
 }
 
+/// Inserts `events` in `tx`, in order; returns their ids.
+fn insert_events(
+    tx: &rusqlite::Transaction<'_>,
+    events: &[NewEvent],
+) -> Result<Vec<i64>, rusqlite::Error> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO events (received_at, source, table_name, record_key, op, record, old_record, version, next_attempt_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?1)",
+    )?;
+    let now = now_ms();
+    let mut ids = Vec::with_capacity(events.len());
+    for e in events {
+        insert.execute(params![
+            now,
+            e.kind.source(),
+            e.table,
+            e.record_key,
+            e.kind.stored_op(),
+            to_text(&e.record),
+            to_text(&e.old_record),
+            e.version
+        ])?;
+        ids.push(tx.last_insert_rowid());
+    }
+    Ok(ids)
+}
+
 impl Inbox {
     /// The local database the inbox lives in (shared with its other owners).
     pub(crate) fn local_db(&self) -> LocalDb {
@@ -94,7 +125,10 @@ impl Inbox {
     /// The inbox in `db`, its tables created if needed.
     pub(crate) fn open(db: LocalDb) -> Result<Self, InboxError> {
         db.create(SCHEMA)?;
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            group: Arc::default(),
+        })
     }
 
     /// The local database the inbox lives in (shared with the other owners of the file).
@@ -113,27 +147,7 @@ impl Inbox {
         self.db.with(move |conn| {
             durable(conn, true)?;
             let tx = conn.transaction()?;
-            let mut ids = Vec::with_capacity(events.len());
-            {
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO events (received_at, source, table_name, record_key, op, record, old_record, version, next_attempt_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?1)",
-                )?;
-                let now = now_ms();
-                for e in &events {
-                    insert.execute(params![
-                        now,
-                        e.kind.source(),
-                        e.table,
-                        e.record_key,
-                        e.kind.stored_op(),
-                        to_text(&e.record),
-                        to_text(&e.old_record),
-                        e.version
-                    ])?;
-                    ids.push(tx.last_insert_rowid());
-                }
-            }
+            let ids = insert_events(&tx, &events)?;
             if let Some((table, w)) = watermark {
                 tx.execute(
                     "INSERT INTO watermarks (table_name, version, record_key) VALUES (?1, ?2, ?3)
@@ -353,6 +367,7 @@ impl Inbox {
 }
 
 mod due;
+mod group;
 
 #[cfg(test)]
 mod tests;

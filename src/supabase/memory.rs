@@ -61,6 +61,9 @@ struct State {
     failing_after: usize,
     /// `Retry-After` sent with a failing 429 or 503.
     retry_after: Option<Duration>,
+    /// The next n writes wait this long before they take effect (a slow round trip), so a
+    /// test can make a later request overtake an earlier one.
+    delayed: (usize, Duration),
     /// `(table, column)`: a write naming this column is refused as PostgREST refuses a column
     /// its schema cache lacks (PGRST204).
     unknown_columns: Vec<(String, String)>,
@@ -172,6 +175,29 @@ impl MemorySupabase {
         let mut s = self.lock();
         s.failing = status;
         s.failing_after = n;
+    }
+
+    /// The next `n` writes (upserts, updates, deletes) take effect only `delay` after they
+    /// arrive, as over a slow link; the others at once.
+    pub fn delay_next(&self, n: usize, delay: Duration) {
+        self.lock().delayed = (n, delay);
+    }
+
+    /// Waits out a write's delay, if it has one (see [`MemorySupabase::delay_next`]).
+    async fn travel(&self) {
+        let delay = {
+            let mut s = self.lock();
+            match s.delayed {
+                (0, _) => None,
+                (n, delay) => {
+                    s.delayed.0 = n - 1;
+                    Some(delay)
+                }
+            }
+        };
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
     }
 
     /// `Retry-After` for failing 429 and 503 answers (`None`: no header).
@@ -322,6 +348,7 @@ impl SupabaseApi for MemorySupabase {
         on_conflict: &[String],
         mode: &UpsertMode,
     ) -> Result<(), PostgrestError> {
+        self.travel().await;
         let mut s = self.receive(RequestKind::Upsert, table, rows.len())?;
         let mut next = s.tables.get(table).cloned().unwrap_or_default();
         for row in rows {
@@ -343,6 +370,7 @@ impl SupabaseApi for MemorySupabase {
         key: &KeyFilter,
         values: &JsonRow,
     ) -> Result<(), PostgrestError> {
+        self.travel().await;
         let mut s = self.receive(RequestKind::Update, table, 1)?;
         s.check_values(table, values)?;
         s.check_parents(table, values)?;
@@ -365,6 +393,7 @@ impl SupabaseApi for MemorySupabase {
     }
 
     async fn delete(&self, table: &str, keys: &[KeyFilter]) -> Result<(), PostgrestError> {
+        self.travel().await;
         let mut s = self.receive(RequestKind::Delete, table, keys.len())?;
         let rows = s.tables.get(table).cloned().unwrap_or_default();
         let (gone, kept): (Vec<_>, Vec<_>) = rows

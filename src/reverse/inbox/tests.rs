@@ -210,3 +210,67 @@ async fn an_event_of_an_unknown_kind_is_given_up_on_and_blocks_nothing() {
     let dead = inbox.dead_events(5).await.expect("dead");
     assert_eq!(dead[0].error, "unknown event kind webhook/TRUNCATE");
 }
+
+#[tokio::test]
+async fn concurrent_webhooks_share_one_commit_keep_their_order_and_survive_reopening() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inbox = open(dir.path());
+    let events = (0..200).map(|i| inbox.append_webhook(ev(&format!("k{i}"), Some(i))));
+    let ids: Vec<i64> = futures_util::future::join_all(events)
+        .await
+        .into_iter()
+        .map(|r| r.expect("stored"))
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "stored in arrival order: {ids:?}"
+    );
+    let commits = inbox
+        .group
+        .commits
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        (1..200).contains(&commits),
+        "{commits} commits for 200 events"
+    );
+    drop(inbox);
+    let stats = open(dir.path()).stats().await.expect("stats");
+    assert_eq!(stats.depth, 200, "every acknowledged event is on disk");
+}
+
+#[tokio::test]
+async fn a_group_that_fails_to_commit_answers_every_request_with_the_error_and_stores_none() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inbox = open(dir.path());
+    inbox
+        .db
+        .with(|c| {
+            c.execute_batch(
+                "CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.record_key = 'poison'
+                 BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+            )
+        })
+        .await
+        .expect("trigger");
+    // Queued together (one group): the good events before and after the poison one.
+    let keys = ["a", "b", "poison", "c"];
+    let answers =
+        futures_util::future::join_all(keys.map(|k| inbox.append_webhook(ev(k, None)))).await;
+    assert!(answers.iter().all(Result::is_err), "{answers:?}");
+    assert_eq!(
+        inbox.stats().await.expect("stats").depth,
+        0,
+        "no partial write"
+    );
+    // The writer goes on with the next group.
+    inbox
+        .db
+        .with(|c| c.execute_batch("DROP TRIGGER refuse"))
+        .await
+        .expect("drop trigger");
+    inbox
+        .append_webhook(ev("d", None))
+        .await
+        .expect("stored after");
+    assert_eq!(inbox.stats().await.expect("stats").depth, 1);
+}
