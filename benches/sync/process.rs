@@ -178,8 +178,9 @@ pub async fn measure(idle: Duration, burst: usize) -> ProcessFigures {
     let _ = child.wait();
     ProcessFigures {
         idle_window: idle,
-        idle_ticks: t1 - t0,
-        idle_switches: s1 - s0,
+        idle_ticks: t1.saturating_sub(t0),
+        // A thread that exits in the window takes its count with it: never below zero.
+        idle_switches: s1.saturating_sub(s0),
         rss_idle_kb,
         rss_peak_kb,
         burst,
