@@ -37,7 +37,7 @@ pub struct Burst {
 
 /// The table map the benchmark runs with: the sample clinic's, except that `aligner_batches.Days`
 /// is not portal-owned, so every table takes the one-request upsert (the portal-owned path,
-/// one PATCH per row, is measured on its own: see `forward::portal_owned`).
+/// one PATCH per row, is being replaced by a one-request RPC and is not measured here).
 pub fn bench_map() -> TableMap {
     let mut map = TableMap::sample_clinic();
     for t in &mut map.tables {
