@@ -68,12 +68,6 @@ impl RetryPolicy {
             Decision::Retry(self.backoff.next(attempt, retry_after))
         }
     }
-
-    /// After an attempt failed because the other side is unavailable: not the item's fault, so
-    /// it is retried without ever being given up on.
-    pub(crate) fn after_outage(&self, attempts_before: u32) -> Duration {
-        self.backoff.next(attempts_before.saturating_add(1), None)
-    }
 }
 
 /// Exponential backoff with "equal jitter": attempt n waits between half and all of
@@ -178,10 +172,6 @@ mod tests {
         assert_eq!(
             policy.after_failure(0, asked),
             Decision::Retry(Duration::from_secs(30))
-        );
-        assert!(
-            policy.after_outage(u32::MAX) <= B.cap,
-            "outages never give up"
         );
     }
 

@@ -79,3 +79,36 @@ async fn a_renamed_table_keeps_reverse_events_until_it_is_back() {
     h.wait_inbox_empty().await;
     assert_sides_equal(&h, &TableMap::sample_clinic()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_sql_server_outage_spends_no_attempt_of_a_reverse_event() {
+    let h = Harness::start_with(options()).await;
+    seed_parents(&h.sql);
+    h.notify().await;
+    h.wait_synced().await;
+    h.sql.set_down(true);
+    h.db.client()
+        .batch_execute(&format!(
+            "INSERT INTO aligner_notes (note_uid, aligner_set_id, note_type, note_text) VALUES ('{NOTE_A}', 1, 'Doctor', 'through the outage')"
+        ))
+        .await
+        .expect("portal note");
+    // Read by catch-up (the webhook's intake and applier), so both sides hold the same row.
+    h.trigger("postgres-to-sql").await;
+    h.wait_store("the write was tried through the outage", |s| {
+        s.calls("apply") >= 4
+    })
+    .await;
+    // Back, and the first write refused for its data: with two attempts allowed, an event that
+    // had been charged for the outage would now be given up on at once.
+    h.sql.reject_next_applies(1);
+    h.sql.set_down(false);
+    h.wait_store("the note is applied", |s| {
+        note_text(s, NOTE_A).as_deref() == Some("through the outage")
+    })
+    .await;
+    h.wait_inbox_empty().await;
+    let status = h.status().await;
+    assert_eq!(status["reverse"]["inbox"]["dead"], json!(0), "{status}");
+    assert_sides_equal(&h, &TableMap::sample_clinic()).await;
+}

@@ -174,7 +174,7 @@ impl Applier {
                 // event is looked at again (and wins only where its versions are newer).
                 tracing::debug!(table = %event.table, key = %event.record_key, "reverse write held back by a newer queued clinic edit");
                 let delay = self.retry.backoff.base.as_millis() as i64;
-                self.inbox.postpone(stored.id, delay).await?;
+                self.inbox.postpone(stored.id, delay, None).await?;
                 Ok(Next::Continue)
             }
             Ok(outcome) => {
@@ -227,21 +227,18 @@ impl Applier {
         e: StoreError,
     ) -> Result<Next, InboxError> {
         self.counters.record_error(&e.to_string());
-        if e.class() == ErrorClass::ConfigFault {
-            // A missing table, column or permission fails every event alike: keep them all,
-            // charge none, and look again after the longest backoff.
-            tracing::error!(table, error = %e, "SQL Server setup refuses reverse writes; events kept until it is fixed");
-            let delay = self.retry.after_outage(u32::MAX);
+        if e.is_retryable() || e.class() == ErrorClass::ConfigFault {
+            // Not this event's fault: SQL Server is down, or a table, column or permission is
+            // missing for every event alike. Charge no attempt (an event must not come out of a
+            // long outage with its attempts spent) and end the pass: the applier's shared
+            // backoff (`run`) paces the next try, so the event itself is due again at once.
+            if e.is_retryable() {
+                tracing::warn!(table, error = %e, "SQL Server unavailable; reverse events kept for retry");
+            } else {
+                tracing::error!(table, error = %e, "SQL Server setup refuses reverse writes; events kept until it is fixed");
+            }
             self.inbox
-                .retry(stored.id, delay.as_millis() as i64, e.to_string())
-                .await?;
-            return Ok(Next::Stop);
-        }
-        if e.is_retryable() {
-            tracing::warn!(table, error = %e, "SQL Server unavailable; reverse events kept for retry");
-            let delay = self.retry.after_outage(stored.attempts);
-            self.inbox
-                .retry(stored.id, delay.as_millis() as i64, e.to_string())
+                .postpone(stored.id, 0, Some(e.to_string()))
                 .await?;
             return Ok(Next::Stop);
         }

@@ -221,14 +221,20 @@ impl Inbox {
         .await
     }
 
-    /// Makes an event due again in `delay_ms` without spending an attempt (its write was held
-    /// back by a newer clinic edit, no fault of its own).
-    pub(crate) async fn postpone(&self, id: i64, delay_ms: i64) -> Result<(), InboxError> {
+    /// Makes an event due again in `delay_ms` without spending an attempt: nothing about the
+    /// event itself failed (its write was held back by a newer clinic edit, or SQL Server is
+    /// down or misconfigured for every event alike). `error`, when given, is kept as the last.
+    pub(crate) async fn postpone(
+        &self,
+        id: i64,
+        delay_ms: i64,
+        error: Option<String>,
+    ) -> Result<(), InboxError> {
         self.db
             .with(move |conn| {
                 conn.execute(
-                    "UPDATE events SET next_attempt_at = ?2 WHERE id = ?1",
-                    params![id, now_ms() + delay_ms],
+                    "UPDATE events SET next_attempt_at = ?2, last_error = COALESCE(?3, last_error) WHERE id = ?1",
+                    params![id, now_ms() + delay_ms, error],
                 )
                 .map(drop)
             })
