@@ -61,6 +61,7 @@ pub(crate) fn start(
         settings: ForwardSettings {
             batch_size: config.batch_size,
             lease: config.claim_lease,
+            pipeline_depth: config.pipeline_depth,
             retry,
             writer_wait: WRITER_WAIT,
         },

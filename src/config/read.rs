@@ -103,6 +103,7 @@ pub(super) struct Tuning {
     pub(super) max_attempts: u32,
     pub(super) backoff: Backoff,
     pub(super) claim_lease: Duration,
+    pub(super) pipeline_depth: usize,
     pub(super) supabase_timeout: Duration,
 }
 
@@ -233,6 +234,7 @@ impl Reader<'_> {
                 "must be at least 5s (a batch must finish within its lease)",
             );
         }
+        let pipeline_depth = self.parsed("SYNC_PIPELINE_DEPTH", 4, ranged(1usize, 16));
         let supabase_timeout = self.parsed("SUPABASE_TIMEOUT", Duration::from_secs(10), duration);
         if supabase_timeout.is_zero() {
             self.fail("SUPABASE_TIMEOUT", "must be positive");
@@ -243,6 +245,7 @@ impl Reader<'_> {
             max_attempts,
             backoff: Backoff { base, cap },
             claim_lease,
+            pipeline_depth,
             supabase_timeout,
         }
     }

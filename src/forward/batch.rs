@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::pipeline::Lanes;
 use super::send::{RowError, TablePlan};
 use crate::mapping::ResolvedMap;
 use crate::retry::{Decision, ErrorClass, RetryPolicy};
@@ -58,6 +59,8 @@ pub(crate) struct BatchOutcome {
     pub(crate) conflicts_portal_won: u64,
     /// Set when sending stopped early; `unsent` holds the items it left.
     pub(crate) halt: Option<Halt>,
+    /// The halt was another batch's, in flight at the same time: this one only stopped.
+    pub(crate) halt_inherited: bool,
     /// Items of records not sent because of `halt`, still to be settled.
     pub(crate) unsent: Vec<QueueItem>,
     /// Some Supabase request got an answer that was not an outage's (success or refusal).
@@ -118,18 +121,63 @@ pub(crate) struct Batch<'a> {
     pub(crate) state: &'a SyncState,
 }
 
+/// A batch whose rows were read from SQL Server, ready to send.
+pub(super) struct Prepared {
+    out: BatchOutcome,
+    by_table: BTreeMap<usize, RecordItems>,
+    plans: Vec<TablePlan>,
+}
+
+impl Prepared {
+    /// The records it holds (table position, key): two batches in flight must not share one.
+    pub(super) fn records(&self) -> impl Iterator<Item = (usize, &RecordKey)> + '_ {
+        self.by_table
+            .iter()
+            .flat_map(|(&order, records)| records.keys().map(move |k| (order, k)))
+    }
+}
+
 impl Batch<'_> {
-    /// claim's items → grouped by record → current rows → upserts and deletes → settlements.
+    /// claim's items → grouped by record → current rows → upserts and deletes → settlements,
+    /// alone (no other batch in flight).
+    #[cfg(test)]
     pub(crate) async fn run(&self, items: Vec<QueueItem>) -> Result<BatchOutcome, StoreError> {
+        let prepared = self.prepare(items).await?;
+        let lanes = Lanes::new(self.map.tables.len());
+        Ok(self.finish(prepared, &lanes, 0).await)
+    }
+
+    /// claim's items → grouped by record → current rows. Nothing is sent yet.
+    pub(super) async fn prepare(&self, items: Vec<QueueItem>) -> Result<Prepared, StoreError> {
         let mut out = BatchOutcome {
             tables: items.iter().map(|i| (i.id, i.table.clone())).collect(),
             ..BatchOutcome::default()
         };
         let mut by_table = self.group(items, &mut out);
         let plans = self.load(&mut by_table, &mut out).await?;
-        let results = self.send(plans, &mut out).await;
+        Ok(Prepared {
+            out,
+            by_table,
+            plans,
+        })
+    }
+
+    /// Sends a prepared batch as batch `ticket` of `lanes` and turns every item into a
+    /// settlement (or leaves it unsent, at a halt).
+    pub(super) async fn finish(
+        &self,
+        prepared: Prepared,
+        lanes: &Lanes,
+        ticket: u64,
+    ) -> BatchOutcome {
+        let Prepared {
+            mut out,
+            by_table,
+            plans,
+        } = prepared;
+        let results = self.send(plans, &mut out, lanes, ticket).await;
         self.settle_records(by_table, &results, &mut out);
-        Ok(out)
+        out
     }
 
     /// Groups items by table (in parent-first order) and record; items that can never sync

@@ -32,6 +32,7 @@ pub(super) async fn worker(
         settings: ForwardSettings {
             batch_size,
             lease: Duration::from_secs(120),
+            pipeline_depth: 4,
             retry: RetryPolicy {
                 max_attempts,
                 backoff: BACKOFF,

@@ -8,6 +8,7 @@ pub(crate) mod counters;
 #[cfg(test)]
 mod fixture;
 mod outage;
+mod pipeline;
 mod push;
 pub(crate) mod remap;
 mod send;

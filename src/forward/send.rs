@@ -1,14 +1,17 @@
 //! Sending one batch's rows to Supabase: upserts parents before children, then deletes
-//! children before parents (so foreign keys hold), one request per table, and when Supabase
+//! children before parents (so foreign keys hold), one request per table, each a stage of
+//! the pipeline ([`super::pipeline`]), and when Supabase
 //! refuses a request for some row's data, bisection until the bad rows are alone, so that one
 //! poison row never fails the good ones beside it. An error no row caused (an outage, a
 //! configuration fault, an unknown column) stops the batch at once: no bisection, no attempt
 //! spent.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use super::batch::{Batch, BatchOutcome, Halt, Results};
+use super::pipeline::{Lanes, Step};
 use super::push::ClinicTimes;
 use crate::mapping::ResolvedTable;
 use crate::retry::ErrorClass;
@@ -73,32 +76,62 @@ fn halt_for(table: &ResolvedTable, e: &PostgrestError) -> Option<Halt> {
 }
 
 impl Batch<'_> {
-    /// Upserts parents before children, then deletes children before parents; stops at a
-    /// [`Halt`].
-    pub(super) async fn send(&self, plans: Vec<TablePlan>, out: &mut BatchOutcome) -> Results {
+    /// Upserts parents before children, then deletes children before parents, one stage at a
+    /// time in the order of `lanes` (batch `ticket` enters a stage after every earlier batch
+    /// left it); stops at a [`Halt`], its own or another batch's.
+    pub(super) async fn send(
+        &self,
+        plans: Vec<TablePlan>,
+        out: &mut BatchOutcome,
+        lanes: &Lanes,
+        ticket: u64,
+    ) -> Results {
         let mut results = Results::new();
-        let mut deletes = Vec::new();
+        let mut upserts = BTreeMap::new();
+        let mut deletes = BTreeMap::new();
         for plan in plans {
-            deletes.push((plan.order, plan.gone));
-            if out.halt.is_none() && !plan.present.is_empty() {
-                out.rows_upserted += self
-                    .send_table(
-                        plan.order,
-                        Write::Upsert(&plan.times),
-                        plan.present,
-                        out,
-                        &mut results,
-                    )
-                    .await;
-            }
+            deletes.insert(plan.order, plan.gone);
+            upserts.insert(plan.order, (plan.present, plan.times));
         }
-        for (order, gone) in deletes.into_iter().rev() {
-            if out.halt.is_none() && !gone.is_empty() {
-                let rows = gone.into_iter().map(|k| (k, JsonRow::new())).collect();
-                out.rows_deleted += self
-                    .send_table(order, Write::Delete, rows, out, &mut results)
-                    .await;
+        for stage in 0..lanes.stages() {
+            lanes.enter(stage, ticket).await;
+            if out.halt.is_none() {
+                if let Some(halt) = lanes.halt() {
+                    out.halt = Some(halt);
+                    out.halt_inherited = true;
+                }
             }
+            if out.halt.is_none() {
+                match lanes.step(stage) {
+                    Step::Upsert(order) => {
+                        if let Some((present, times)) = upserts.remove(&order) {
+                            if !present.is_empty() {
+                                out.rows_upserted += self
+                                    .send_table(
+                                        order,
+                                        Write::Upsert(&times),
+                                        present,
+                                        out,
+                                        &mut results,
+                                    )
+                                    .await;
+                            }
+                        }
+                    }
+                    Step::Delete(order) => {
+                        if let Some(gone) = deletes.remove(&order).filter(|g| !g.is_empty()) {
+                            let rows = gone.into_iter().map(|k| (k, JsonRow::new())).collect();
+                            out.rows_deleted += self
+                                .send_table(order, Write::Delete, rows, out, &mut results)
+                                .await;
+                        }
+                    }
+                }
+                if let Some(halt) = &out.halt {
+                    lanes.halted(halt);
+                }
+            }
+            lanes.leave(stage, ticket);
         }
         results
     }

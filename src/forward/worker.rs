@@ -5,20 +5,27 @@
 //! permit) and causes another pass. While a side is not answering, the worker backs off as a
 //! whole ([`super::outage`]): notifications wait for the backoff, a manual trigger does not.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::batch::{Batch, BatchOutcome, BatchPolicy, Halt};
+use super::batch::{Batch, BatchOutcome, BatchPolicy, Halt, Prepared};
 use super::counters::{DrainReport, ForwardCounters};
 use super::outage::{OutageTracker, Side};
+use super::pipeline::Lanes;
 use super::remap::{CurrentMap, Remap};
 use crate::mapping::ResolvedMap;
 use crate::retry::{ErrorClass, RetryPolicy};
-use crate::sqlserver::{SqlStore, StoreError, WriterWait};
+use crate::sqlserver::{
+    QueueItem, RecordKey, SettleItem, Settlement, SqlStore, StoreError, WriterWait,
+};
 use crate::supabase::SupabaseApi;
 use crate::sync_state::SyncState;
 
@@ -26,6 +33,8 @@ use crate::sync_state::SyncState;
 pub(crate) struct ForwardSettings {
     pub(crate) batch_size: usize,
     pub(crate) lease: Duration,
+    /// Batches in flight at once ([`super::pipeline`]); 1 runs them one after another.
+    pub(crate) pipeline_depth: usize,
     /// The durable retry rule for items; its backoff also paces the shared backoff of an
     /// outage.
     pub(crate) retry: RetryPolicy,
@@ -65,6 +74,62 @@ pub(crate) struct ForwardWorker {
     pub(crate) outage: Mutex<OutageTracker>,
     /// What was last synced of the portal-owned columns.
     pub(crate) state: SyncState,
+}
+
+/// What a batch in flight came to: its counts and whether the drain stops (with the error),
+/// or the SQL Server error that kept it from being settled.
+struct BatchDone {
+    ticket: u64,
+    result: Result<(DrainReport, Option<String>), StoreError>,
+}
+
+/// One drain's progress while batches are in flight.
+struct Drain<'r> {
+    report: &'r mut DrainReport,
+    failure: Option<StoreError>,
+    stop: Option<String>,
+    /// The records of each batch in flight, by ticket.
+    holding: BTreeMap<u64, BTreeSet<(usize, RecordKey)>>,
+}
+
+impl Drain<'_> {
+    /// Nothing more is claimed: a batch stopped the drain or SQL Server failed.
+    fn ended(&self) -> bool {
+        self.failure.is_some() || self.stop.is_some()
+    }
+
+    fn finished(&mut self, done: BatchDone) {
+        self.holding.remove(&done.ticket);
+        match done.result {
+            Ok((settled, stop)) => {
+                self.report.add(&settled);
+                if stop.is_some() && self.stop.is_none() {
+                    self.stop = stop;
+                }
+            }
+            Err(e) => {
+                if self.failure.is_none() {
+                    self.failure = Some(e);
+                }
+            }
+        }
+    }
+}
+
+/// Runs `work` (a claim, a read) while the batches in flight go on being sent and settled.
+async fn drive<T, F, B>(in_flight: &mut FuturesUnordered<B>, drain: &mut Drain<'_>, work: F) -> T
+where
+    F: Future<Output = T>,
+    B: Future<Output = BatchDone>,
+{
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            biased;
+            Some(done) = in_flight.next(), if !in_flight.is_empty() => drain.finished(done),
+            result = &mut work => return result,
+        }
+    }
 }
 
 /// When to wake up next without being told.
@@ -180,51 +245,185 @@ impl ForwardWorker {
         report
     }
 
+    /// Claims and reads batch after batch while earlier ones are still being sent, up to
+    /// `pipeline_depth` in flight, each settling itself when its last stage is answered. Stops
+    /// claiming at shutdown, a halt or a SQL Server error, and returns once the batches in
+    /// flight are settled.
     async fn drain_into(
         &self,
         report: &mut DrainReport,
         cancel: &CancellationToken,
     ) -> Result<(), StoreError> {
-        let policy = BatchPolicy {
-            retry: self.settings.retry,
+        let mut lanes = Arc::new(Lanes::new(self.map.get().tables.len()));
+        let mut in_flight = FuturesUnordered::new();
+        let mut drain = Drain {
+            report,
+            failure: None,
+            stop: None,
+            holding: BTreeMap::new(),
         };
-        while !cancel.is_cancelled() {
-            let items = self
+        loop {
+            let halted = lanes.halt().is_some();
+            let stopping = cancel.is_cancelled() || drain.ended() || halted;
+            if stopping || in_flight.len() >= self.settings.pipeline_depth.max(1) {
+                if let Some(done) = in_flight.next().await {
+                    drain.finished(done);
+                    continue;
+                }
+                if halted && !drain.ended() && !cancel.is_cancelled() {
+                    // A drift resolved by a new map: go on with fresh lanes.
+                    lanes = Arc::new(Lanes::new(self.map.get().tables.len()));
+                    continue;
+                }
+                break;
+            }
+            let claim = self
                 .store
-                .claim(self.settings.batch_size, self.settings.lease)
-                .await?;
+                .claim(self.settings.batch_size, self.settings.lease);
+            let items = match drive(&mut in_flight, &mut drain, claim).await {
+                Ok(items) => items,
+                Err(e) => {
+                    drain.failure = Some(e);
+                    continue;
+                }
+            };
+            if !items.is_empty()
+                && (cancel.is_cancelled() || drain.ended() || lanes.halt().is_some())
+            {
+                // Claimed while a batch in flight hit a halt (or shutdown began): give the
+                // items back untouched rather than send them into it.
+                if let Err(e) = self.unclaim(&items).await {
+                    drain.failure.get_or_insert(e);
+                }
+                continue;
+            }
             if items.is_empty() {
+                if !in_flight.is_empty() {
+                    // Batches in flight may release items (a halt): claim again after them.
+                    while let Some(done) = in_flight.next().await {
+                        drain.finished(done);
+                    }
+                    continue;
+                }
                 // The trigger notifies before its writer commits: rows we cannot see yet may
                 // be held by an open transaction. Wait for it rather than strand them.
-                match self
-                    .store
-                    .wait_for_writers(self.settings.writer_wait)
-                    .await?
-                {
-                    WriterWait::Idle => return Ok(()),
-                    WriterWait::Waited => continue,
+                match self.store.wait_for_writers(self.settings.writer_wait).await {
+                    Ok(WriterWait::Idle) => break,
+                    Ok(WriterWait::Waited) => continue,
+                    Err(e) => {
+                        drain.failure = Some(e);
+                        continue;
+                    }
                 }
             }
             let map = self.map.get();
-            let batch = Batch {
-                store: self.store.as_ref(),
-                supabase: self.supabase.as_ref(),
-                map: &map,
-                policy,
-                state: &self.state,
+            let batch = self.batch(&map);
+            let prepare = batch.prepare(items);
+            let prepared = match drive(&mut in_flight, &mut drain, prepare).await {
+                Ok(prepared) => prepared,
+                Err(e) => {
+                    drain.failure = Some(e);
+                    continue;
+                }
             };
-            let mut outcome = batch.run(items).await?;
-            let stop = self.after_halt(&mut outcome, &map).await;
-            self.store.settle(&outcome.settlements).await?;
-            let settled = DrainReport::of_batch(&outcome);
-            report.add(&settled);
-            self.counters.record(&settled);
-            if let Some(error) = stop {
-                report.error = Some(error);
-                return Ok(());
+            let records: BTreeSet<(usize, RecordKey)> =
+                prepared.records().map(|(o, k)| (o, k.clone())).collect();
+            if drain
+                .holding
+                .values()
+                .any(|held| !held.is_disjoint(&records))
+            {
+                // A record's later change must not overtake its earlier one: let the batches
+                // in flight finish first.
+                while let Some(done) = in_flight.next().await {
+                    drain.finished(done);
+                }
+            }
+            let ticket = lanes.ticket();
+            drain.holding.insert(ticket, records);
+            in_flight.push(self.send_batch(prepared, map, lanes.clone(), ticket));
+        }
+        match drain.failure {
+            Some(e) => Err(e),
+            None => {
+                if let Some(error) = drain.stop {
+                    report.error = Some(error);
+                }
+                Ok(())
             }
         }
-        Ok(())
+    }
+
+    fn batch<'a>(&'a self, map: &'a ResolvedMap) -> Batch<'a> {
+        Batch {
+            store: self.store.as_ref(),
+            supabase: self.supabase.as_ref(),
+            map,
+            policy: BatchPolicy {
+                retry: self.settings.retry,
+            },
+            state: &self.state,
+        }
+    }
+
+    /// Sends one prepared batch as batch `ticket`, settles its items and counts them.
+    async fn send_batch(
+        &self,
+        prepared: Prepared,
+        map: Arc<ResolvedMap>,
+        lanes: Arc<Lanes>,
+        ticket: u64,
+    ) -> BatchDone {
+        let mut outcome = self.batch(&map).finish(prepared, &lanes, ticket).await;
+        let stop = if outcome.halt_inherited {
+            self.after_inherited_halt(&mut outcome);
+            None
+        } else {
+            self.after_halt(&mut outcome, &map).await
+        };
+        let settled = match self.store.settle(&outcome.settlements).await {
+            Ok(()) => DrainReport::of_batch(&outcome),
+            Err(e) => {
+                return BatchDone {
+                    ticket,
+                    result: Err(e),
+                }
+            }
+        };
+        self.counters.record(&settled);
+        BatchDone {
+            ticket,
+            result: Ok((settled, stop)),
+        }
+    }
+
+    /// Gives claimed items back as they were: due at once, attempts untouched, not counted.
+    async fn unclaim(&self, items: &[QueueItem]) -> Result<(), StoreError> {
+        let release: Vec<SettleItem> = items
+            .iter()
+            .map(|item| SettleItem {
+                id: item.id,
+                claim: item.claim,
+                outcome: Settlement::Release {
+                    delay: Duration::ZERO,
+                    error: None,
+                },
+            })
+            .collect();
+        self.store.settle(&release).await
+    }
+
+    /// Releases what a batch left unsent when another batch in flight hit a halt: its cause
+    /// was counted once, by that batch.
+    fn after_inherited_halt(&self, outcome: &mut BatchOutcome) {
+        if outcome.answered {
+            self.answered(Side::Supabase);
+        }
+        let delay = match &outcome.halt {
+            Some(Halt::ConfigFault(_)) => self.fault_delay(),
+            _ => Duration::ZERO,
+        };
+        outcome.release(delay);
     }
 
     /// Releases what a halted batch left unsent, for as long as its halt says, and answers

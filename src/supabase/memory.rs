@@ -64,6 +64,9 @@ struct State {
     /// The next n writes wait this long before they take effect (a slow round trip), so a
     /// test can make a later request overtake an earlier one.
     delayed: (usize, Duration),
+    /// Delayed writes under way now, and the most there have been at once.
+    in_flight: usize,
+    max_in_flight: usize,
     /// `(table, column)`: a write naming this column is refused as PostgREST refuses a column
     /// its schema cache lacks (PGRST204).
     unknown_columns: Vec<(String, String)>,
@@ -196,8 +199,19 @@ impl MemorySupabase {
             }
         };
         if let Some(delay) = delay {
+            {
+                let mut s = self.lock();
+                s.in_flight += 1;
+                s.max_in_flight = s.max_in_flight.max(s.in_flight);
+            }
             tokio::time::sleep(delay).await;
+            self.lock().in_flight -= 1;
         }
+    }
+
+    /// The most delayed writes that were under way at the same time.
+    pub fn max_in_flight(&self) -> usize {
+        self.lock().max_in_flight
     }
 
     /// `Retry-After` for failing 429 and 503 answers (`None`: no header).

@@ -87,7 +87,12 @@ pub struct MemoryStore {
     state: Arc<Mutex<State>>,
     tx_ended: Arc<Notify>,
     agent_id: String,
+    /// What a test does as a given claim begins (see [`MemoryStore::on_claim`]).
+    claim_hooks: Arc<Mutex<Vec<ClaimHook>>>,
 }
+
+/// A test's action at the start of the `nth` claim (1-based).
+type ClaimHook = (u64, Box<dyn FnOnce() + Send>);
 
 impl Default for MemoryStore {
     fn default() -> Self {
@@ -105,6 +110,7 @@ impl MemoryStore {
             })),
             tx_ended: Arc::new(Notify::new()),
             agent_id: "memory-agent".to_owned(),
+            claim_hooks: Arc::default(),
         }
     }
 
@@ -283,6 +289,27 @@ impl MemoryStore {
         }
         drop(s);
         self.tx_ended.notify_waiters();
+    }
+
+    /// Runs `action` as the `nth` claim (1-based) begins, before it reads the queue: a clinic
+    /// write that lands exactly while the agent claims.
+    pub fn on_claim(&self, nth: u64, action: impl FnOnce() + Send + 'static) {
+        let mut hooks = self.claim_hooks.lock().unwrap_or_else(|e| e.into_inner());
+        hooks.push((nth, Box::new(action)));
+    }
+
+    /// Runs the hooks of the claim about to begin.
+    pub(super) fn run_claim_hooks(&self) {
+        let nth = self.calls("claim") + 1;
+        let due: Vec<ClaimHook> = {
+            let mut hooks = self.claim_hooks.lock().unwrap_or_else(|e| e.into_inner());
+            let (due, later) = hooks.drain(..).partition(|(n, _)| *n == nth);
+            *hooks = later;
+            due
+        };
+        for (_, action) in due {
+            action();
+        }
     }
 
     /// How many times the agent called `method` (e.g. "claim", "wait_for_writers").

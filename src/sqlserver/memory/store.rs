@@ -57,6 +57,7 @@ impl SqlStore for MemoryStore {
     }
 
     async fn claim(&self, limit: usize, lease: Duration) -> Result<Vec<QueueItem>, StoreError> {
+        self.run_claim_hooks();
         let mut guard = self.guard("claim")?;
         let s = &mut *guard;
         let now = Instant::now();

@@ -1,0 +1,109 @@
+//! The order that lets several batches be in flight at once without a record's later change
+//! overtaking an earlier one, or a child reaching Supabase before its parent.
+//!
+//! A batch sends in stages: the upserts of each table, parents first, then the deletes of each
+//! table, children first ([`super::send`]). Every stage is a lane, and batches pass through
+//! every lane in the order they were claimed (a ticket each): batch N+1 starts a stage only
+//! once batch N has left it, and a batch leaves a stage only after its requests were answered.
+//! So a wavefront runs through the lanes: while batch N deletes, N+1 upserts children and N+2
+//! upserts parents, and every cross-batch order the sequential drain kept still holds:
+//! - a child upserted by N+1 finds the parents N upserted (N left that lane before N+1 could
+//!   enter the child's, which comes later);
+//! - a parent deleted by N+1 has lost the children N upserted.
+//!
+//! Two batches holding the same record are not overlapped at all: the worker waits for the
+//! earlier to finish first ([`super::worker`]), because a record's delete stage comes after
+//! its upsert stage and the lanes alone would let a re-insert overtake the delete.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use tokio::sync::watch;
+
+use super::batch::Halt;
+
+/// A stage of a batch: the table (its position in parent-first order) and the write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Step {
+    Upsert(usize),
+    Delete(usize),
+}
+
+/// One lane per stage, each holding the ticket of the batch allowed in next.
+pub(super) struct Lanes {
+    lanes: Vec<watch::Sender<u64>>,
+    /// The ticket of the next batch, in claim order.
+    next_ticket: AtomicU64,
+    /// The first halt any batch hit: later stages of every batch in flight stop too.
+    halt: Mutex<Option<Halt>>,
+}
+
+impl Lanes {
+    /// Lanes for a map of `tables` tables (an upsert and a delete stage each).
+    pub(super) fn new(tables: usize) -> Self {
+        Self {
+            lanes: (0..tables * 2).map(|_| watch::Sender::new(0)).collect(),
+            next_ticket: AtomicU64::new(0),
+            halt: Mutex::new(None),
+        }
+    }
+
+    /// The next batch's place in line: call it in claim order.
+    pub(super) fn ticket(&self) -> u64 {
+        self.next_ticket.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// How many tables these lanes were made for.
+    pub(super) fn tables(&self) -> usize {
+        self.lanes.len() / 2
+    }
+
+    pub(super) fn stages(&self) -> usize {
+        self.lanes.len()
+    }
+
+    /// What the batch does in `stage`: the upserts of the table at each position in
+    /// parent-first order, then the deletes, children first.
+    pub(super) fn step(&self, stage: usize) -> Step {
+        let tables = self.tables();
+        if stage < tables {
+            Step::Upsert(stage)
+        } else {
+            Step::Delete(self.lanes.len().saturating_sub(stage + 1))
+        }
+    }
+
+    /// Waits until batch `ticket` may enter `stage` (every earlier batch has left it).
+    pub(super) async fn enter(&self, stage: usize, ticket: u64) {
+        let Some(lane) = self.lanes.get(stage) else {
+            return;
+        };
+        let mut turn = lane.subscribe();
+        // The sender lives in `self`, so the channel cannot close while we wait.
+        let _ = turn.wait_for(|&next| next >= ticket).await;
+    }
+
+    /// Batch `ticket` has left `stage`: the next batch may enter.
+    pub(super) fn leave(&self, stage: usize, ticket: u64) {
+        if let Some(lane) = self.lanes.get(stage) {
+            lane.send_modify(|next| *next = (*next).max(ticket + 1));
+        }
+    }
+
+    /// Records the first halt; later ones are consequences of the same cause.
+    pub(super) fn halted(&self, halt: &Halt) {
+        let mut slot = self.halt.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            *slot = Some(halt.clone());
+        }
+    }
+
+    /// The halt that stops every batch's remaining stages, if one was hit.
+    pub(super) fn halt(&self) -> Option<Halt> {
+        self.halt.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+#[cfg(test)]
+#[path = "pipeline_tests.rs"]
+mod tests;

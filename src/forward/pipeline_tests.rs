@@ -1,0 +1,185 @@
+//! The pipeline's promises, on paused time against the two doubles: the next batch is claimed
+//! and read while the first is still in flight, batches of different tables overlap, and yet a
+//! child never reaches Supabase before its parent, a record's later change never overtakes an
+//! earlier one, and a halt in one batch spends no attempt of the others.
+
+use std::time::Duration;
+
+use futures_util::poll;
+use tokio_util::sync::CancellationToken;
+
+use super::{Lanes, Step};
+use crate::forward::fixture::{key, patient, work, worker};
+use crate::sqlserver::memory::MemoryStore;
+use crate::supabase::memory::MemorySupabase;
+
+/// Lets every ready task run (paused time does not advance while this task keeps yielding).
+async fn run_ready_tasks() {
+    for _ in 0..200 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn a_batch_enters_a_stage_only_after_the_batch_before_left_it() {
+    let lanes = Lanes::new(2);
+    let steps: Vec<Step> = (0..lanes.stages()).map(|s| lanes.step(s)).collect();
+    assert_eq!(
+        steps,
+        [
+            Step::Upsert(0),
+            Step::Upsert(1),
+            Step::Delete(1),
+            Step::Delete(0)
+        ],
+        "upserts parents first, then deletes children first"
+    );
+    lanes.enter(0, 0).await;
+    let second = lanes.enter(0, 1);
+    tokio::pin!(second);
+    assert!(
+        poll!(&mut second).is_pending(),
+        "batch 0 is still in stage 0"
+    );
+    let third = lanes.enter(1, 1);
+    tokio::pin!(third);
+    lanes.leave(0, 0);
+    assert!(poll!(&mut second).is_ready(), "batch 0 left stage 0");
+    assert!(
+        poll!(&mut third).is_pending(),
+        "batch 0 has not left stage 1 yet (it has not even entered it)"
+    );
+    lanes.leave(1, 0);
+    assert!(poll!(&mut third).is_ready());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_next_batch_is_claimed_and_read_while_one_is_in_flight() {
+    let store = MemoryStore::sample_clinic();
+    for id in 1..=3 {
+        store.clinic_write("tblPatients", &key("PersonID", id), Some(patient(id, "p")));
+    }
+    let supabase = MemorySupabase::new();
+    supabase.delay_next(1, Duration::from_secs(5));
+    let w = worker(&store, &supabase, 1, 10).await;
+    let drain = tokio::spawn(async move { w.drain(&CancellationToken::new()).await });
+    run_ready_tasks().await;
+    assert_eq!(
+        supabase.rows("patients").len(),
+        0,
+        "the first batch is in flight"
+    );
+    assert!(
+        store.calls("claim") >= 3 && store.calls("load_rows") >= 3,
+        "later batches claimed and read meanwhile: {} claims, {} loads",
+        store.calls("claim"),
+        store.calls("load_rows")
+    );
+    let report = drain.await.expect("drain");
+    assert_eq!((report.items_synced, report.items_retried), (3, 0));
+    assert_eq!(supabase.rows("patients").len(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn batches_of_different_tables_are_in_flight_at_once() {
+    let store = MemoryStore::sample_clinic();
+    // Claimed in queue order: a child table's batch first, a parent table's second.
+    store.clinic_write("tblWork", &key("WorkID", 1), Some(work(1, 1)));
+    store.clinic_write("tblPatients", &key("PersonID", 2), Some(patient(2, "p")));
+    let supabase = MemorySupabase::new();
+    supabase.delay_next(2, Duration::from_secs(5));
+    let report = worker(&store, &supabase, 1, 10)
+        .await
+        .drain(&CancellationToken::new())
+        .await;
+    assert_eq!((report.items_synced, report.items_retried), (2, 0));
+    assert_eq!(
+        supabase.max_in_flight(),
+        2,
+        "the second batch's parents were sent while the first batch's children were in flight"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_child_in_a_later_batch_waits_for_its_parent_in_an_earlier_one() {
+    let store = MemoryStore::sample_clinic();
+    store.clinic_write("tblPatients", &key("PersonID", 1), Some(patient(1, "p")));
+    store.clinic_write("tblWork", &key("WorkID", 1), Some(work(1, 1)));
+    let supabase = MemorySupabase::new();
+    supabase.add_foreign_key("work", "person_id", "patients", "person_id");
+    // The parent's request is slow: a child sent beside it would be refused (23503).
+    supabase.delay_next(1, Duration::from_secs(5));
+    let report = worker(&store, &supabase, 1, 10)
+        .await
+        .drain(&CancellationToken::new())
+        .await;
+    assert_eq!(
+        (report.batches, report.items_synced, report.items_retried),
+        (2, 2, 0),
+        "{report:?}"
+    );
+    assert_eq!(supabase.rows("work").len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_record_claimed_again_waits_for_its_earlier_batch() {
+    let store = MemoryStore::sample_clinic();
+    let supabase = MemorySupabase::new();
+    supabase.insert_rows(
+        "patients",
+        [serde_json::json!({"person_id": 5, "patient_name": "old"})
+            .as_object()
+            .cloned()
+            .unwrap_or_default()],
+    );
+    // Patient 5 is deleted at the clinic; its batch's delete is slow...
+    store.clinic_write("tblPatients", &key("PersonID", 5), None);
+    supabase.delay_next(1, Duration::from_secs(5));
+    // ...and it is inserted again while the next batch is claimed, the delete still in flight.
+    let clinic = store.clone();
+    store.on_claim(2, move || {
+        clinic.clinic_write("tblPatients", &key("PersonID", 5), Some(patient(5, "back")));
+    });
+    let w = worker(&store, &supabase, 1, 10).await;
+    let drain = tokio::spawn(async move { w.drain(&CancellationToken::new()).await });
+    let report = drain.await.expect("drain");
+    assert_eq!(report.items_retried + report.items_failed, 0, "{report:?}");
+    let back: Vec<_> = supabase
+        .rows("patients")
+        .into_iter()
+        .filter(|r| r["person_id"] == 5)
+        .collect();
+    assert_eq!(
+        back.len(),
+        1,
+        "the re-insert must not be overtaken by the earlier delete"
+    );
+    assert_eq!(back[0]["patient_name"], "back");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_outage_in_one_batch_spends_no_attempt_of_the_batches_beside_it() {
+    let store = MemoryStore::sample_clinic();
+    store.clinic_write("tblWork", &key("WorkID", 1), Some(work(1, 1)));
+    for id in 1..=3 {
+        store.clinic_write("tblPatients", &key("PersonID", id), Some(patient(id, "p")));
+    }
+    let supabase = MemorySupabase::new();
+    supabase.set_failing(Some(503));
+    let report = worker(&store, &supabase, 1, 10)
+        .await
+        .drain(&CancellationToken::new())
+        .await;
+    assert!(report.error.is_some(), "the drain stops at the outage");
+    assert_eq!(report.items_retried + report.items_failed, 0);
+    let queue = store.queue();
+    assert_eq!(queue.len(), 4);
+    for item in queue {
+        assert_eq!(
+            (item.status.as_str(), item.attempts, item.claim),
+            ("Pending", 0, None),
+            "{} released with no attempt spent",
+            item.record_id
+        );
+    }
+}
