@@ -138,15 +138,6 @@ impl Prepared {
 }
 
 impl Batch<'_> {
-    /// claim's items → grouped by record → current rows → upserts and deletes → settlements,
-    /// alone (no other batch in flight).
-    #[cfg(test)]
-    pub(crate) async fn run(&self, items: Vec<QueueItem>) -> Result<BatchOutcome, StoreError> {
-        let prepared = self.prepare(items).await?;
-        let lanes = Lanes::new(self.map.tables.len());
-        Ok(self.finish(prepared, &lanes, 0).await)
-    }
-
     /// claim's items → grouped by record → current rows. Nothing is sent yet.
     pub(super) async fn prepare(&self, items: Vec<QueueItem>) -> Result<Prepared, StoreError> {
         let mut out = BatchOutcome {
