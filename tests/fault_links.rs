@@ -183,12 +183,11 @@ async fn supabase_name(sides: &Sides, id: i64) -> Option<String> {
 }
 
 /// Found by the soak: a request the agent gave up on (client timeout) is still applied by a
-/// slow PostgREST after the agent sent a newer value for the same row, so Supabase keeps the
-/// older value while the queue says `Synced`, until the clinic changes that row again. The
-/// same for the in-flight request of a killed agent. A fix needs an upsert that refuses an
-/// older version of a row (e.g. a version column both sides keep), not a retry rule.
+/// slow PostgREST after the agent sent a newer value for the same row. Before the row version
+/// (`synced_at`, `sql/supabase/04_row_versions.sql`) Supabase then kept the older value while
+/// the queue said `Synced`; now the late upsert carries an older clinic time than the row's and
+/// Supabase skips it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug: a timed-out upsert applied late overwrites a newer value"]
 async fn a_write_given_up_on_never_overwrites_a_newer_one() {
     let sides = Sides::start().await;
     let agent = synced_agent(&sides, &[("SUPABASE_TIMEOUT", "300ms")]).await;
