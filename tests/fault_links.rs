@@ -222,3 +222,53 @@ async fn a_write_given_up_on_never_overwrites_a_newer_one() {
         .nothing_failed("a late write after a timeout", 1)
         .await;
 }
+
+/// The same for a killed agent's request: it reached a slow PostgREST, the agent was killed,
+/// the clinic changed the row again and the restarted agent sent the newer value; the dead
+/// agent's request, applied after it, is skipped (its clinic time is older than the row's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_agents_write_landing_late_never_overwrites_a_newer_one() {
+    let sides = Sides::start().await;
+    let mut agent = synced_agent(&sides, &[]).await;
+    sides.rest.set_latency(Duration::from_secs(3));
+    let id = key("PersonID", 1);
+    sides
+        .sql()
+        .clinic_update("tblPatients", &id, &[("PatientName", text("older"))]);
+    let arrived = sides.rest.arrived();
+    agent.notify(&sides.http).await;
+    wait_for("the upsert inside the slow PostgREST", || async {
+        sides.rest.arrived() > arrived
+    })
+    .await;
+    agent.kill();
+    sides.rest.set_latency(Duration::ZERO);
+    sides.rest.clear_requests();
+    sides
+        .sql()
+        .clinic_update("tblPatients", &id, &[("PatientName", text("newer"))]);
+    agent.start();
+    agent.wait_ready(&sides).await;
+    agent.notify(&sides.http).await;
+    sides.wait_synced(&[&agent]).await;
+    // Both upserts answered: the dead agent's one last, so the race happened as intended.
+    let upserts = || {
+        sides
+            .rest
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "POST" && r.table() == "patients")
+            .collect::<Vec<_>>()
+    };
+    wait_for("the dead agent's upsert applied", || async {
+        upserts().len() >= 2
+    })
+    .await;
+    let last = upserts().last().and_then(|r| r.body.clone());
+    assert!(
+        last.is_some_and(|b| b.to_string().contains("older")),
+        "the late upsert was answered after the newer one"
+    );
+    assert_eq!(supabase_name(&sides, 1).await.as_deref(), Some("newer"));
+    sides.nothing_failed("a killed agent's late write", 1).await;
+}

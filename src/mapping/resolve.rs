@@ -373,6 +373,26 @@ mod tests {
     }
 
     #[test]
+    fn the_row_version_is_sent_only_where_supabase_has_it_and_is_no_drift() {
+        let sql = described(Some(vec![col("ID", SqlType::Int { bits: 32 })]));
+        let at = chrono::DateTime::from_timestamp_micros(1_767_261_600_123_456).expect("time");
+        let row = |target: &TargetSchema| {
+            let resolved =
+                ResolvedMap::resolve_against(&map(&["ID"]), &sql, Some(target)).expect("resolves");
+            assert!(resolved.drift.is_empty(), "{:?}", resolved.drift);
+            resolved.tables[0].with_row_version(serde_json::Map::new(), at)
+        };
+        assert_eq!(
+            row(&supabase(&["id", "updated_at", "synced_at"])),
+            serde_json::json!({"synced_at": "2026-01-01T10:00:00.123456Z"})
+                .as_object()
+                .cloned()
+                .expect("object")
+        );
+        assert!(row(&supabase(&["id", "updated_at"])).is_empty());
+    }
+
+    #[test]
     fn every_spelling_of_the_source_finds_the_described_table() {
         let cols = Some(vec![col("ID", SqlType::Int { bits: 32 })]);
         for spelling in ["tblX", "dbo.tblX", "[dbo].[tblX]", "DBO.\"tblX\""] {
