@@ -9,7 +9,7 @@
 use std::fmt::Write as _;
 
 use crate::config::{Config, ConfigError, Problem};
-use crate::mapping::table_map::SYNC_VERSIONS_COLUMN;
+use crate::mapping::table_map::{ROW_VERSION_COLUMN, SYNC_VERSIONS_COLUMN};
 use crate::mapping::{ResolvedMap, TableMap};
 use crate::sqlserver::tds::self_test::{NotifyTarget, SelfTestConfig, TableNeeds};
 use crate::sqlserver::SqlType;
@@ -259,6 +259,14 @@ fn check_supabase(target: &TargetSchema, map: &ResolvedMap, report: &mut CheckRe
             bad += 1;
             report.fail(format!(
                 "{}.{SYNC_VERSIONS_COLUMN} (the versions of its portal-owned columns) does not exist in Supabase: run sql/supabase/03_versions.sql",
+                table.target
+            ));
+        }
+        // Not a failure: the table syncs as before, only without the guard against a late
+        // write (README "Who wins").
+        if !columns.contains_key(ROW_VERSION_COLUMN) {
+            report.warn(format!(
+                "{}.{ROW_VERSION_COLUMN} (the clinic's row version) does not exist in Supabase, so a forward write given up on can land after a newer one: run sql/supabase/04_row_versions.sql",
                 table.target
             ));
         }

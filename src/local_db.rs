@@ -21,6 +21,14 @@ pub(crate) enum LocalDbError {
         #[source]
         source: std::io::Error,
     },
+    /// The directory exists but no file can be written in it (a read-only file system, or
+    /// permissions): the agent could acknowledge no webhook, so it does not start.
+    #[error("the data directory {path} (SYNC_DATA_DIR) is not writable")]
+    Unwritable {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("inbox task failed: {0}")]
     Join(#[source] tokio::task::JoinError),
     /// The group commit this write was part of failed (every write of the group gets it).
@@ -55,6 +63,28 @@ impl LocalDb {
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
+    }
+
+    /// Opens the database for an agent or a command that writes it, first proving that `dir`
+    /// takes a new file: on a read-only file system SQLite would open an existing database
+    /// read-only without a word, and every write would fail later.
+    pub(crate) fn open_for_writing(dir: &Path) -> Result<Self, LocalDbError> {
+        std::fs::create_dir_all(dir).map_err(|source| LocalDbError::Dir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let probe = dir.join(".syncbridge-write-probe");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&probe)
+            .and_then(|_| std::fs::remove_file(&probe))
+            .map_err(|source| LocalDbError::Unwritable {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        Self::open(dir)
     }
 
     fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {

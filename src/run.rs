@@ -96,7 +96,8 @@ pub async fn run(
 
 /// The inbox and the schema cache in the data directory; old dead events pruned.
 async fn open_local_db(config: &Config) -> anyhow::Result<(Inbox, SchemaCache)> {
-    let db = LocalDb::open(&config.data_dir).context("opening the reverse-sync inbox")?;
+    let db =
+        LocalDb::open_for_writing(&config.data_dir).context("opening the reverse-sync inbox")?;
     let inbox = Inbox::open(db.clone()).context("opening the reverse-sync inbox")?;
     let cache = SchemaCache::open(db).context("opening the schema cache")?;
     if let Ok(n) = inbox.prune_dead(DEAD_EVENT_DAYS).await {

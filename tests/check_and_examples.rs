@@ -90,6 +90,19 @@ async fn check_fails_a_table_with_portal_owned_columns_but_no_versions() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_warns_of_a_table_without_the_row_version() {
+    let setup = "ALTER TABLE work DROP COLUMN synced_at CASCADE;";
+    let report = check(setup, &installed_store(), None).await;
+    let text = report.render();
+    // It syncs as before (no failure), only without the guard against a late write.
+    assert_eq!((report.problems, report.warnings), (0, 1), "{text}");
+    assert!(
+        text.contains("WARN  work.synced_at (the clinic's row version) does not exist in Supabase, so a forward write given up on can land after a newer one: run sql/supabase/04_row_versions.sql"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_lists_columns_that_exist_on_one_side_only() {
     let store = installed_store();
     store.add_column(

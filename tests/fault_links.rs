@@ -183,12 +183,11 @@ async fn supabase_name(sides: &Sides, id: i64) -> Option<String> {
 }
 
 /// Found by the soak: a request the agent gave up on (client timeout) is still applied by a
-/// slow PostgREST after the agent sent a newer value for the same row, so Supabase keeps the
-/// older value while the queue says `Synced`, until the clinic changes that row again. The
-/// same for the in-flight request of a killed agent. A fix needs an upsert that refuses an
-/// older version of a row (e.g. a version column both sides keep), not a retry rule.
+/// slow PostgREST after the agent sent a newer value for the same row. Before the row version
+/// (`synced_at`, `sql/supabase/04_row_versions.sql`) Supabase then kept the older value while
+/// the queue said `Synced`; now the late upsert carries an older clinic time than the row's and
+/// Supabase skips it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug: a timed-out upsert applied late overwrites a newer value"]
 async fn a_write_given_up_on_never_overwrites_a_newer_one() {
     let sides = Sides::start().await;
     let agent = synced_agent(&sides, &[("SUPABASE_TIMEOUT", "300ms")]).await;
@@ -222,4 +221,54 @@ async fn a_write_given_up_on_never_overwrites_a_newer_one() {
     sides
         .nothing_failed("a late write after a timeout", 1)
         .await;
+}
+
+/// The same for a killed agent's request: it reached a slow PostgREST, the agent was killed,
+/// the clinic changed the row again and the restarted agent sent the newer value; the dead
+/// agent's request, applied after it, is skipped (its clinic time is older than the row's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_agents_write_landing_late_never_overwrites_a_newer_one() {
+    let sides = Sides::start().await;
+    let mut agent = synced_agent(&sides, &[]).await;
+    sides.rest.set_latency(Duration::from_secs(3));
+    let id = key("PersonID", 1);
+    sides
+        .sql()
+        .clinic_update("tblPatients", &id, &[("PatientName", text("older"))]);
+    let arrived = sides.rest.arrived();
+    agent.notify(&sides.http).await;
+    wait_for("the upsert inside the slow PostgREST", || async {
+        sides.rest.arrived() > arrived
+    })
+    .await;
+    agent.kill();
+    sides.rest.set_latency(Duration::ZERO);
+    sides.rest.clear_requests();
+    sides
+        .sql()
+        .clinic_update("tblPatients", &id, &[("PatientName", text("newer"))]);
+    agent.start();
+    agent.wait_ready(&sides).await;
+    agent.notify(&sides.http).await;
+    sides.wait_synced(&[&agent]).await;
+    // Both upserts answered: the dead agent's one last, so the race happened as intended.
+    let upserts = || {
+        sides
+            .rest
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "POST" && r.table() == "patients")
+            .collect::<Vec<_>>()
+    };
+    wait_for("the dead agent's upsert applied", || async {
+        upserts().len() >= 2
+    })
+    .await;
+    let last = upserts().last().and_then(|r| r.body.clone());
+    assert!(
+        last.is_some_and(|b| b.to_string().contains("older")),
+        "the late upsert was answered after the newer one"
+    );
+    assert_eq!(supabase_name(&sides, 1).await.as_deref(), Some("newer"));
+    sides.nothing_failed("a killed agent's late write", 1).await;
 }

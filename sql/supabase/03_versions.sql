@@ -58,7 +58,9 @@ CREATE TRIGGER aligner_batches_stamp_versions
 -- with the service key). p_rows is an array of {"row": {...}, "changed": {"<shared column>":
 -- "<clinic time>"}}: a missing row is inserted whole, its shared columns versioned with the
 -- clinic's times; an existing row gets every clinic-owned column, and each shared column the
--- clinic changed only when the clinic's time is newer than the column's version. Returns the
+-- clinic changed only when the clinic's time is newer than the column's version; a row whose
+-- synced_at (the clinic's row version, 04_row_versions.sql) is older than the existing row's is
+-- left alone whole. Returns the
 -- shared columns it refused where Supabase holds another value: [{"index", "column", "value",
 -- "version"}], index being the row's position in p_rows.
 --
@@ -124,6 +126,13 @@ BEGIN
                 (SELECT string_agg(format('r.%I', c), ', ') FROM unnest(v_cols) AS c),
                 p_table)
             USING v_row, v_versions;
+            CONTINUE;
+        END IF;
+        -- A clinic row older than the one Supabase holds (a push the agent gave up on that
+        -- lands late; synced_at: 04_row_versions.sql) changes nothing, its shared columns
+        -- included: the newer push already said what the clinic has. Equal times pass.
+        IF (v_row ->> 'synced_at') IS NOT NULL AND (v_current ->> 'synced_at') IS NOT NULL
+           AND (v_row ->> 'synced_at')::timestamptz < (v_current ->> 'synced_at')::timestamptz THEN
             CONTINUE;
         END IF;
         v_versions := coalesce(v_current -> 'sync_versions', '{}'::jsonb);

@@ -20,6 +20,12 @@ use crate::sync_state::{parse_version, value_hash, Entry, RecordState, Synced};
 /// Per record, the time of its clinic change: its newest queue item's `CreatedAt`.
 pub(super) type ClinicTimes = BTreeMap<RecordKey, DateTime<Utc>>;
 
+/// The time of `key`'s clinic change. Every record of a batch has at least one item, so the
+/// fallback (now) is for a caller's slip only.
+pub(super) fn clinic_time(times: &ClinicTimes, key: &RecordKey) -> DateTime<Utc> {
+    times.get(key).copied().unwrap_or_else(Utc::now)
+}
+
 /// One row as pushed, with what to remember once Supabase took it.
 struct Pushed {
     record_key: String,
@@ -52,12 +58,12 @@ impl Batch<'_> {
             .iter()
             .zip(keys)
             .map(|((key, row), record_key)| {
-                let at = times.get(key).copied().unwrap_or_else(Utc::now);
+                let at = clinic_time(times, key);
                 let changed = changed_shared(table, row, states.get(&record_key), at);
                 Pushed {
                     record_key,
                     row: PushRow {
-                        row: row.clone(),
+                        row: table.with_row_version(row.clone(), at),
                         changed,
                     },
                 }

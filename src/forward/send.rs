@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::batch::{Batch, BatchOutcome, Halt, Results};
 use super::pipeline::{Lanes, Step};
-use super::push::ClinicTimes;
+use super::push::{clinic_time, ClinicTimes};
 use crate::mapping::ResolvedTable;
 use crate::retry::ErrorClass;
 use crate::sqlserver::RecordKey;
@@ -182,7 +182,7 @@ impl Batch<'_> {
                         portal_won += won;
                     })
                 }
-                Write::Upsert(_) => self.upsert(table, chunk).await,
+                Write::Upsert(times) => self.upsert(table, chunk, times).await,
                 Write::Delete => self.delete(table, chunk).await,
             };
             let Err(e) = sent else {
@@ -228,13 +228,18 @@ impl Batch<'_> {
         }
     }
 
-    /// A table without portal-owned columns: one upsert, the clinic's row wins whole.
+    /// A table without portal-owned columns: one upsert, the clinic's row wins whole (unless
+    /// Supabase holds a newer clinic version of it: a late write never wins).
     async fn upsert(
         &self,
         table: &ResolvedTable,
         rows: &[(RecordKey, JsonRow)],
+        times: &ClinicTimes,
     ) -> Result<(), PostgrestError> {
-        let body: Vec<JsonRow> = rows.iter().map(|(_, r)| r.clone()).collect();
+        let body: Vec<JsonRow> = rows
+            .iter()
+            .map(|(k, r)| table.with_row_version(r.clone(), clinic_time(times, k)))
+            .collect();
         self.supabase
             .upsert(
                 &table.target,

@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 
 use super::drift::{Drift, Side};
 use super::resolved::{MappedColumn, ResolvedMap, ResolvedTable};
-use super::table_map::{TableMap, TableSpec, DEFAULT_VERSION_COLUMN, SYNC_VERSIONS_COLUMN};
+use super::table_map::{
+    TableMap, TableSpec, DEFAULT_VERSION_COLUMN, ROW_VERSION_COLUMN, SYNC_VERSIONS_COLUMN,
+};
 use crate::sqlserver::{DescribedTables, SourceColumn, SqlType, TableName};
 use crate::supabase::TargetSchema;
 
@@ -117,8 +119,8 @@ struct Sides<'a> {
 }
 
 /// Supabase columns the map expects there only: the version column (every table carries
-/// `updated_at`), the per-column versions (`sync_versions`) and the reverse side's
-/// `ignore_columns`.
+/// `updated_at`), the per-column versions (`sync_versions`), the row version (`synced_at`) and
+/// the reverse side's `ignore_columns`.
 fn supabase_only_by_design(spec: &TableSpec) -> Vec<String> {
     let mut columns = match &spec.reverse {
         Some(r) => std::iter::once(r.version_column.clone())
@@ -127,6 +129,7 @@ fn supabase_only_by_design(spec: &TableSpec) -> Vec<String> {
         None => vec![DEFAULT_VERSION_COLUMN.to_owned()],
     };
     columns.push(SYNC_VERSIONS_COLUMN.to_owned());
+    columns.push(ROW_VERSION_COLUMN.to_owned());
     columns
 }
 
@@ -188,12 +191,19 @@ fn resolve_table(
     if let Some(target_columns) = sides.target {
         drift.extend(supabase_only(spec, columns, target_columns));
     }
+    // Only when Supabase is known to have it (an unknown schema sends what the agent always
+    // sent), and never over a synced column of that name.
+    let row_version = sides
+        .target
+        .is_some_and(|t| t.contains_key(ROW_VERSION_COLUMN))
+        && !mapped.iter().any(|c| c.target == ROW_VERSION_COLUMN);
     ResolvedTable {
         source: name.to_string(),
         name,
         target,
         spec: spec.clone(),
         columns: mapped,
+        row_version,
     }
 }
 
@@ -360,6 +370,26 @@ mod tests {
         )
         .expect("resolves");
         assert_eq!(resolved.tables[0].columns.len(), 2);
+    }
+
+    #[test]
+    fn the_row_version_is_sent_only_where_supabase_has_it_and_is_no_drift() {
+        let sql = described(Some(vec![col("ID", SqlType::Int { bits: 32 })]));
+        let at = chrono::DateTime::from_timestamp_micros(1_767_261_600_123_456).expect("time");
+        let row = |target: &TargetSchema| {
+            let resolved =
+                ResolvedMap::resolve_against(&map(&["ID"]), &sql, Some(target)).expect("resolves");
+            assert!(resolved.drift.is_empty(), "{:?}", resolved.drift);
+            resolved.tables[0].with_row_version(serde_json::Map::new(), at)
+        };
+        assert_eq!(
+            row(&supabase(&["id", "updated_at", "synced_at"])),
+            serde_json::json!({"synced_at": "2026-01-01T10:00:00.123456Z"})
+                .as_object()
+                .cloned()
+                .expect("object")
+        );
+        assert!(row(&supabase(&["id", "updated_at"])).is_empty());
     }
 
     #[test]

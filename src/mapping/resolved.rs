@@ -3,11 +3,12 @@
 //! PostgREST JSON, a Supabase record to typed SQL Server values, keys both ways). Built once at
 //! start-up by [`super::resolve`].
 
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 
 use super::drift::{Drift, Side};
 use super::json::{self, ConversionError};
-use super::table_map::{TableSpec, SYNC_VERSIONS_COLUMN};
+use super::table_map::{TableSpec, ROW_VERSION_COLUMN, SYNC_VERSIONS_COLUMN};
 use crate::sqlserver::{KeyPart, RecordKey, Row, SourceColumn, SqlType, SqlValue, TableName};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +30,9 @@ pub(crate) struct ResolvedTable {
     pub(crate) target: String,
     /// Synced columns, in catalog order.
     pub(crate) columns: Vec<MappedColumn>,
+    /// Supabase has the row version column (`synced_at`, `sql/supabase/04_row_versions.sql`):
+    /// forward writes carry the clinic's time of each row, so a late one never wins.
+    pub(crate) row_version: bool,
 }
 
 /// A problem decoding a Supabase record for this table.
@@ -80,6 +84,21 @@ impl ResolvedTable {
                 (c.target.clone(), value)
             })
             .collect()
+    }
+
+    /// `row` as a forward write sends it: with the clinic's time `at` of its change in the row
+    /// version column when Supabase has one (RFC 3339 UTC, at the microseconds PostgreSQL
+    /// keeps, so that every write of one change carries the same version).
+    pub(crate) fn with_row_version(
+        &self,
+        mut row: Map<String, Value>,
+        at: DateTime<Utc>,
+    ) -> Map<String, Value> {
+        if self.row_version {
+            let version = at.to_rfc3339_opts(SecondsFormat::Micros, true);
+            row.insert(ROW_VERSION_COLUMN.to_owned(), Value::String(version));
+        }
+        row
     }
 
     /// The key of a SQL Server row, as the queue writes it.
@@ -164,6 +183,7 @@ impl ResolvedTable {
         let reverse = self.spec.reverse.as_ref();
         let by_design = move |name: &String| {
             name == SYNC_VERSIONS_COLUMN
+                || name == ROW_VERSION_COLUMN
                 || reverse
                     .is_some_and(|r| &r.version_column == name || r.ignore_columns.contains(name))
         };

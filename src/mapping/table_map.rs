@@ -77,6 +77,11 @@ pub(crate) const DEFAULT_VERSION_COLUMN: &str = "updated_at";
 /// (`sql/supabase/03_versions.sql`): Supabase-only by design, never synced as a column.
 pub(crate) const SYNC_VERSIONS_COLUMN: &str = "sync_versions";
 
+/// The Supabase column holding the clinic's version of a row (`sql/supabase/04_row_versions.sql`):
+/// the time of the clinic change a forward write carries. Supabase skips a write older than the
+/// row's, so a write the agent gave up on never overwrites a newer one. Supabase-only by design.
+pub(crate) const ROW_VERSION_COLUMN: &str = "synced_at";
+
 fn updated_at() -> String {
     DEFAULT_VERSION_COLUMN.to_owned()
 }

@@ -269,6 +269,27 @@ impl AgentProcess {
         }
     }
 
+    /// Waits up to `bound` for the process to end by itself (a start-up it refuses).
+    pub async fn wait_exit(&mut self, bound: Duration) -> Exit {
+        let mut child = self.child.take().expect("running");
+        let started = Instant::now();
+        let mut recheck = tokio::time::interval(Duration::from_millis(10));
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return Exit {
+                    code: status.code(),
+                    took: started.elapsed(),
+                };
+            }
+            if started.elapsed() > bound {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("no exit within {bound:?}:\n{}", self.console());
+            }
+            recheck.tick().await;
+        }
+    }
+
     /// What `sp_NotifyAppOfSync` does.
     pub async fn notify(&self, http: &reqwest::Client) {
         let status = http

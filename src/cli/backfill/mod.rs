@@ -251,7 +251,7 @@ pub async fn execute(
     let store = agent.store.as_ref();
     let map = mapped::resolve(store, &agent.map, None).await?;
     let tables = mapped::select(&map, &args.tables)?;
-    let checkpoints = Checkpoints::open(LocalDb::open(&agent.config.data_dir)?)?;
+    let checkpoints = Checkpoints::open(LocalDb::open_for_writing(&agent.config.data_dir)?)?;
     let client = if args.dry_run {
         None
     } else {

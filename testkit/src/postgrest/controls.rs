@@ -83,6 +83,8 @@ struct State {
     retry_after: Option<u32>,
     latency: Duration,
     log: Vec<LoggedRequest>,
+    /// Requests received so far, answered or not (the log has only the answered ones).
+    arrived: usize,
 }
 
 pub(crate) struct Controls {
@@ -183,10 +185,21 @@ impl Controls {
     pub fn clear_faults(&self) {
         let mut state = self.state();
         let log = std::mem::take(&mut state.log);
+        let arrived = state.arrived;
         *state = State {
             log,
+            arrived,
             ..State::default()
         };
+    }
+
+    /// Counts a request received, before its latency or fault.
+    pub fn arrive(&self) {
+        self.state().arrived += 1;
+    }
+
+    pub fn arrived(&self) -> usize {
+        self.state().arrived
     }
 
     pub fn record(&self, request: LoggedRequest) {

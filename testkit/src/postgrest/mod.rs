@@ -162,6 +162,12 @@ impl FakePostgrest {
         self.state.controls.clear_faults();
     }
 
+    /// How many `/rest/v1` requests have arrived so far, still in progress ones included
+    /// (inside their latency, say): a test can tell a request is in flight on the server.
+    pub fn arrived(&self) -> usize {
+        self.state.controls.arrived()
+    }
+
     /// Every `/rest/v1` request answered so far, in the order they finished.
     pub fn requests(&self) -> Vec<LoggedRequest> {
         self.state.controls.requests()

@@ -210,6 +210,7 @@ async fn serve(
 
 /// The request's answer, or `None` when its connection is to be reset instead.
 async fn answer(state: Arc<ServerState>, request: ApiRequest) -> Option<Reply> {
+    state.controls.arrive();
     let latency = state.controls.latency();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
