@@ -267,3 +267,36 @@ async fn wait_for_writers_waits_for_an_open_transaction() {
     drop(store);
     db.drop_db().await;
 }
+
+#[tokio::test]
+#[ignore = "needs MSSQL_TEST_URL (a real SQL Server); run scripts/test.sh with it set"]
+async fn unsettled_in_sees_pending_and_claimed_items_of_the_named_tables_only() {
+    let db = SqlDb::create().await;
+    let store = db.store();
+    let tables = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+    assert!(!store.unsettled_in(&tables(&["tblPatients"])).await.unwrap());
+    db.sql("INSERT INTO dbo.tblPatients (PatientName) VALUES (N'A');")
+        .await;
+    assert!(store.unsettled_in(&tables(&["tblPatients"])).await.unwrap());
+    // Names compare under the column's collation, as the claim compares them.
+    assert!(store
+        .unsettled_in(&tables(&["tblWork", "TBLPATIENTS"]))
+        .await
+        .unwrap());
+    assert!(!store.unsettled_in(&tables(&["tblWork"])).await.unwrap());
+    // Claimed (another agent's lease) is still unsettled; Synced is not.
+    let items = claim(&store, 10, Duration::from_secs(600)).await;
+    assert!(store.unsettled_in(&tables(&["tblPatients"])).await.unwrap());
+    let done: Vec<_> = items
+        .iter()
+        .map(|i| SettleItem {
+            id: i.id,
+            claim: i.claim,
+            outcome: Settlement::Synced,
+        })
+        .collect();
+    store.settle(&done).await.unwrap();
+    assert!(!store.unsettled_in(&tables(&["tblPatients"])).await.unwrap());
+    assert!(!store.unsettled_in(&[]).await.unwrap());
+    db.drop_db().await;
+}

@@ -156,6 +156,18 @@ async fn every_method_answers_through_the_wire_as_the_double_does() {
         .unwrap();
     assert_eq!(queued, 1);
     assert_eq!(direct.queue().len(), before + rows.len() + 1);
+    let tables = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+    for names in [&["tblPatients", "tblWork"][..], &["tblAlignerNotes"], &[]] {
+        assert_eq!(
+            remote.unsettled_in(&tables(names)).await.unwrap(),
+            direct.unsettled_in(&tables(names)).await.unwrap(),
+            "{names:?}"
+        );
+    }
+    assert!(remote
+        .unsettled_in(&tables(&["tblPatients"]))
+        .await
+        .unwrap());
 }
 
 #[tokio::test]

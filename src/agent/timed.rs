@@ -120,6 +120,11 @@ impl SqlStore for Timed<dyn SqlStore> {
         self.time("queue_stats", self.inner.queue_stats()).await
     }
 
+    async fn unsettled_in(&self, tables: &[String]) -> Result<bool, StoreError> {
+        self.time("unsettled_in", self.inner.unsettled_in(tables))
+            .await
+    }
+
     async fn retry_failed(&self, filter: &RetryFilter) -> Result<u64, StoreError> {
         self.time("retry_failed", self.inner.retry_failed(filter))
             .await

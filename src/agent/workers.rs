@@ -42,21 +42,11 @@ pub(crate) fn start(
         max_attempts: config.max_attempts,
         backoff: config.backoff,
     };
-    let (reverse, reverse_tasks) = ReverseSync {
+    // Forward first: the reverse side wakes it when it queues a record (README "Who wins").
+    let (forward, forward_task) = ForwardWorker {
         store: sides.store.clone(),
         supabase: sides.supabase.clone(),
-        inbox: sides.inbox,
-        map: map.clone(),
-        drift: agent.drift_log(),
-        counters: agent.reverse_counters(),
-        retry,
-        state: sides.state.clone(),
-    }
-    .start(shutdown);
-    let (forward, forward_task) = ForwardWorker {
-        store: sides.store,
-        supabase: sides.supabase,
-        map: CurrentMap::new(map),
+        map: CurrentMap::new(map.clone()),
         remap: schemas,
         settings: ForwardSettings {
             batch_size: config.batch_size,
@@ -70,6 +60,21 @@ pub(crate) fn start(
         state: sides.state.clone(),
     }
     .spawn(shutdown.child_token());
+    let (reverse, reverse_tasks) = ReverseSync {
+        store: sides.store,
+        supabase: sides.supabase,
+        inbox: sides.inbox,
+        map,
+        drift: agent.drift_log(),
+        counters: agent.reverse_counters(),
+        retry,
+        state: sides.state,
+        wake_forward: {
+            let forward = forward.clone();
+            Arc::new(move || forward.notify())
+        },
+    }
+    .start(shutdown);
     let mut tasks = Vec::from(reverse_tasks);
     tasks.push(forward_task);
     (Ready { forward, reverse }, tasks)

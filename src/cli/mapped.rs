@@ -52,18 +52,7 @@ pub(crate) fn select<'a>(
         .collect())
 }
 
-/// The key columns of `table` as declared in SQL Server, in the map's key order (the order the
-/// trigger's `@KeyColumns` lists them in, so RecordIDs are spelled as the trigger spells them).
+/// The key columns of `table` as declared in SQL Server, in the map's key order.
 pub(crate) fn key_columns(table: &ResolvedTable) -> Vec<String> {
-    table
-        .spec
-        .keys
-        .iter()
-        .map(|k| {
-            table
-                .key_columns()
-                .find(|c| same_identifier(&c.source.name, k))
-                .map_or_else(|| k.clone(), |c| c.source.name.clone())
-        })
-        .collect()
+    table.queue_key_columns()
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::pipeline::Lanes;
-use super::send::{RowError, TablePlan};
+use super::send::{RowError, TablePlan, WaitsOn};
 use crate::mapping::ResolvedMap;
 use crate::retry::{Decision, ErrorClass, RetryPolicy};
 use crate::sqlserver::{
@@ -160,15 +160,15 @@ impl Batch<'_> {
         prepared: Prepared,
         lanes: &Lanes,
         ticket: u64,
-    ) -> BatchOutcome {
+    ) -> Result<BatchOutcome, StoreError> {
         let Prepared {
             mut out,
             by_table,
             plans,
         } = prepared;
         let results = self.send(plans, &mut out, lanes, ticket).await;
-        self.settle_records(by_table, &results, &mut out);
-        out
+        self.settle_records(by_table, &results, &mut out).await?;
+        Ok(out)
     }
 
     /// Groups items by table (in parent-first order) and record; items that can never sync
@@ -231,6 +231,7 @@ impl Batch<'_> {
                     let error = RowError {
                         message: format!("loading rows from {}: {e}", table.source()),
                         retry_after: None,
+                        waits_on: None,
                     };
                     records
                         .values()
@@ -272,25 +273,95 @@ impl Batch<'_> {
 
     /// Turns every grouped item into a settlement from its record's result; items of records a
     /// halt left unsent go to `out.unsent`, for the worker to release once it knows for how long.
-    fn settle_records(
+    async fn settle_records(
         &self,
         by_table: BTreeMap<usize, RecordItems>,
         results: &Results,
         out: &mut BatchOutcome,
-    ) {
+    ) -> Result<(), StoreError> {
+        // Asked once per table and direction, and only when a row was refused for a key.
+        let mut queued: BTreeMap<(usize, WaitsOn), bool> = BTreeMap::new();
         for (order, records) in by_table {
             for (key, items) in records {
                 let result = results.get(&(order, key));
+                let waiting = match result {
+                    Some(Err(e)) => self.waits_on_queued(order, e, &mut queued).await?,
+                    _ => false,
+                };
                 for item in items {
-                    match result {
-                        Some(Ok(())) => out.settlements.push(settle(&item, Settlement::Synced)),
-                        Some(Err(e)) => out.settlements.push(self.settle_error(&item, e)),
+                    let settlement = match result {
+                        Some(Ok(())) => settle(&item, Settlement::Synced),
+                        Some(Err(e)) if waiting => self.settle_waiting(&item, e),
+                        Some(Err(e)) => self.settle_error(&item, e),
                         // Every loaded record is sent unless a halt stopped the batch.
-                        None => out.unsent.push(item),
-                    }
+                        None => {
+                            out.unsent.push(item);
+                            continue;
+                        }
+                    };
+                    out.settlements.push(settlement);
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Whether `error` refused a row of table `order` for a foreign key while a record it may
+    /// wait for is still queued (`Pending`, claimed by anyone): for an upsert, an item of a table
+    /// earlier in the map (its parents); for a delete, of a table later in it (its children).
+    /// A store that answers but cannot tell leaves it the row's own fault.
+    async fn waits_on_queued(
+        &self,
+        order: usize,
+        error: &RowError,
+        known: &mut BTreeMap<(usize, WaitsOn), bool>,
+    ) -> Result<bool, StoreError> {
+        let Some(waits) = error.waits_on else {
+            return Ok(false);
+        };
+        if let Some(&queued) = known.get(&(order, waits)) {
+            return Ok(queued);
+        }
+        let others = match waits {
+            WaitsOn::Parents => self.map.tables.get(..order),
+            WaitsOn::Children => self.map.tables.get(order.saturating_add(1)..),
+        };
+        let tables: Vec<String> = others
+            .unwrap_or_default()
+            .iter()
+            .map(|t| t.source().to_owned())
+            .collect();
+        let queued = match self.store.unsettled_in(&tables).await {
+            Ok(queued) => queued,
+            Err(e) if e.is_retryable() => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot tell whether a refused row's parent is queued; charging the row");
+                false
+            }
+        };
+        known.insert((order, waits), queued);
+        Ok(queued)
+    }
+
+    /// A row refused for a record that is itself still queued: not the row's own reason, so
+    /// its attempts are untouched (a parent stranded in a dead agent's claim waits out the
+    /// lease, which may outlast the whole retry schedule). Due again after the backoff its next
+    /// attempt would get: it is tried again on a durable schedule, never in a busy loop.
+    fn settle_waiting(&self, item: &QueueItem, error: &RowError) -> SettleItem {
+        let backoff = self.policy.retry.backoff;
+        let delay = backoff.next(item.attempts.saturating_add(1), error.retry_after);
+        let waits = match error.waits_on {
+            Some(WaitsOn::Children) => "a record referencing it",
+            _ => "a record it references",
+        };
+        let error = format!("{} (not charged: {waits} is still queued)", error.message);
+        settle(
+            item,
+            Settlement::Release {
+                delay,
+                error: Some(error),
+            },
+        )
     }
 
     /// Table position and parsed key, or why the item can never sync as it is.

@@ -1,11 +1,17 @@
 //! The forward path's rules against the two in-memory doubles: how rows are batched, how one
-//! refused row is isolated, and in which order parents and children reach Supabase.
+//! refused row is isolated, in which order parents and children reach Supabase, and when a
+//! row refused for a foreign key is charged an attempt (only when no record it waits for is
+//! still queued).
+
+use std::time::Duration;
 
 use serde_json::json;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::forward::fixture::{key, patient, work, worker};
-use crate::sqlserver::memory::MemoryStore;
+use crate::sqlserver::memory::{MemQueueRow, MemoryStore};
+use crate::sqlserver::SqlStore;
 use crate::supabase::memory::{MemorySupabase, Request, RequestKind};
 
 fn requests(supabase: &MemorySupabase, kind: RequestKind) -> Vec<(String, usize)> {
@@ -178,4 +184,123 @@ async fn a_table_sql_server_no_longer_has_pauses_forward_sync_without_spending_a
         "{queue:?}"
     );
     assert!(supabase.rows("patients").is_empty());
+}
+
+/// The queue item of `table`'s record `record_id`.
+fn item(store: &MemoryStore, table: &str, record_id: &str) -> MemQueueRow {
+    store
+        .queue()
+        .into_iter()
+        .find(|q| q.table == table && q.record_id == record_id)
+        .expect("queue item")
+}
+
+/// A second agent claims every due item and dies holding them (its lease outlasts the test).
+async fn claimed_by_a_dead_agent(store: &MemoryStore, limit: usize) {
+    let dead = store.as_agent("dead-agent");
+    let claimed = dead
+        .claim(limit, Duration::from_secs(3600))
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), limit, "{claimed:?}");
+}
+
+#[tokio::test]
+async fn a_child_whose_parent_is_claimed_by_another_agent_keeps_its_attempts() {
+    let store = MemoryStore::sample_clinic();
+    store.clinic_write("tblPatients", &key("PersonID", 1), Some(patient(1, "p")));
+    claimed_by_a_dead_agent(&store, 1).await;
+    store.clinic_write("tblWork", &key("WorkID", 10), Some(work(10, 1)));
+    let supabase = with_foreign_keys();
+    // One attempt allowed: charged to the child, the refusal would make it Failed at once.
+    let started = Instant::now();
+    let report = worker(&store, &supabase, 50, 1)
+        .await
+        .drain(&CancellationToken::new())
+        .await;
+    assert_eq!((report.items_failed, report.items_released), (0, 1));
+    let child = item(&store, "tblWork", r#"{"WorkID":10}"#);
+    assert_eq!((child.status.as_str(), child.attempts), ("Pending", 0));
+    let error = child.last_error.unwrap_or_default();
+    assert!(
+        error.contains("23503") && error.contains("still queued"),
+        "{error}"
+    );
+    // Due again after the backoff of its next attempt (at least half the 2 s base), not at once.
+    assert!(
+        child.next_attempt_at >= started + Duration::from_secs(1),
+        "released for {:?}",
+        child.next_attempt_at - started
+    );
+}
+
+#[tokio::test]
+async fn a_child_whose_parent_is_not_queued_spends_its_attempts() {
+    let store = MemoryStore::sample_clinic();
+    // The parent was never queued (nor is it in SQL Server): the child's own fault.
+    store.clinic_write("tblWork", &key("WorkID", 10), Some(work(10, 1)));
+    let supabase = with_foreign_keys();
+    let report = worker(&store, &supabase, 50, 1)
+        .await
+        .drain(&CancellationToken::new())
+        .await;
+    assert_eq!((report.items_failed, report.items_released), (1, 0));
+    let child = item(&store, "tblWork", r#"{"WorkID":10}"#);
+    assert_eq!((child.status.as_str(), child.attempts), ("Failed", 1));
+    assert!(child.last_error.unwrap_or_default().contains("23503"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_child_waits_while_its_parent_is_retried_and_fails_once_the_parent_has() {
+    let store = MemoryStore::sample_clinic();
+    store.clinic_write(
+        "tblPatients",
+        &key("PersonID", 1),
+        Some(patient(1, "poison")),
+    );
+    store.clinic_write("tblWork", &key("WorkID", 10), Some(work(10, 1)));
+    let supabase = with_foreign_keys();
+    supabase.refuse_value("patients", "patient_name", json!("poison"));
+    let worker = worker(&store, &supabase, 50, 2).await;
+    let parent = || item(&store, "tblPatients", r#"{"PersonID":1}"#);
+    let child = || item(&store, "tblWork", r#"{"WorkID":10}"#);
+    // The parent spends its attempts; while it is queued, the child spends none.
+    for attempts in 1..=2 {
+        worker.drain(&CancellationToken::new()).await;
+        assert_eq!(parent().attempts, attempts);
+        assert_eq!((child().status.as_str(), child().attempts), ("Pending", 0));
+        tokio::time::advance(Duration::from_secs(10)).await;
+    }
+    assert_eq!(parent().status, "Failed");
+    // The parent is given up on: the missing parent is now the child's own problem.
+    for _ in 0..2 {
+        worker.drain(&CancellationToken::new()).await;
+        tokio::time::advance(Duration::from_secs(10)).await;
+    }
+    assert_eq!((child().status.as_str(), child().attempts), ("Failed", 2));
+}
+
+#[tokio::test]
+async fn a_parent_whose_childs_delete_is_claimed_by_another_agent_keeps_its_attempts() {
+    let store = MemoryStore::sample_clinic();
+    store.clinic_write("tblPatients", &key("PersonID", 1), Some(patient(1, "p")));
+    store.clinic_write("tblWork", &key("WorkID", 10), Some(work(10, 1)));
+    let supabase = with_foreign_keys();
+    let worker = worker(&store, &supabase, 50, 1).await;
+    worker.drain(&CancellationToken::new()).await;
+    assert_eq!(supabase.rows("work").len(), 1);
+    // The child's delete is stranded in a dead agent's claim; the parent's is refused while
+    // Supabase still has the child.
+    store.clinic_write("tblWork", &key("WorkID", 10), None);
+    claimed_by_a_dead_agent(&store, 1).await;
+    store.clinic_write("tblPatients", &key("PersonID", 1), None);
+    let report = worker.drain(&CancellationToken::new()).await;
+    assert_eq!((report.items_failed, report.items_released), (0, 1));
+    let parent = store
+        .queue()
+        .into_iter()
+        .rfind(|q| q.table == "tblPatients")
+        .expect("the parent's delete");
+    assert_eq!((parent.status.as_str(), parent.attempts), ("Pending", 0));
+    assert!(parent.last_error.unwrap_or_default().contains("23503"));
 }

@@ -32,6 +32,18 @@ pub(super) struct TablePlan {
 pub(super) struct RowError {
     pub(super) message: String,
     pub(super) retry_after: Option<Duration>,
+    /// Set when Supabase refused the row for a foreign key (23503): it may be waiting for
+    /// another record, which the batch asks the queue about before charging an attempt.
+    pub(super) waits_on: Option<WaitsOn>,
+}
+
+/// The records a row refused for a foreign key waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum WaitsOn {
+    /// An upsert: the row it references is not in Supabase yet (tables earlier in the map).
+    Parents,
+    /// A delete: rows still reference it (tables later in the map).
+    Children,
 }
 
 #[derive(Clone, Copy)]
@@ -212,9 +224,14 @@ impl Batch<'_> {
                     } else {
                         tracing::warn!(table = %table.target, rows = chunk.len(), error = %e, "Supabase request failed");
                     }
+                    let waits_on = e.is_foreign_key_violation().then_some(match write {
+                        Write::Upsert(_) => WaitsOn::Parents,
+                        Write::Delete => WaitsOn::Children,
+                    });
                     let error = RowError {
                         message: e.to_string(),
                         retry_after: e.retry_after(),
+                        waits_on,
                     };
                     results.extend(chunk.iter().map(|(k, _)| (k.clone(), Err(error.clone()))));
                 }

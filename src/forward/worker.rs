@@ -374,7 +374,15 @@ impl ForwardWorker {
         lanes: Arc<Lanes>,
         ticket: u64,
     ) -> BatchDone {
-        let mut outcome = self.batch(&map).finish(prepared, &lanes, ticket).await;
+        let mut outcome = match self.batch(&map).finish(prepared, &lanes, ticket).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                return BatchDone {
+                    ticket,
+                    result: Err(e),
+                }
+            }
+        };
         let stop = if outcome.halt_inherited {
             self.after_inherited_halt(&mut outcome);
             None

@@ -9,7 +9,9 @@ use serde_json::{Map, Value};
 use super::drift::{Drift, Side};
 use super::json::{self, ConversionError};
 use super::table_map::{TableSpec, ROW_VERSION_COLUMN, SYNC_VERSIONS_COLUMN};
-use crate::sqlserver::{KeyPart, RecordKey, Row, SourceColumn, SqlType, SqlValue, TableName};
+use crate::sqlserver::{
+    same_identifier, KeyPart, RecordKey, Row, SourceColumn, SqlType, SqlValue, TableName,
+};
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct MappedColumn {
@@ -60,6 +62,21 @@ impl ResolvedTable {
 
     pub(crate) fn key_columns(&self) -> impl Iterator<Item = &MappedColumn> {
         self.columns.iter().filter(|c| c.key)
+    }
+
+    /// The key columns as declared in SQL Server, in the map's key order (the order the
+    /// trigger's `@KeyColumns` lists them in, so RecordIDs are spelled as the trigger spells
+    /// them): what [`crate::sqlserver::SqlStore::queue_records`] takes.
+    pub(crate) fn queue_key_columns(&self) -> Vec<String> {
+        self.spec
+            .keys
+            .iter()
+            .map(|k| {
+                self.key_columns()
+                    .find(|c| same_identifier(&c.source.name, k))
+                    .map_or_else(|| k.clone(), |c| c.source.name.clone())
+            })
+            .collect()
     }
 
     /// Supabase key columns: the `on_conflict` target.

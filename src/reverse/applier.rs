@@ -11,11 +11,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::counters::{EventVerdict, ReverseCounters};
-use super::event::StoredEvent;
+use super::event::{NewEvent, StoredEvent};
 use super::inbox::{Inbox, InboxError};
 use super::plan::{plan_with, Plan};
+use super::restore;
 use super::versions::{has_versions, synced_entries};
-use crate::mapping::ResolvedMap;
+use super::WakeForward;
+use crate::mapping::{ResolvedMap, ResolvedTable};
 use crate::retry::{Decision, ErrorClass, RetryPolicy};
 use crate::sqlserver::{SqlStore, StoreError, WriteOutcome};
 use crate::sync_state::SyncState;
@@ -40,6 +42,8 @@ pub(crate) struct Applier {
     pub(crate) retry: RetryPolicy,
     /// What was last synced of the portal-owned columns (README "Who wins").
     pub(crate) state: SyncState,
+    /// Tells the forward worker a record was queued to restore the clinic's values.
+    pub(crate) wake_forward: WakeForward,
 }
 
 enum PassEnd {
@@ -155,6 +159,9 @@ impl Applier {
             Ok(Plan::Write(w)) => w,
             Ok(Plan::Skip(why)) => {
                 tracing::debug!(table = %event.table, key = %event.record_key, why, "event needs no write");
+                if let Some(next) = self.restore(&stored, table).await? {
+                    return Ok(next);
+                }
                 self.counters
                     .record_event(&event.table, EventVerdict::NotNeeded);
                 self.inbox.complete(&stored).await?;
@@ -189,6 +196,9 @@ impl Applier {
                     );
                     self.state.remember(&event.table, entries).await?;
                 }
+                if let Some(next) = self.restore(&stored, table).await? {
+                    return Ok(next);
+                }
                 tracing::info!(table = %write.table, key = %event.record_key, ?outcome, source = event.kind.source(), "reverse event applied");
                 let verdict = match outcome {
                     WriteOutcome::Unchanged | WriteOutcome::Missing => EventVerdict::Unchanged,
@@ -200,6 +210,63 @@ impl Applier {
             }
             Err(e) => self.failed(&stored, &write.table, e).await,
         }
+    }
+
+    /// Queues the record forward when the event shows Supabase holding clinic-owned values
+    /// other than SQL Server's (README "Who wins": the clinic's value goes back). Done before the
+    /// event is completed, so when SQL Server cannot be read the event is kept and looked at
+    /// again (its write, repeated, changes nothing); `Some` is then what the applier does next.
+    async fn restore(
+        &self,
+        stored: &StoredEvent,
+        table: &ResolvedTable,
+    ) -> Result<Option<Next>, InboxError> {
+        match self.queue_clinic_values(table, &stored.event).await {
+            Ok(()) => Ok(None),
+            Err(e) if e.is_retryable() || e.class() == ErrorClass::ConfigFault => {
+                self.failed(stored, table.source(), e).await.map(Some)
+            }
+            // The event itself was applied; only the comparison failed.
+            Err(e) => {
+                tracing::warn!(table = %table.target, key = %stored.event.record_key, error = %e, "cannot compare clinic-owned columns with SQL Server");
+                Ok(None)
+            }
+        }
+    }
+
+    async fn queue_clinic_values(
+        &self,
+        table: &ResolvedTable,
+        event: &NewEvent,
+    ) -> Result<(), StoreError> {
+        let Some(record) = event.record.as_ref() else {
+            return Ok(());
+        };
+        if !restore::worth_checking(table, event) {
+            return Ok(());
+        }
+        let Some(key) = restore::queue_key(table, record) else {
+            return Ok(());
+        };
+        let columns = table.source_columns();
+        let rows = self
+            .store
+            .load_rows(table.source(), &columns, std::slice::from_ref(&key))
+            .await?;
+        // No row in SQL Server: nothing of the clinic's to bring back.
+        let Some(row) = rows.first() else {
+            return Ok(());
+        };
+        let differing = restore::differing(table, record, row);
+        if differing.is_empty() {
+            return Ok(());
+        }
+        self.store
+            .queue_records(table.source(), &table.queue_key_columns(), &[key])
+            .await?;
+        tracing::info!(table = %table.target, key = %event.record_key, columns = ?differing, "Supabase holds clinic-owned values other than SQL Server's; the clinic's are queued to go back");
+        (self.wake_forward)();
+        Ok(())
     }
 
     /// Whether SQL Server already has this event's version or a newer one. A DELETE carries the

@@ -1,7 +1,8 @@
 //! Reverse sync (Supabase → SQL Server). A webhook's change, authenticated and decoded by
 //! `http::webhook`, goes through [`intake`] (accepted, ignored or refused) into the durable
 //! [`inbox`] before it is answered; the [`applier`] writes it into SQL Server by [`plan`]'s
-//! rules (ownership, versions). [`catchup`] reads what webhooks missed (agent down, pg_net
+//! rules (ownership, versions), and queues forward a record whose clinic-owned columns the
+//! portal changed (`restore`). [`catchup`] reads what webhooks missed (agent down, pg_net
 //! dropped them) through the same intake into the same inbox. [`handle`] is how the rest of
 //! the agent talks to it; [`counters`] what it shows on the status endpoint.
 
@@ -13,6 +14,7 @@ pub(crate) mod handle;
 pub(crate) mod inbox;
 pub(crate) mod intake;
 pub(crate) mod plan;
+mod restore;
 pub(crate) mod versions;
 
 use std::sync::Arc;
@@ -31,6 +33,10 @@ use crate::sqlserver::SqlStore;
 use crate::supabase::SupabaseApi;
 use crate::sync_state::SyncState;
 
+/// Wakes the forward worker (the applier queued a record to restore clinic-owned values). A
+/// function rather than the worker's handle, so this side does not depend on that one.
+pub(crate) type WakeForward = Arc<dyn Fn() + Send + Sync>;
+
 /// What the reverse side runs with.
 pub(crate) struct ReverseSync {
     pub(crate) store: Arc<dyn SqlStore>,
@@ -43,6 +49,7 @@ pub(crate) struct ReverseSync {
     pub(crate) retry: RetryPolicy,
     /// What was last synced of the portal-owned columns (shared with the forward side).
     pub(crate) state: SyncState,
+    pub(crate) wake_forward: WakeForward,
 }
 
 impl ReverseSync {
@@ -56,6 +63,7 @@ impl ReverseSync {
             counters: self.counters.clone(),
             retry: self.retry,
             state: self.state,
+            wake_forward: self.wake_forward,
         }
         .spawn(cancel.child_token());
         let (catchup, catchup_task) = catchup::Catchup {

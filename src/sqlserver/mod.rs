@@ -113,6 +113,13 @@ pub trait SqlStore: Send + Sync + 'static {
 
     async fn queue_stats(&self) -> Result<QueueStats, StoreError>;
 
+    /// Whether the queue holds an unsettled item (`Pending`: due or not, claimed by anyone or
+    /// not) of any of `tables`, named as the change triggers write `SyncQueue.TableName`
+    /// (compared as SQL Server compares names). Rows an open transaction holds are not waited
+    /// on. The forward path asks it about a row refused for a foreign key: a missing parent
+    /// that is itself still queued is not the row's fault.
+    async fn unsettled_in(&self, tables: &[String]) -> Result<bool, StoreError>;
+
     /// Puts the `Failed` items `filter` selects back to `Pending` with no attempts made, due
     /// now (`syncbridge retry-failed`, after the cause was fixed); returns how many. Wakes
     /// nobody: the caller notifies the agent.

@@ -110,6 +110,13 @@ impl PostgrestError {
         matches!(self, Self::Status { body, .. } if matches!(body.code.as_deref(), Some("PGRST204" | "42703")))
     }
 
+    /// PostgreSQL's foreign key violation (23503): a row this one references is not in
+    /// Supabase (an upsert), or a row still references this one (a delete). Whether that is
+    /// the row's own fault depends on the queue (`forward::batch`), not on the error.
+    pub fn is_foreign_key_violation(&self) -> bool {
+        matches!(self, Self::Status { body, .. } if body.code.as_deref() == Some("23503"))
+    }
+
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Status { retry_after, .. } => *retry_after,
@@ -164,6 +171,8 @@ mod tests {
         assert_eq!(status(403, Some("42501")).class(), ErrorClass::ConfigFault);
         assert_eq!(status(409, Some("23503")).class(), ErrorClass::RowRetryable);
         assert_eq!(status(409, Some("23505")).class(), ErrorClass::Rejected);
+        assert!(status(409, Some("23503")).is_foreign_key_violation());
+        assert!(!status(409, Some("23505")).is_foreign_key_violation());
         assert_eq!(status(400, Some("22P02")).class(), ErrorClass::Rejected);
         assert_eq!(
             status(400, Some("PGRST204")).class(),

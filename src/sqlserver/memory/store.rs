@@ -216,6 +216,20 @@ impl SqlStore for MemoryStore {
         })
     }
 
+    async fn unsettled_in(&self, tables: &[String]) -> Result<bool, StoreError> {
+        let s = self.guard("unsettled_in")?;
+        let names: Vec<TableName> = tables
+            .iter()
+            .filter_map(|t| TableName::parse(t).ok())
+            .collect();
+        // Only committed rows: SQL Server's READPAST skips what an open writer holds.
+        Ok(s.pending_ids.iter().any(|id| {
+            s.queue.get(id).is_some_and(|q| {
+                q.status == "Pending" && q.open_tx.is_none() && names.iter().any(|n| n.is(&q.table))
+            })
+        }))
+    }
+
     async fn retry_failed(&self, filter: &RetryFilter) -> Result<u64, StoreError> {
         let mut s = self.guard("retry_failed")?;
         let now = Instant::now();

@@ -118,6 +118,11 @@ impl SqlStore for RemoteStore {
         self.call(Call::QueueStats).await
     }
 
+    async fn unsettled_in(&self, tables: &[String]) -> Result<bool, StoreError> {
+        let tables = tables.to_vec();
+        self.call(Call::UnsettledIn { tables }).await
+    }
+
     async fn retry_failed(&self, filter: &RetryFilter) -> Result<u64, StoreError> {
         let filter = filter.clone();
         self.call(Call::RetryFailed { filter }).await

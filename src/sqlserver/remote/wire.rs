@@ -41,6 +41,9 @@ pub(crate) enum Call {
     },
     ReleaseOwnClaims,
     QueueStats,
+    UnsettledIn {
+        tables: Vec<String>,
+    },
     RetryFailed {
         filter: RetryFilter,
     },
@@ -155,6 +158,7 @@ impl Call {
             Self::WaitForWriters { .. } => "wait_for_writers",
             Self::ReleaseOwnClaims => "release_own_claims",
             Self::QueueStats => "queue_stats",
+            Self::UnsettledIn { .. } => "unsettled_in",
             Self::RetryFailed { .. } => "retry_failed",
             Self::RecentFailures { .. } => "recent_failures",
             Self::SetupReport => "setup_report",
@@ -177,6 +181,7 @@ impl Call {
             Self::WaitForWriters { max_wait } => encode(store.wait_for_writers(max_wait).await),
             Self::ReleaseOwnClaims => encode(store.release_own_claims().await),
             Self::QueueStats => encode(store.queue_stats().await),
+            Self::UnsettledIn { tables } => encode(store.unsettled_in(&tables).await),
             Self::RetryFailed { filter } => encode(store.retry_failed(&filter).await),
             Self::RecentFailures { limit } => encode(store.recent_failures(limit).await),
             Self::SetupReport => encode(store.setup_report().await),

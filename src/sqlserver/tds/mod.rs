@@ -189,6 +189,14 @@ impl SqlStore for TdsStore {
             .await
     }
 
+    async fn unsettled_in(&self, tables: &[String]) -> Result<bool, StoreError> {
+        if tables.is_empty() {
+            return Ok(false);
+        }
+        self.with_conn(async |c| queue::unsettled_in(c, &self.queue, tables).await)
+            .await
+    }
+
     async fn retry_failed(&self, filter: &RetryFilter) -> Result<u64, StoreError> {
         self.with_conn(async |c| failed::retry(c, &self.queue, filter).await)
             .await

@@ -264,6 +264,51 @@ WHERE q.Status = 'Pending';",
     Ok(ms.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))))
 }
 
+/// Whether any of `tables` (as the change triggers spell `TableName`) has a Pending item,
+/// claimed or not, due or not: one EXISTS, so it stops at the first such row.
+///
+/// Through IX_SyncQueue_Status_QueueID (forced, as the claim forces it): a seek on
+/// Status = 'Pending' with TableName, which the index includes, checked on each pending row, so
+/// the cost is bounded by the pending rows, the queue's working set. IX_SyncQueue_Record
+/// would seek on TableName instead, but then walk every row that table ever queued (Synced ones
+/// included, until purged), which grows without bound.
+///
+/// READPAST (with ROWLOCK, and READCOMMITTEDLOCK because READPAST requires locking reads under
+/// RCSI): a row a writer has not committed yet, or a claim holds for its few milliseconds, is
+/// skipped instead of waited on. Missing one only means the refused row is charged an attempt,
+/// as it was before this check existed. The names are typed parameters, compared under the
+/// column's collation as the claim compares them.
+pub(super) async fn unsettled_in(
+    client: &mut TdsClient,
+    queue: &QueueTable,
+    tables: &[String],
+) -> Result<bool, StoreError> {
+    if tables.is_empty() {
+        return Ok(false);
+    }
+    let sql = unsettled_in_sql(queue.name(), tables.len());
+    let mut query = Query::new(sql);
+    for table in tables {
+        query.bind(table.as_str());
+    }
+    let row = optional_row(query, client).await?;
+    Ok(row.map(|r| get::<i32>(&r, 0)).transpose()? == Some(1))
+}
+
+pub(super) fn unsettled_in_sql(queue: &str, tables: usize) -> String {
+    let names = (1..=tables)
+        .map(|i| format!("CAST(@P{i} AS sysname)"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT CASE WHEN EXISTS (
+    SELECT 1
+    FROM {queue} AS q WITH (INDEX(IX_SyncQueue_Status_QueueID), ROWLOCK, READPAST, READCOMMITTEDLOCK)
+    WHERE q.Status = 'Pending' AND q.TableName IN ({names})
+) THEN 1 ELSE 0 END AS Unsettled;"
+    )
+}
+
 /// The trigger notifies before its writer commits, so a claim can come up empty while the new
 /// rows still sit in an open transaction. Find the oldest due Pending row including
 /// uncommitted ones (READUNCOMMITTED sees them); if there is one, read it again with a locking

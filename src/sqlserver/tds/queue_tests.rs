@@ -105,3 +105,22 @@ fn typed_nulls_pad_unused_slots() {
         ColumnData::Guid(None)
     );
 }
+
+#[test]
+fn unsettled_in_seeks_the_pending_rows_with_typed_names_and_never_waits() {
+    let sql = unsettled_in_sql("[dbo].[SyncQueue]", 2);
+    assert!(
+        sql.contains(
+            "WITH (INDEX(IX_SyncQueue_Status_QueueID), ROWLOCK, READPAST, READCOMMITTEDLOCK)"
+        ),
+        "{sql}"
+    );
+    assert!(
+        sql.contains(
+            "q.Status = 'Pending' AND q.TableName IN (CAST(@P1 AS sysname), CAST(@P2 AS sysname))"
+        ),
+        "{sql}"
+    );
+    assert!(!sql.contains("@P3"), "{sql}");
+    assert!(sql.contains("EXISTS"), "{sql}");
+}

@@ -1,5 +1,5 @@
-//! The queue checks: what the forward worker relies on from `claim`, `settle`, `next_due_in`
-//! and `wait_for_writers`, checked through the [`SqlStore`] trait on a [`QueueBench`]. On SQL
+//! The queue checks: what the forward worker relies on from `claim`, `settle`, `next_due_in`,
+//! `wait_for_writers` and `unsettled_in`, checked through the [`SqlStore`] trait on a [`QueueBench`]. On SQL
 //! Server the bench is two agent stores (two connection pools) over the scratch queue; the
 //! same checks run against the in-memory double in this module's tests, so the double and the
 //! server are held to one definition.
@@ -76,6 +76,13 @@ pub(crate) async fn run(bench: &dyn QueueBench, report: &mut Report) {
             g,
             "an outcome settles only an item that still carries its claim token",
             settle_by_token(bench),
+        )
+        .await;
+    report
+        .run(
+            g,
+            "a table's unsettled items are seen, claimed or not, and an open writer's skipped",
+            unsettled(bench),
         )
         .await;
 }
@@ -254,6 +261,41 @@ async fn settle_by_token(bench: &dyn QueueBench) -> CheckResult {
     Ok(None)
 }
 
+/// What the forward path asks before charging a row refused for a foreign key: whether a table
+/// still has Pending items, whoever claimed them.
+async fn unsettled(bench: &dyn QueueBench) -> CheckResult {
+    bench.clear().await?;
+    let tables = [TABLE.to_owned()];
+    let asked = || bench.first().unsettled_in(&tables);
+    expect(!asked().await?, || {
+        "an empty queue has unsettled items".to_owned()
+    })?;
+    let writer = bench.open_writer(1).await?;
+    let started = Instant::now();
+    let held = asked().await?;
+    let took = started.elapsed();
+    expect(!held && took < Duration::from_secs(1), || {
+        format!("with the only item held by an open transaction: {held} after {took:?}, expected false at once (READPAST)")
+    })?;
+    writer.commit().await?;
+    let items = bench.second().claim(10, LEASE).await?;
+    expect(items.len() == 1, || {
+        format!("claimed {} items, expected 1", items.len())
+    })?;
+    expect(asked().await?, || {
+        "an item the other agent claimed is not seen as unsettled".to_owned()
+    })?;
+    let other = ["selftest_other".to_owned()];
+    expect(!bench.first().unsettled_in(&other).await?, || {
+        "another table's question saw this table's item".to_owned()
+    })?;
+    bench.second().settle(&synced(&items)).await?;
+    expect(!asked().await?, || {
+        "a Synced item is seen as unsettled".to_owned()
+    })?;
+    Ok(None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,7 +356,7 @@ mod tests {
         let bench = Memory(store.clone(), store);
         let mut report = Report::default();
         run(&bench, &mut report).await;
-        assert_eq!(report.checks.len(), 5);
+        assert_eq!(report.checks.len(), 6);
         assert!(report.passed(), "{}", report.render());
     }
 
