@@ -224,7 +224,22 @@ async fn a_forward_upsert_that_comes_back_as_a_webhook_writes_nothing() {
         report["result"]["sql_to_postgres"]["items_synced"],
         json!(0)
     );
-    assert_eq!(relay.deliveries().len(), 3, "the exchange stopped");
+    assert_eq!(
+        relay.deliveries().len(),
+        3,
+        "the exchange stopped: {:#?} {:#?}",
+        relay
+            .deliveries()
+            .iter()
+            .map(|d| (
+                d.payload["type"].clone(),
+                d.payload["table"].clone(),
+                d.payload["record"].clone(),
+                d.payload["old_record"].clone()
+            ))
+            .collect::<Vec<_>>(),
+        h.sql.queue()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

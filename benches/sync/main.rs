@@ -30,6 +30,8 @@ pub struct Plan {
     pub quick: bool,
     pub burst: usize,
     pub agent_deadline: Duration,
+    /// `SYNC_BATCH_SIZE` values the agent drains the burst with (the default first).
+    pub agent_batches: Vec<usize>,
     pub old_deadline: Duration,
     pub ceiling_configs: Vec<(usize, usize)>,
     pub notify_samples: [usize; 2],
@@ -47,6 +49,7 @@ impl Plan {
                 quick: true,
                 burst: 2_000,
                 agent_deadline: Duration::from_secs(60),
+                agent_batches: vec![DEFAULT_BATCH, 1000],
                 old_deadline: Duration::from_secs(3),
                 ceiling_configs: vec![(500, 4)],
                 notify_samples: [10, 10],
@@ -60,7 +63,8 @@ impl Plan {
         Plan {
             quick: false,
             burst: 100_000,
-            agent_deadline: Duration::from_secs(180),
+            agent_deadline: Duration::from_secs(90),
+            agent_batches: vec![DEFAULT_BATCH, 50, 1000],
             old_deadline: Duration::from_secs(20),
             ceiling_configs: vec![(500, 4), (1000, 4), (1000, 8), (2000, 8)],
             notify_samples: [100, 50],
@@ -72,6 +76,9 @@ impl Plan {
         }
     }
 }
+
+/// The agent's default `SYNC_BATCH_SIZE` (README, `.env.example`).
+pub const DEFAULT_BATCH: usize = 500;
 
 pub const ROUND_TRIPS: [Duration; 2] = [Duration::ZERO, Duration::from_millis(50)];
 
@@ -106,8 +113,11 @@ async fn run(plan: &Plan) -> report::Figures {
     let mut f = report::Figures::default();
     for (i, rtt) in ROUND_TRIPS.into_iter().enumerate() {
         println!("round trip {} ms", rtt.as_millis());
-        f.agent[i] = Some(forward::agent_burst(&burst, rtt, None, plan.agent_deadline).await);
-        println!("  agent: {:?}", f.agent[i]);
+        for &batch in &plan.agent_batches {
+            let rate = forward::agent_burst(&burst, rtt, Some(batch), plan.agent_deadline).await;
+            println!("  agent, batch {batch}: {rate:?}");
+            f.agent_rate(batch)[i] = Some(rate);
+        }
         f.ceiling[i] = Some(forward::ceiling(&burst, rtt, &plan.ceiling_configs).await);
         f.old[i] = Some(forward::old_pattern(&burst, rtt, plan.old_deadline).await);
         println!("  old pattern: {:?}", f.old[i]);

@@ -35,18 +35,11 @@ pub struct Burst {
     pub rows_per_table: i64,
 }
 
-/// The table map the benchmark runs with: the sample clinic's, except that `aligner_batches.Days`
-/// is not portal-owned, so every table takes the one-request upsert (the portal-owned path,
-/// one PATCH per row, is being replaced by a one-request RPC and is not measured here).
+/// The table map the benchmark runs with: the sample clinic's, as shipped (`aligner_batches.Days`
+/// and the notes' text portal-owned, so those tables take the versioned push,
+/// `rpc/syncbridge_push`, one request per batch).
 pub fn bench_map() -> TableMap {
-    let mut map = TableMap::sample_clinic();
-    for t in &mut map.tables {
-        if t.source == "tblAlignerBatches" {
-            t.portal_owned.clear();
-            t.reverse = None;
-        }
-    }
-    map
+    TableMap::sample_clinic()
 }
 
 fn long_text(id: i64) -> SqlValue {

@@ -172,8 +172,11 @@ impl SqlStore for Timed<dyn SqlStore> {
         table: &str,
         key_columns: &[String],
         records: &[RecordKey],
+        unless_newer_than: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<u64, StoreError> {
-        let call = self.inner.queue_records(table, key_columns, records);
+        let call = self
+            .inner
+            .queue_records(table, key_columns, records, unless_newer_than);
         self.time("queue_records", call).await
     }
 }

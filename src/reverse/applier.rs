@@ -6,6 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+use serde_json::Value;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -17,6 +19,7 @@ use super::plan::{plan_with, Plan};
 use super::restore;
 use super::versions::{has_versions, synced_entries};
 use super::WakeForward;
+use crate::mapping::table_map::ROW_VERSION_COLUMN;
 use crate::mapping::{ResolvedMap, ResolvedTable};
 use crate::retry::{Decision, ErrorClass, RetryPolicy};
 use crate::sqlserver::{SqlStore, StoreError, WriteOutcome};
@@ -261,9 +264,21 @@ impl Applier {
         if differing.is_empty() {
             return Ok(());
         }
-        self.store
-            .queue_records(table.source(), &table.queue_key_columns(), &[key])
+        // The clinic's version Supabase's row carries: a clinic change newer than it has gone
+        // or is going forward anyway (this event may be a late echo of an older push).
+        let seen = record
+            .get(ROW_VERSION_COLUMN)
+            .and_then(Value::as_str)
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc));
+        let queued = self
+            .store
+            .queue_records(table.source(), &table.queue_key_columns(), &[key], seen)
             .await?;
+        if queued == 0 {
+            tracing::debug!(table = %table.target, key = %event.record_key, "a newer clinic change of this record is already queued or sent");
+            return Ok(());
+        }
         tracing::info!(table = %table.target, key = %event.record_key, columns = ?differing, "Supabase holds clinic-owned values other than SQL Server's; the clinic's are queued to go back");
         (self.wake_forward)();
         Ok(())

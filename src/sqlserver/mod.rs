@@ -21,6 +21,7 @@ mod write;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use crate::retry::ErrorClass;
 
@@ -160,11 +161,17 @@ pub trait SqlStore: Send + Sync + 'static {
 
     /// `syncbridge verify --fix`: queues one `UPDATE` item per record of `table` (key columns
     /// `key_columns`, declared, in key order) for the forward worker, which sends each as it is
-    /// then: upserted if the row exists, deleted in Supabase if it does not. Returns how many.
+    /// then: upserted if the row exists, deleted in Supabase if it does not. A record that
+    /// already has an item waiting unclaimed is left alone: that item reads the row when it is
+    /// claimed, later than now, so a second would only send the same row again. Returns how
+    /// many were queued. With `unless_newer_than`, a record is also left alone when any of its
+    /// items (whatever its status) was made after that time: a clinic change newer than what
+    /// Supabase was seen holding has gone, or is going, the same way.
     async fn queue_records(
         &self,
         table: &str,
         key_columns: &[String],
         records: &[RecordKey],
+        unless_newer_than: Option<DateTime<Utc>>,
     ) -> Result<u64, StoreError>;
 }

@@ -117,7 +117,7 @@ pub(crate) async fn repair(
         }
     }
     done.queued_forward = store
-        .queue_records(table.source(), key_columns, &forward)
+        .queue_records(table.source(), key_columns, &forward, None)
         .await?;
     Ok(done)
 }

@@ -116,6 +116,7 @@ impl MemoryStore {
         table: &str,
         key_columns: &[String],
         records: &[RecordKey],
+        unless_newer_than: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<u64, StoreError> {
         let mut s = self.guard("queue_records")?;
         let ids = records
@@ -126,9 +127,24 @@ impl MemoryStore {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let mut queued = 0;
         for id in &ids {
-            Self::enqueue(&mut s, table, id, OPERATION, None);
+            let waiting = s
+                .by_record
+                .get(&(table.to_owned(), id.clone()))
+                .is_some_and(|same| {
+                    same.iter().any(|i| {
+                        s.queue.get(i).is_some_and(|q| {
+                            (q.status == "Pending" && q.claim.is_none())
+                                || unless_newer_than.is_some_and(|t| q.created_at > t)
+                        })
+                    })
+                });
+            if !waiting {
+                Self::enqueue(&mut s, table, id, OPERATION, None);
+                queued += 1;
+            }
         }
-        Ok(ids.len() as u64)
+        Ok(queued)
     }
 }

@@ -410,7 +410,8 @@ impl SqlStore for MemoryStore {
         table: &str,
         key_columns: &[String],
         records: &[RecordKey],
+        unless_newer_than: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<u64, StoreError> {
-        self.queue_keys(table, key_columns, records)
+        self.queue_keys(table, key_columns, records, unless_newer_than)
     }
 }

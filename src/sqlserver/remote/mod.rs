@@ -179,11 +179,13 @@ impl SqlStore for RemoteStore {
         table: &str,
         key_columns: &[String],
         records: &[RecordKey],
+        unless_newer_than: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<u64, StoreError> {
         self.call(Call::QueueRecords {
             table: table.to_owned(),
             key_columns: key_columns.to_vec(),
             records: records.iter().map(RecordKey::to_json).collect(),
+            unless_newer_than,
         })
         .await
     }

@@ -71,6 +71,7 @@ pub(crate) enum Call {
         table: String,
         key_columns: Vec<String>,
         records: Vec<String>,
+        unless_newer_than: Option<chrono::DateTime<chrono::Utc>>,
     },
 }
 
@@ -212,12 +213,14 @@ impl Call {
                 table,
                 key_columns,
                 records,
+                unless_newer_than,
             } => {
                 let records = records
                     .iter()
                     .map(|k| parse_key(k))
                     .collect::<Result<Vec<_>, _>>()?;
-                encode(store.queue_records(&table, &key_columns, &records).await)
+                let queued = store.queue_records(&table, &key_columns, &records, unless_newer_than);
+                encode(queued.await)
             }
         }
     }

@@ -260,12 +260,21 @@ impl SqlStore for TdsStore {
         table: &str,
         key_columns: &[String],
         records: &[RecordKey],
+        unless_newer_than: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<u64, StoreError> {
         if records.is_empty() {
             return Ok(0);
         }
         self.with_conn(async |c| {
-            pages::queue_records(c, &self.queue, table, key_columns, records).await
+            pages::queue_records(
+                c,
+                &self.queue,
+                table,
+                key_columns,
+                records,
+                unless_newer_than,
+            )
+            .await
         })
         .await
     }

@@ -2,6 +2,7 @@
 //! in one statement, `read_page` reads one, and `queue_records` queues named records. Every
 //! table and column name comes from the catalog ([`TableInfo`]); values are typed parameters.
 
+use chrono::{DateTime, Utc};
 use tiberius::{ColumnData, Query};
 
 use super::catalog::{quote, ColumnInfo, TableInfo};
@@ -190,6 +191,7 @@ pub(super) async fn queue_records(
     table: &str,
     key_columns: &[String],
     records: &[RecordKey],
+    unless_newer_than: Option<DateTime<Utc>>,
 ) -> Result<u64, StoreError> {
     let ids = records
         .iter()
@@ -201,15 +203,26 @@ pub(super) async fn queue_records(
     let mut queued = 0;
     for chunk in ids.chunks(VALUES_ROWS) {
         let values = (0..chunk.len())
-            .map(|i| format!("(@P1, @P{}, 'UPDATE')", i + 2))
+            .map(|i| format!("(@P{})", i + 3))
             .collect::<Vec<_>>()
-            .join(",\n    ");
+            .join(", ");
+        // A record with an item still waiting unclaimed gets no second one (it reads the row
+        // later anyway), nor one with an item newer than the cutoff; the probe seeks
+        // IX_SyncQueue_Record (TableName, RecordID).
         let sql = format!(
-            "INSERT INTO {queue} (TableName, RecordID, Operation) VALUES\n    {values};",
+            "INSERT INTO {queue} (TableName, RecordID, Operation)\n\
+             SELECT @P1, v.RecordID, 'UPDATE'\n\
+             FROM (VALUES {values}) AS v (RecordID)\n\
+             WHERE NOT EXISTS (SELECT 1 FROM {queue} AS q WITH (INDEX (IX_SyncQueue_Record))\n\
+                 WHERE q.TableName = @P1 AND q.RecordID = v.RecordID\n\
+                   AND ((q.Status = 'Pending' AND q.ClaimToken IS NULL)\n\
+                        OR q.CreatedAt > @P2));",
             queue = queue.name()
         );
         let mut query = Query::new(sql);
         query.bind(table.to_owned());
+        // datetime2 against CreatedAt (datetime2(3), UTC); NULL (no cutoff) matches no item.
+        query.bind(unless_newer_than.map(|t| t.naive_utc()));
         for id in chunk {
             query.bind(id.clone());
         }
