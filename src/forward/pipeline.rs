@@ -90,12 +90,15 @@ impl Lanes {
         }
     }
 
-    /// Records the first halt; later ones are consequences of the same cause.
-    pub(super) fn halted(&self, halt: &Halt) {
+    /// Records the first halt, and answers whether `halt` was it; later ones are
+    /// consequences of the same cause.
+    pub(super) fn halted(&self, halt: &Halt) -> bool {
         let mut slot = self.halt.lock().unwrap_or_else(|e| e.into_inner());
-        if slot.is_none() {
-            *slot = Some(halt.clone());
+        if slot.is_some() {
+            return false;
         }
+        *slot = Some(halt.clone());
+        true
     }
 
     /// The halt that stops every batch's remaining stages, if one was hit.

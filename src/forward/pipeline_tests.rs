@@ -183,3 +183,26 @@ async fn an_outage_in_one_batch_spends_no_attempt_of_the_batches_beside_it() {
         );
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_later_batchs_success_does_not_clear_the_backoff_an_earlier_ones_outage_set() {
+    let store = MemoryStore::sample_clinic();
+    // Batch 0 (children) is slow and meets the outage; batch 1 (parents) succeeded before it.
+    store.clinic_write("tblWork", &key("WorkID", 1), Some(work(1, 1)));
+    store.clinic_write("tblPatients", &key("PersonID", 2), Some(patient(2, "p")));
+    let supabase = MemorySupabase::new();
+    supabase.delay_next(1, Duration::from_secs(5));
+    supabase.set_failing_after(1, Some(503));
+    let w = worker(&store, &supabase, 1, 10).await;
+    let report = w.drain(&CancellationToken::new()).await;
+    assert!(report.error.is_some(), "{report:?}");
+    let backing_off = w
+        .outage
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .waiting_until(tokio::time::Instant::now());
+    assert!(
+        backing_off.is_some(),
+        "the outage's shared backoff holds: {report:?}"
+    );
+}

@@ -105,6 +105,10 @@ impl Batch<'_> {
             deletes.insert(plan.order, plan.gone);
             upserts.insert(plan.order, (plan.present, plan.times));
         }
+        // A fault met while reading rows (before any stage) stops the others too.
+        if let Some(halt) = &out.halt {
+            out.halt_inherited = !lanes.halted(halt);
+        }
         for stage in 0..lanes.stages() {
             lanes.enter(stage, ticket).await;
             if out.halt.is_none() {
@@ -140,7 +144,9 @@ impl Batch<'_> {
                     }
                 }
                 if let Some(halt) = &out.halt {
-                    lanes.halted(halt);
+                    // Batches already under way may meet the same outage themselves: only
+                    // the first counts it (the shared backoff grows once per cause).
+                    out.halt_inherited = !lanes.halted(halt);
                 }
             }
             lanes.leave(stage, ticket);

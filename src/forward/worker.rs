@@ -424,7 +424,9 @@ impl ForwardWorker {
     /// Releases what a batch left unsent when another batch in flight hit a halt: its cause
     /// was counted once, by that batch.
     fn after_inherited_halt(&self, outcome: &mut BatchOutcome) {
-        if outcome.answered {
+        // An outage's batch set the shared backoff; a success of this one from before it
+        // must not clear it (this batch finishes after it, being behind it in every lane).
+        if outcome.answered && !matches!(outcome.halt, Some(Halt::Outage { .. })) {
             self.answered(Side::Supabase);
         }
         let delay = match &outcome.halt {
