@@ -49,7 +49,7 @@ impl Plan {
                 quick: true,
                 burst: 2_000,
                 agent_deadline: Duration::from_secs(60),
-                agent_batches: vec![DEFAULT_BATCH, 1000],
+                agent_batches: vec![DEFAULT_BATCH, 50],
                 old_deadline: Duration::from_secs(3),
                 ceiling_configs: vec![(500, 4)],
                 notify_samples: [10, 10],
@@ -64,7 +64,7 @@ impl Plan {
             quick: false,
             burst: 100_000,
             agent_deadline: Duration::from_secs(90),
-            agent_batches: vec![DEFAULT_BATCH, 50, 1000],
+            agent_batches: vec![DEFAULT_BATCH, 50, 500],
             old_deadline: Duration::from_secs(20),
             ceiling_configs: vec![(500, 4), (1000, 4), (1000, 8), (2000, 8)],
             notify_samples: [100, 50],
@@ -78,7 +78,7 @@ impl Plan {
 }
 
 /// The agent's default `SYNC_BATCH_SIZE` (README, `.env.example`).
-pub const DEFAULT_BATCH: usize = 500;
+pub const DEFAULT_BATCH: usize = 1000;
 
 pub const ROUND_TRIPS: [Duration; 2] = [Duration::ZERO, Duration::from_millis(50)];
 

@@ -217,7 +217,7 @@ impl Reader<'_> {
                     .map_err(|_| format!("{v:?} is not an address like 127.0.0.1:3000"))
             },
         );
-        let batch_size = self.parsed("SYNC_BATCH_SIZE", 500, ranged(1usize, 1000));
+        let batch_size = self.parsed("SYNC_BATCH_SIZE", 1000, ranged(1usize, 1000));
         let max_attempts = self.parsed("SYNC_MAX_ATTEMPTS", 10, ranged(1u32, 1000));
         let base = self.parsed("SYNC_BACKOFF_BASE", Duration::from_secs(2), duration);
         let cap = self.parsed("SYNC_BACKOFF_CAP", Duration::from_secs(600), duration);

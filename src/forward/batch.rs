@@ -129,6 +129,17 @@ pub(super) struct Prepared {
 }
 
 impl Prepared {
+    /// Gives up on sending: the settlements reading the rows already decided (items that can
+    /// never sync, tables that could not be read), and the items still to send.
+    pub(super) fn abandon(self) -> (Vec<SettleItem>, Vec<QueueItem>) {
+        let items = self
+            .by_table
+            .into_values()
+            .flat_map(|records| records.into_values().flatten())
+            .collect();
+        (self.out.settlements, items)
+    }
+
     /// The records it holds (table position, key): two batches in flight must not share one.
     pub(super) fn records(&self) -> impl Iterator<Item = (usize, &RecordKey)> + '_ {
         self.by_table

@@ -304,3 +304,29 @@ async fn a_parent_whose_childs_delete_is_claimed_by_another_agent_keeps_its_atte
     assert_eq!((parent.status.as_str(), parent.attempts), ("Pending", 0));
     assert!(parent.last_error.unwrap_or_default().contains("23503"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_large_batch_is_sent_as_several_requests_in_flight_at_once() {
+    let store = MemoryStore::sample_clinic();
+    for id in 1..=1000 {
+        store.clinic_write("tblPatients", &key("PersonID", id), Some(patient(id, "p")));
+    }
+    let supabase = MemorySupabase::new();
+    supabase.delay_next(4, std::time::Duration::from_secs(1));
+    let report = worker(&store, &supabase, 1000, 10)
+        .await
+        .drain(&CancellationToken::new())
+        .await;
+    assert_eq!((report.batches, report.items_synced), (1, 1000));
+    let sizes: Vec<usize> = requests(&supabase, RequestKind::Upsert)
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect();
+    assert_eq!(sizes, [250, 250, 250, 250]);
+    assert_eq!(
+        supabase.max_in_flight(),
+        4,
+        "the four requests were in flight together"
+    );
+    assert_eq!(supabase.rows("patients").len(), 1000);
+}

@@ -206,3 +206,34 @@ async fn a_later_batchs_success_does_not_clear_the_backoff_an_earlier_ones_outag
         "the outage's shared backoff holds: {report:?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_mid_drain_settles_the_batch_in_flight_and_gives_the_next_back() {
+    let store = MemoryStore::sample_clinic();
+    for id in 1..=3 {
+        store.clinic_write("tblPatients", &key("PersonID", id), Some(patient(id, "p")));
+    }
+    let supabase = MemorySupabase::new();
+    supabase.delay_next(1, Duration::from_secs(5));
+    let cancel = CancellationToken::new();
+    // Shutdown begins while the second batch is being claimed, the first still in flight.
+    let stop = cancel.clone();
+    store.on_claim(2, move || stop.cancel());
+    let report = worker(&store, &supabase, 1, 10).await.drain(&cancel).await;
+    assert_eq!(report.items_synced, 1, "the batch in flight was settled");
+    let mut queue = store.queue();
+    queue.sort_by_key(|q| q.id);
+    let states: Vec<_> = queue
+        .iter()
+        .map(|q| (q.status.as_str(), q.attempts, q.claim.is_some()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("Synced", 0, false),
+            ("Pending", 0, false),
+            ("Pending", 0, false)
+        ],
+        "the second batch given back untouched, the third never claimed"
+    );
+}

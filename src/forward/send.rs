@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
+use futures_util::future::join_all;
+
 use super::batch::{Batch, BatchOutcome, Halt, Results};
 use super::pipeline::{Lanes, Step};
 use super::push::{clinic_time, ClinicTimes};
@@ -25,6 +27,29 @@ pub(super) struct TablePlan {
     pub(super) gone: Vec<RecordKey>,
     /// When the clinic changed each record (for portal-owned columns).
     pub(super) times: ClinicTimes,
+}
+
+/// Requests one stage may have in flight at once for one table...
+const REQUESTS_IN_FLIGHT: usize = 4;
+/// ...each of at least this many rows (a small batch stays one request).
+const REQUEST_ROWS_MIN: usize = 250;
+
+/// `rows` in up to [`REQUESTS_IN_FLIGHT`] parts of about equal size, none (but a lone one)
+/// below [`REQUEST_ROWS_MIN`] rows: over a WAN a request's round trip, not its size, is the
+/// cost, and PostgreSQL works on several at once.
+fn split_for_flight(mut rows: Vec<(RecordKey, JsonRow)>) -> Vec<Vec<(RecordKey, JsonRow)>> {
+    let parts = rows
+        .len()
+        .div_ceil(REQUEST_ROWS_MIN)
+        .clamp(1, REQUESTS_IN_FLIGHT);
+    let size = rows.len().div_ceil(parts).max(1);
+    let mut out = Vec::with_capacity(parts);
+    while rows.len() > size {
+        let rest = rows.split_off(size);
+        out.push(std::mem::replace(&mut rows, rest));
+    }
+    out.push(rows);
+    out
 }
 
 /// Why a record did not sync, cloned onto every item of the record.
@@ -166,14 +191,25 @@ impl Batch<'_> {
         let table = &self.map.tables[order];
         let started = Instant::now();
         let n = rows.len();
-        let outcome = self.isolate(table, write, rows).await;
-        out.halt = outcome.halt;
-        out.answered |= outcome.answered;
-        out.conflicts_portal_won += outcome.portal_won;
-        let ok = outcome.results.iter().filter(|(_, r)| r.is_ok()).count();
+        // Distinct records of one table: their requests may be in flight together.
+        let outcomes = join_all(
+            split_for_flight(rows)
+                .into_iter()
+                .map(|part| self.isolate(table, write, part)),
+        )
+        .await;
+        let mut ok = 0;
+        for outcome in outcomes {
+            if out.halt.is_none() {
+                out.halt = outcome.halt;
+            }
+            out.answered |= outcome.answered;
+            out.conflicts_portal_won += outcome.portal_won;
+            ok += outcome.results.iter().filter(|(_, r)| r.is_ok()).count();
+            results.extend(outcome.results.into_iter().map(|(k, r)| ((order, k), r)));
+        }
         let ms = started.elapsed().as_millis() as u64;
         tracing::info!(table = %table.target, ?write, rows = n, ok, ms, "table batch synced");
-        results.extend(outcome.results.into_iter().map(|(k, r)| ((order, k), r)));
         ok as u64
     }
 

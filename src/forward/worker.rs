@@ -292,7 +292,8 @@ impl ForwardWorker {
             {
                 // Claimed while a batch in flight hit a halt (or shutdown began): give the
                 // items back untouched rather than send them into it.
-                if let Err(e) = self.unclaim(&items).await {
+                let unclaim = self.unclaim(&items, Vec::new());
+                if let Err(e) = drive(&mut in_flight, &mut drain, unclaim).await {
                     drain.failure.get_or_insert(e);
                 }
                 continue;
@@ -338,6 +339,16 @@ impl ForwardWorker {
                 while let Some(done) = in_flight.next().await {
                     drain.finished(done);
                 }
+            }
+            if cancel.is_cancelled() || drain.ended() {
+                // Shutdown began, or SQL Server failed, while this batch was read: send nothing
+                // more. What its reading already decided is settled, the rest given back.
+                let (decided, items) = prepared.abandon();
+                let unclaim = self.unclaim(&items, decided);
+                if let Err(e) = drive(&mut in_flight, &mut drain, unclaim).await {
+                    drain.failure.get_or_insert(e);
+                }
+                continue;
             }
             let ticket = lanes.ticket();
             drain.holding.insert(ticket, records);
@@ -405,18 +416,23 @@ impl ForwardWorker {
         }
     }
 
-    /// Gives claimed items back as they were: due at once, attempts untouched, not counted.
-    async fn unclaim(&self, items: &[QueueItem]) -> Result<(), StoreError> {
-        let release: Vec<SettleItem> = items
-            .iter()
-            .map(|item| SettleItem {
+    /// Gives claimed items back as they were: due at once, attempts untouched, not counted;
+    /// settles `decided` (items already judged) with them.
+    async fn unclaim(
+        &self,
+        items: &[QueueItem],
+        decided: Vec<SettleItem>,
+    ) -> Result<(), StoreError> {
+        let release: Vec<SettleItem> = decided
+            .into_iter()
+            .chain(items.iter().map(|item| SettleItem {
                 id: item.id,
                 claim: item.claim,
                 outcome: Settlement::Release {
                     delay: Duration::ZERO,
                     error: None,
                 },
-            })
+            }))
             .collect();
         self.store.settle(&release).await
     }
