@@ -317,6 +317,10 @@ impl ForwardWorker {
                     }
                 }
             }
+            // Fewer items than asked for: the queue had no more just now, so claiming again
+            // before this batch is settled would only find nothing (or what arrives meanwhile,
+            // which the claim after it finds as well).
+            let queue_drained = items.len() < self.settings.batch_size;
             let map = self.map.get();
             let batch = self.batch(&map);
             let prepare = batch.prepare(items);
@@ -353,6 +357,11 @@ impl ForwardWorker {
             let ticket = lanes.ticket();
             drain.holding.insert(ticket, records);
             in_flight.push(self.send_batch(prepared, map, lanes.clone(), ticket));
+            if queue_drained {
+                while let Some(done) = in_flight.next().await {
+                    drain.finished(done);
+                }
+            }
         }
         match drain.failure {
             Some(e) => Err(e),
