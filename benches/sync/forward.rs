@@ -121,7 +121,10 @@ pub async fn agent_burst(
                 complete: done >= total,
             };
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        // Counting scans the double's whole queue under its lock: every 100 ms (at most 1 % of
+        // a 10 s run) rather than every 10, which took a quarter of the machine's CPU from the
+        // agent it measures.
+        tokio::time::sleep(Duration::from_millis(100)).await;
     };
     if rate.complete {
         for (t, mapper) in mappers(&store).await.iter().enumerate() {
