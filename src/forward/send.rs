@@ -124,12 +124,8 @@ impl Batch<'_> {
         ticket: u64,
     ) -> Results {
         let mut results = Results::new();
-        let mut upserts = BTreeMap::new();
-        let mut deletes = BTreeMap::new();
-        for plan in plans {
-            deletes.insert(plan.order, plan.gone);
-            upserts.insert(plan.order, (plan.present, plan.times));
-        }
+        let mut plans: BTreeMap<usize, TablePlan> =
+            plans.into_iter().map(|p| (p.order, p)).collect();
         // A fault met while reading rows (before any stage) stops the others too.
         if let Some(halt) = &out.halt {
             out.halt_inherited = !lanes.halted(halt);
@@ -143,31 +139,8 @@ impl Batch<'_> {
                 }
             }
             if out.halt.is_none() {
-                match lanes.step(stage) {
-                    Step::Upsert(order) => {
-                        if let Some((present, times)) = upserts.remove(&order) {
-                            if !present.is_empty() {
-                                out.rows_upserted += self
-                                    .send_table(
-                                        order,
-                                        Write::Upsert(&times),
-                                        present,
-                                        out,
-                                        &mut results,
-                                    )
-                                    .await;
-                            }
-                        }
-                    }
-                    Step::Delete(order) => {
-                        if let Some(gone) = deletes.remove(&order).filter(|g| !g.is_empty()) {
-                            let rows = gone.into_iter().map(|k| (k, JsonRow::new())).collect();
-                            out.rows_deleted += self
-                                .send_table(order, Write::Delete, rows, out, &mut results)
-                                .await;
-                        }
-                    }
-                }
+                self.send_step(lanes.step(stage), &mut plans, out, &mut results)
+                    .await;
                 if let Some(halt) = &out.halt {
                     // Batches already under way may meet the same outage themselves: only
                     // the first counts it (the shared backoff grows once per cause).
@@ -177,6 +150,40 @@ impl Batch<'_> {
             lanes.leave(stage, ticket);
         }
         results
+    }
+
+    /// One stage: the upserts or the deletes of one table, if the batch has any.
+    async fn send_step(
+        &self,
+        step: Step,
+        plans: &mut BTreeMap<usize, TablePlan>,
+        out: &mut BatchOutcome,
+        results: &mut Results,
+    ) {
+        match step {
+            Step::Upsert(order) => {
+                let Some(plan) = plans.get_mut(&order).filter(|p| !p.present.is_empty()) else {
+                    return;
+                };
+                let present = std::mem::take(&mut plan.present);
+                let times = std::mem::take(&mut plan.times);
+                out.rows_upserted += self
+                    .send_table(order, Write::Upsert(&times), present, out, results)
+                    .await;
+            }
+            Step::Delete(order) => {
+                let Some(plan) = plans.get_mut(&order).filter(|p| !p.gone.is_empty()) else {
+                    return;
+                };
+                let rows = std::mem::take(&mut plan.gone)
+                    .into_iter()
+                    .map(|k| (k, JsonRow::new()))
+                    .collect();
+                out.rows_deleted += self
+                    .send_table(order, Write::Delete, rows, out, results)
+                    .await;
+            }
+        }
     }
 
     /// One table's upsert or delete, isolated; returns how many rows succeeded.

@@ -98,6 +98,16 @@ impl Drain<'_> {
         self.failure.is_some() || self.stop.is_some()
     }
 
+    /// Waits until every batch in flight is settled.
+    async fn wait_all<B: Future<Output = BatchDone>>(
+        &mut self,
+        in_flight: &mut FuturesUnordered<B>,
+    ) {
+        while let Some(done) = in_flight.next().await {
+            self.finished(done);
+        }
+    }
+
     fn finished(&mut self, done: BatchDone) {
         self.holding.remove(&done.ticket);
         match done.result {
@@ -301,9 +311,7 @@ impl ForwardWorker {
             if items.is_empty() {
                 if !in_flight.is_empty() {
                     // Batches in flight may release items (a halt): claim again after them.
-                    while let Some(done) = in_flight.next().await {
-                        drain.finished(done);
-                    }
+                    drain.wait_all(&mut in_flight).await;
                     continue;
                 }
                 // The trigger notifies before its writer commits: rows we cannot see yet may
@@ -340,9 +348,7 @@ impl ForwardWorker {
             {
                 // A record's later change must not overtake its earlier one: let the batches
                 // in flight finish first.
-                while let Some(done) = in_flight.next().await {
-                    drain.finished(done);
-                }
+                drain.wait_all(&mut in_flight).await;
             }
             if cancel.is_cancelled() || drain.ended() {
                 // Shutdown began, or SQL Server failed, while this batch was read: send nothing
@@ -358,9 +364,7 @@ impl ForwardWorker {
             drain.holding.insert(ticket, records);
             in_flight.push(self.send_batch(prepared, map, lanes.clone(), ticket));
             if queue_drained {
-                while let Some(done) = in_flight.next().await {
-                    drain.finished(done);
-                }
+                drain.wait_all(&mut in_flight).await;
             }
         }
         match drain.failure {
@@ -394,35 +398,28 @@ impl ForwardWorker {
         lanes: Arc<Lanes>,
         ticket: u64,
     ) -> BatchDone {
-        let mut outcome = match self.batch(&map).finish(prepared, &lanes, ticket).await {
-            Ok(outcome) => outcome,
-            Err(e) => {
-                return BatchDone {
-                    ticket,
-                    result: Err(e),
-                }
-            }
-        };
+        let result = self.send_and_settle(prepared, &map, &lanes, ticket).await;
+        BatchDone { ticket, result }
+    }
+
+    async fn send_and_settle(
+        &self,
+        prepared: Prepared,
+        map: &ResolvedMap,
+        lanes: &Lanes,
+        ticket: u64,
+    ) -> Result<(DrainReport, Option<String>), StoreError> {
+        let mut outcome = self.batch(map).finish(prepared, lanes, ticket).await?;
         let stop = if outcome.halt_inherited {
             self.after_inherited_halt(&mut outcome);
             None
         } else {
-            self.after_halt(&mut outcome, &map).await
+            self.after_halt(&mut outcome, map).await
         };
-        let settled = match self.store.settle(&outcome.settlements).await {
-            Ok(()) => DrainReport::of_batch(&outcome),
-            Err(e) => {
-                return BatchDone {
-                    ticket,
-                    result: Err(e),
-                }
-            }
-        };
+        self.store.settle(&outcome.settlements).await?;
+        let settled = DrainReport::of_batch(&outcome);
         self.counters.record(&settled);
-        BatchDone {
-            ticket,
-            result: Ok((settled, stop)),
-        }
+        Ok((settled, stop))
     }
 
     /// Gives claimed items back as they were: due at once, attempts untouched, not counted;

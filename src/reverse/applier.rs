@@ -6,8 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use serde_json::Value;
+use chrono::DateTime;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -23,7 +22,7 @@ use crate::mapping::table_map::ROW_VERSION_COLUMN;
 use crate::mapping::{ResolvedMap, ResolvedTable};
 use crate::retry::{Decision, ErrorClass, RetryPolicy};
 use crate::sqlserver::{SqlStore, StoreError, WriteOutcome};
-use crate::sync_state::SyncState;
+use crate::sync_state::{parse_version, SyncState};
 
 /// Wakes the applier.
 #[derive(Clone)]
@@ -268,9 +267,8 @@ impl Applier {
         // or is going forward anyway (this event may be a late echo of an older push).
         let seen = record
             .get(ROW_VERSION_COLUMN)
-            .and_then(Value::as_str)
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&Utc));
+            .and_then(parse_version)
+            .and_then(DateTime::from_timestamp_micros);
         let queued = self
             .store
             .queue_records(table.source(), &table.queue_key_columns(), &[key], seen)
