@@ -115,6 +115,10 @@ pub fn settings(
     if let Some(batch) = batch {
         pairs.push(("SYNC_BATCH_SIZE".to_owned(), batch.to_string()));
     }
+    // For trying another pipeline depth than the default (main.rs).
+    if let Ok(depth) = std::env::var("BENCH_PIPELINE_DEPTH") {
+        pairs.push(("SYNC_PIPELINE_DEPTH".to_owned(), depth));
+    }
     pairs
 }
 

@@ -11,6 +11,9 @@
 //! - idle CPU ticks, wake-ups (context switches) and RSS of the agent in its own process, and
 //!   its peak RSS under a burst (`process`).
 //!
+//! `BENCH_PIPELINE_DEPTH=n` runs the agent with `SYNC_PIPELINE_DEPTH=n` instead of the default;
+//! `BENCH_BURST=n` sets the forward burst's size.
+//!
 //! Figures are wall clock on a shared machine: compare rows of one run, not runs.
 
 mod env;
@@ -62,7 +65,10 @@ impl Plan {
         }
         Plan {
             quick: false,
-            burst: 100_000,
+            burst: std::env::var("BENCH_BURST")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(100_000),
             agent_deadline: Duration::from_secs(90),
             agent_batches: vec![DEFAULT_BATCH, 50, 500],
             old_deadline: Duration::from_secs(20),

@@ -57,6 +57,10 @@ pub struct ProcessFigures {
     pub idle_ticks: u64,
     pub idle_switches: u64,
     pub rss_idle_kb: u64,
+    /// Once the burst is written into the double (its rows and queue, in this same process),
+    /// before the agent is told of it.
+    pub rss_loaded_kb: u64,
+    /// The peak while the agent drains the burst (the high-water mark reset once loaded).
     pub rss_peak_kb: u64,
     pub burst: usize,
     pub burst_took: Duration,
@@ -157,6 +161,12 @@ pub async fn measure(idle: Duration, burst: usize) -> ProcessFigures {
         tokio::task::block_in_place(|| read_line(&mut out)),
         "written"
     );
+    // The double's rows are SQL Server's memory, not the agent's: the peak is read from here
+    // on (writing 5 to clear_refs resets VmHWM, Linux 4.0+).
+    let rss_loaded_kb = status_kb(pid, "VmRSS");
+    if let Err(e) = std::fs::write(format!("/proc/{pid}/clear_refs"), "5") {
+        eprintln!("cannot reset the child's peak RSS ({e}): the peak includes loading");
+    }
     let workload = workload::burst(burst);
     let batches = workload
         .changes
@@ -182,6 +192,7 @@ pub async fn measure(idle: Duration, burst: usize) -> ProcessFigures {
         // A thread that exits in the window takes its count with it: never below zero.
         idle_switches: s1.saturating_sub(s0),
         rss_idle_kb,
+        rss_loaded_kb,
         rss_peak_kb,
         burst,
         burst_took,

@@ -60,13 +60,17 @@ CREATE TRIGGER aligner_batches_stamp_versions
 -- clinic's times; an existing row gets every clinic-owned column, and each shared column the
 -- clinic changed only when the clinic's time is newer than the column's version; a row whose
 -- synced_at (the clinic's row version, 04_row_versions.sql) is older than the existing row's is
--- left alone whole. Returns the
--- shared columns it refused where Supabase holds another value: [{"index", "column", "value",
--- "version"}], index being the row's position in p_rows.
+-- left alone whole. Returns the shared columns it refused where Supabase holds another value:
+-- [{"index", "column", "value", "version"}], index being the row's position in p_rows.
+--
+-- Set-based: per shape of row (the columns it carries; one shape per batch as the agent sends
+-- them) one statement reads the refusals and locks the existing rows, one updates them and one
+-- inserts the missing, whatever the batch's size, so a batch costs three planned statements
+-- rather than two per row. A key given twice in one call counts once, its last row.
 --
 -- SECURITY INVOKER: it can do nothing its caller could not. Only tables with a sync_versions
--- column are accepted; identifiers are quoted with format('%I'); values never become SQL text
--- (they are read from the JSON with jsonb_populate_record).
+-- column are accepted; identifiers are quoted with format('%I') and %L; values never become
+-- SQL text (they are read from the JSON with jsonb_populate_record).
 CREATE OR REPLACE FUNCTION public.syncbridge_push(p_table text, p_keys text[], p_shared text[], p_rows jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -75,16 +79,17 @@ SET search_path = ''
 AS $$
 DECLARE
     v_columns text[];
-    v_item jsonb;
-    v_index integer := -1;
-    v_row jsonb;
-    v_changed jsonb;
-    v_current jsonb;
-    v_versions jsonb;
+    v_shape text[];
     v_cols text[];
-    v_set text[];
-    v_col text;
+    v_plain text[];
+    v_shared text[];
     v_key_pred text;
+    v_input text;
+    v_stale text;
+    v_accept text;
+    v_set_cols text;
+    v_set_vals text;
+    v_part jsonb;
     v_refused jsonb := '[]'::jsonb;
 BEGIN
     SELECT array_agg(a.attname::text) INTO v_columns
@@ -102,69 +107,111 @@ BEGIN
         RAISE EXCEPTION 'syncbridge_push: key columns % are not columns of %', p_keys, p_table
             USING ERRCODE = '22023';
     END IF;
+    IF p_rows IS NULL THEN
+        RETURN v_refused;
+    ELSIF jsonb_typeof(p_rows) <> 'array' THEN
+        RAISE EXCEPTION 'syncbridge_push: p_rows is not an array' USING ERRCODE = '22023';
+    END IF;
     PERFORM set_config('syncbridge.writer', 'on', true);
     SELECT string_agg(format('t.%1$I = r.%1$I', k), ' AND ') INTO v_key_pred FROM unnest(p_keys) AS k;
-    FOR v_item IN SELECT value FROM jsonb_array_elements(p_rows) LOOP
-        v_index := v_index + 1;
-        v_row := v_item -> 'row';
-        v_changed := coalesce(v_item -> 'changed', '{}'::jsonb);
-        -- Only columns the table has: one dropped in Supabase meanwhile is drift, not an error.
-        SELECT array_agg(k) INTO v_cols
-        FROM jsonb_object_keys(v_row) AS k
-        WHERE k = ANY (v_columns) AND k <> 'sync_versions';
-        EXECUTE format(
-            'SELECT to_jsonb(t) FROM public.%I AS t, jsonb_populate_record(NULL::public.%I, $1) AS r WHERE %s FOR UPDATE OF t',
-            p_table, p_table, v_key_pred)
-        INTO v_current USING v_row;
-        IF v_current IS NULL THEN
-            SELECT coalesce(jsonb_object_agg(key, value), '{}'::jsonb) INTO v_versions
-            FROM jsonb_each(v_changed) WHERE key = ANY (p_shared);
-            EXECUTE format(
-                'INSERT INTO public.%I (%s, sync_versions) SELECT %s, $2 FROM jsonb_populate_record(NULL::public.%I, $1) AS r',
-                p_table,
-                (SELECT string_agg(format('%I', c), ', ') FROM unnest(v_cols) AS c),
-                (SELECT string_agg(format('r.%I', c), ', ') FROM unnest(v_cols) AS c),
-                p_table)
-            USING v_row, v_versions;
-            CONTINUE;
+
+    -- Each shape: the table's columns a row carries (one dropped in Supabase meanwhile is
+    -- drift, not an error), sorted so that rows with the same columns share a statement.
+    FOR v_shape IN
+        SELECT DISTINCT ARRAY(
+            SELECT k FROM jsonb_object_keys(e.value -> 'row') AS k
+            WHERE k = ANY (v_columns) AND k <> 'sync_versions' ORDER BY k)
+        FROM jsonb_array_elements(p_rows) AS e
+    LOOP
+        v_cols := v_shape;
+        IF cardinality(v_cols) = 0 THEN
+            RAISE EXCEPTION 'syncbridge_push: a row carries no column of %', p_table USING ERRCODE = '22023';
         END IF;
+        v_plain := ARRAY(SELECT c FROM unnest(v_cols) AS c WHERE NOT (c = ANY (p_keys)) AND NOT (c = ANY (p_shared)));
+        v_shared := ARRAY(SELECT c FROM unnest(v_cols) AS c WHERE NOT (c = ANY (p_keys)) AND c = ANY (p_shared));
+        -- The rows of this shape, numbered by their place in p_rows; the last of a key wins.
+        v_input := format(
+            'SELECT DISTINCT ON (%1$s) e.n - 1 AS _sb_idx, e.item -> ''row'' AS _sb_raw,
+                    coalesce(e.item -> ''changed'', ''{}''::jsonb) AS _sb_changed, p.*
+             FROM jsonb_array_elements($1) WITH ORDINALITY AS e(item, n),
+                  jsonb_populate_record(NULL::public.%2$I, e.item -> ''row'') AS p
+             WHERE ARRAY(SELECT k FROM jsonb_object_keys(e.item -> ''row'') AS k
+                         WHERE k = ANY ($2) AND k <> ''sync_versions'' ORDER BY k) = $3
+             ORDER BY %1$s, e.n DESC',
+            (SELECT string_agg(format('p.%I', k), ', ') FROM unnest(p_keys) AS k),
+            p_table);
         -- A clinic row older than the one Supabase holds (a push the agent gave up on that
         -- lands late; synced_at: 04_row_versions.sql) changes nothing, its shared columns
         -- included: the newer push already said what the clinic has. Equal times pass.
-        IF (v_row ->> 'synced_at') IS NOT NULL AND (v_current ->> 'synced_at') IS NOT NULL
-           AND (v_row ->> 'synced_at')::timestamptz < (v_current ->> 'synced_at')::timestamptz THEN
-            CONTINUE;
+        IF 'synced_at' = ANY (v_cols) THEN
+            v_stale := 'coalesce(r.synced_at < t.synced_at, false)';
+        ELSE
+            v_stale := 'false';
         END IF;
-        v_versions := coalesce(v_current -> 'sync_versions', '{}'::jsonb);
-        v_set := ARRAY[]::text[];
-        FOREACH v_col IN ARRAY v_cols LOOP
-            IF v_col = ANY (p_keys) THEN
-                CONTINUE;
-            ELSIF NOT (v_col = ANY (p_shared)) THEN
-                v_set := v_set || v_col;
-            ELSIF v_changed ? v_col THEN
-                -- Ties go to the portal: the clinic's time must be strictly newer.
-                IF v_versions ->> v_col IS NULL
-                   OR (v_changed ->> v_col)::timestamptz > (v_versions ->> v_col)::timestamptz THEN
-                    v_set := v_set || v_col;
-                    v_versions := jsonb_set(v_versions, ARRAY[v_col], v_changed -> v_col);
-                ELSIF (v_current -> v_col) IS DISTINCT FROM (v_row -> v_col) THEN
-                    v_refused := v_refused || jsonb_build_object(
-                        'index', v_index, 'column', v_col,
-                        'value', v_current -> v_col, 'version', v_versions -> v_col);
-                END IF;
-            END IF;
-        END LOOP;
+        -- Whether the clinic's change of shared column %1$I is taken: ties go to the portal,
+        -- the clinic's time must be strictly newer than the column's version.
+        v_accept := '(r._sb_changed ? %1$L AND (t.sync_versions ->> %1$L IS NULL
+                       OR (r._sb_changed ->> %1$L)::timestamptz > (t.sync_versions ->> %1$L)::timestamptz))';
+
+        -- 1. Lock the existing rows and read what is refused, before anything changes.
+        IF cardinality(v_shared) > 0 THEN
+            EXECUTE format(
+                'WITH r AS (%1$s)
+                 SELECT coalesce(jsonb_agg(jsonb_build_object(
+                            ''index'', x.idx, ''column'', x.col, ''value'', x.value, ''version'', x.version)
+                            ORDER BY x.idx, x.col), ''[]''::jsonb)
+                 FROM (SELECT r._sb_idx AS idx, s.col, s.value, s.version, s.refused
+                       FROM r JOIN public.%2$I AS t ON %3$s
+                       CROSS JOIN LATERAL (VALUES %4$s) AS s(col, refused, value, version)
+                       WHERE NOT %5$s
+                       FOR UPDATE OF t) AS x
+                 WHERE x.refused',
+                v_input, p_table, v_key_pred,
+                (SELECT string_agg(format(
+                    '(%1$L, r._sb_changed ? %1$L AND NOT ' || v_accept
+                    || ' AND coalesce(to_jsonb(t.%1$I), ''null'') IS DISTINCT FROM r._sb_raw -> %1$L,'
+                    || ' coalesce(to_jsonb(t.%1$I), ''null''), t.sync_versions -> %1$L)', c), ', ')
+                 FROM unnest(v_shared) AS c),
+                v_stale)
+            INTO v_part USING p_rows, v_columns, v_cols;
+            v_refused := v_refused || v_part;
+        END IF;
+
+        -- 2. Update the existing rows: every clinic-owned column, each shared column taken.
+        v_set_cols := array_to_string(ARRAY(
+            SELECT format('%I', c) FROM unnest(v_plain || v_shared || 'sync_versions'::text) WITH ORDINALITY AS u(c, n) ORDER BY n), ', ');
+        v_set_vals := array_to_string(
+            ARRAY(SELECT format('r.%I', c) FROM unnest(v_plain) WITH ORDINALITY AS u(c, n) ORDER BY n)
+            || ARRAY(SELECT format('CASE WHEN ' || v_accept || ' THEN r.%1$I ELSE t.%1$I END', c)
+                     FROM unnest(v_shared) WITH ORDINALITY AS u(c, n) ORDER BY n)
+            || ('coalesce(t.sync_versions, ''{}''::jsonb)' || array_to_string(ARRAY(
+                   SELECT format(' || CASE WHEN ' || v_accept || ' THEN jsonb_build_object(%1$L, r._sb_changed -> %1$L) ELSE ''{}''::jsonb END', c)
+                   FROM unnest(v_shared) WITH ORDINALITY AS u(c, n) ORDER BY n), '')),
+            ', ');
         EXECUTE format(
-            'UPDATE public.%I AS t SET (%s) = ROW(%s) FROM jsonb_populate_record(NULL::public.%I, $1) AS r WHERE %s AND ROW(%s) IS DISTINCT FROM ROW(%s)',
-            p_table,
-            (SELECT string_agg(format('%I', c), ', ') FROM unnest(v_set || 'sync_versions'::text) AS c),
-            (SELECT string_agg(format('r.%I', c), ', ') FROM unnest(v_set) AS c) || CASE WHEN cardinality(v_set) > 0 THEN ', ' ELSE '' END || '$2',
-            p_table,
-            v_key_pred,
-            (SELECT string_agg(format('t.%I', c), ', ') FROM unnest(v_set || 'sync_versions'::text) AS c),
-            (SELECT string_agg(format('r.%I', c), ', ') FROM unnest(v_set) AS c) || CASE WHEN cardinality(v_set) > 0 THEN ', ' ELSE '' END || '$2')
-        USING v_row, v_versions;
+            'WITH r AS (%1$s)
+             UPDATE public.%2$I AS t SET (%3$s) = ROW(%4$s)
+             FROM r
+             WHERE %5$s AND NOT %6$s AND ROW(%7$s) IS DISTINCT FROM ROW(%4$s)',
+            v_input, p_table, v_set_cols, v_set_vals, v_key_pred, v_stale,
+            array_to_string(ARRAY(
+                SELECT format('t.%I', c) FROM unnest(v_plain || v_shared || 'sync_versions'::text) WITH ORDINALITY AS u(c, n) ORDER BY n), ', '))
+        USING p_rows, v_columns, v_cols;
+
+        -- 3. Insert the missing rows whole, their shared columns versioned with the clinic's
+        -- times.
+        EXECUTE format(
+            'WITH r AS (%1$s)
+             INSERT INTO public.%2$I (%3$s, sync_versions)
+             SELECT %4$s, (SELECT coalesce(jsonb_object_agg(v.key, v.value), ''{}''::jsonb)
+                          FROM jsonb_each(r._sb_changed) AS v WHERE v.key = ANY ($4))
+             FROM r
+             WHERE NOT EXISTS (SELECT 1 FROM public.%2$I AS t WHERE %5$s)',
+            v_input, p_table,
+            array_to_string(ARRAY(SELECT format('%I', c) FROM unnest(v_cols) WITH ORDINALITY AS u(c, n) ORDER BY n), ', '),
+            array_to_string(ARRAY(SELECT format('r.%I', c) FROM unnest(v_cols) WITH ORDINALITY AS u(c, n) ORDER BY n), ', '),
+            v_key_pred)
+        USING p_rows, v_columns, v_cols, p_shared;
     END LOOP;
     RETURN v_refused;
 END;
