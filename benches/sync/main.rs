@@ -12,7 +12,9 @@
 //!   its peak RSS under a burst (`process`).
 //!
 //! `BENCH_PIPELINE_DEPTH=n` runs the agent with `SYNC_PIPELINE_DEPTH=n` instead of the default;
-//! `BENCH_BURST=n` sets the forward burst's size.
+//! `BENCH_BURST=n` sets the forward burst's size. For experiments: `BENCH_BATCHES=1000,50`
+//! picks the agent's batch sizes, `BENCH_ROUND_TRIPS=50` one of the two round trips, and
+//! `BENCH_FORWARD_ONLY=1` skips the reverse and process measurements.
 //!
 //! Figures are wall clock on a shared machine: compare rows of one run, not runs.
 
@@ -70,7 +72,8 @@ impl Plan {
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(100_000),
             agent_deadline: Duration::from_secs(90),
-            agent_batches: vec![DEFAULT_BATCH, 50, 500],
+            agent_batches: list_env("BENCH_BATCHES")
+                .unwrap_or_else(|| vec![DEFAULT_BATCH, 50, 500]),
             old_deadline: Duration::from_secs(20),
             ceiling_configs: vec![(500, 4), (1000, 4), (1000, 8), (2000, 8)],
             notify_samples: [100, 50],
@@ -87,6 +90,17 @@ impl Plan {
 pub const DEFAULT_BATCH: usize = 1000;
 
 pub const ROUND_TRIPS: [Duration; 2] = [Duration::ZERO, Duration::from_millis(50)];
+
+/// A comma-separated list of numbers from the environment, if set.
+fn list_env(name: &str) -> Option<Vec<usize>> {
+    let value = std::env::var(name).ok()?;
+    Some(
+        value
+            .split(',')
+            .filter_map(|n| n.trim().parse().ok())
+            .collect(),
+    )
+}
 
 fn main() {
     if std::env::args().any(|a| a == "--test" || a == "--list") {
@@ -117,7 +131,14 @@ fn main() {
 async fn run(plan: &Plan) -> report::Figures {
     let burst = workload::burst(plan.burst);
     let mut f = report::Figures::default();
+    let round_trips = list_env("BENCH_ROUND_TRIPS");
     for (i, rtt) in ROUND_TRIPS.into_iter().enumerate() {
+        if round_trips
+            .as_ref()
+            .is_some_and(|only| !only.contains(&(rtt.as_millis() as usize)))
+        {
+            continue;
+        }
         println!("round trip {} ms", rtt.as_millis());
         for &batch in &plan.agent_batches {
             let rate = forward::agent_burst(&burst, rtt, Some(batch), plan.agent_deadline).await;
@@ -128,6 +149,9 @@ async fn run(plan: &Plan) -> report::Figures {
         f.old[i] = Some(forward::old_pattern(&burst, rtt, plan.old_deadline).await);
         println!("  old pattern: {:?}", f.old[i]);
         f.notify[i] = forward::notify_latency(rtt, plan.notify_samples[i]).await;
+    }
+    if std::env::var("BENCH_FORWARD_ONLY").is_ok_and(|v| v == "1") {
+        return f;
     }
     println!("reverse");
     f.ingest = Some(reverse::ingest(plan.webhooks, plan.webhook_clients).await);
