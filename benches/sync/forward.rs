@@ -26,8 +26,8 @@ impl Rate {
     }
 }
 
-/// JSON mappers for the four tables, in table order.
-pub async fn mappers(store: &MemoryStore) -> Vec<RowMapper> {
+/// JSON mappers for the four tables, in table order (over the double or a real server).
+pub async fn mappers(store: &dyn SqlStore) -> Vec<RowMapper> {
     let map = workload::bench_map();
     let mut out = Vec::new();
     for (source, _) in TABLES {

@@ -9,12 +9,19 @@
 //! - reverse: webhooks accepted per second from concurrent clients (fsync'd inbox), accept
 //!   latency, webhook → applied (`reverse`);
 //! - idle CPU ticks, wake-ups (context switches) and RSS of the agent in its own process, and
-//!   its peak RSS under a burst (`process`).
+//!   its peak RSS under a burst (`process`);
+//! - with `MSSQL_TEST_URL` set (an ADO connection string to SQL Server 2017+), forward against
+//!   a real SQL Server: the agent with the tiberius store draining a 6,000-change burst the
+//!   clinic wrote with set-based T-SQL (its triggers queueing it), at both round trips and
+//!   batch sizes 1000 and 50, and the SQL side alone (claim → load rows → settle, no
+//!   Supabase), each in a fresh database dropped afterwards (`mssql`). Unset: not run, no
+//!   connection attempted, and the report says so.
 //!
 //! `BENCH_PIPELINE_DEPTH=n` runs the agent with `SYNC_PIPELINE_DEPTH=n` instead of the default;
 //! `BENCH_BURST=n` sets the forward burst's size. For experiments: `BENCH_BATCHES=1000,50`
-//! picks the agent's batch sizes, `BENCH_ROUND_TRIPS=50` one of the two round trips, and
-//! `BENCH_FORWARD_ONLY=1` skips the reverse and process measurements.
+//! picks the agent's batch sizes over the double, `BENCH_ROUND_TRIPS=50` one of the two round
+//! trips (the real server's runs too), and `BENCH_FORWARD_ONLY=1` skips the reverse and process
+//! measurements (not the real server's, which are forward).
 //!
 //! Figures are wall clock on a shared machine: compare rows of one run, not runs.
 
@@ -23,6 +30,7 @@ mod env;
 #[path = "../../tests/common/fixtures.rs"]
 mod fixtures;
 mod forward;
+mod mssql;
 mod process;
 mod report;
 mod reverse;
@@ -132,11 +140,13 @@ async fn run(plan: &Plan) -> report::Figures {
     let burst = workload::burst(plan.burst);
     let mut f = report::Figures::default();
     let round_trips = list_env("BENCH_ROUND_TRIPS");
-    for (i, rtt) in ROUND_TRIPS.into_iter().enumerate() {
-        if round_trips
+    let selected = |rtt: Duration| {
+        round_trips
             .as_ref()
-            .is_some_and(|only| !only.contains(&(rtt.as_millis() as usize)))
-        {
+            .is_none_or(|only| only.contains(&(rtt.as_millis() as usize)))
+    };
+    for (i, rtt) in ROUND_TRIPS.into_iter().enumerate() {
+        if !selected(rtt) {
             continue;
         }
         println!("round trip {} ms", rtt.as_millis());
@@ -149,6 +159,11 @@ async fn run(plan: &Plan) -> report::Figures {
         f.old[i] = Some(forward::old_pattern(&burst, rtt, plan.old_deadline).await);
         println!("  old pattern: {:?}", f.old[i]);
         f.notify[i] = forward::notify_latency(rtt, plan.notify_samples[i]).await;
+    }
+    // Only with a real server named: otherwise nothing below connects anywhere.
+    if mssql::configured() {
+        println!("real SQL Server (MSSQL_TEST_URL)");
+        f.mssql = Some(mssql::measure(plan, selected).await);
     }
     if std::env::var("BENCH_FORWARD_ONLY").is_ok_and(|v| v == "1") {
         return f;

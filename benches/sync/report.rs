@@ -5,6 +5,7 @@ use std::fmt::Write;
 use std::time::Duration;
 
 use crate::forward::Rate;
+use crate::mssql::{self, MssqlFigures};
 use crate::process::ProcessFigures;
 use crate::reverse::Ingest;
 use crate::Plan;
@@ -21,6 +22,8 @@ pub struct Figures {
     /// Sorted.
     pub applied: Vec<Duration>,
     pub process: Option<ProcessFigures>,
+    /// Against a real SQL Server; `None` when `MSSQL_TEST_URL` is unset.
+    pub mssql: Option<MssqlFigures>,
 }
 
 impl Figures {
@@ -109,6 +112,7 @@ pub fn markdown(plan: &Plan, f: &Figures) -> String {
             rate(&rates[1], "changes"),
         );
     }
+    mssql_rows(&mut s, f.mssql.as_ref());
     let agent = f.default_agent();
     let ceiling = |i: usize| match &f.ceiling[i] {
         Some((r, (b, p))) => format!("{:.0} rows/s (batch {b}, {p} in flight)", r.per_sec()),
@@ -208,6 +212,61 @@ pub fn markdown(plan: &Plan, f: &Figures) -> String {
     }
     let _ = writeln!(s, "\nThe burst: families of patient → work → aligner set → aligner batch; 70 % inserts, 20 % updates, 10 % deletes, \
         every change a distinct record; the sample map as shipped (aligner batches and notes take the versioned push, `rpc/syncbridge_push`), \
-        every row carrying its row version (`synced_at`). A real SQL Server run needs `MSSQL_TEST_URL` (skipped when unset).");
+        every row carrying its row version (`synced_at`). The real SQL Server rows need `MSSQL_TEST_URL` (not run when unset): \
+        a burst of {} changes (inserts and updates of the same families) written by set-based T-SQL and queued by the change triggers, \
+        in a fresh database of its own per run.", mssql::CHANGES);
     s
+}
+
+/// The real SQL Server's rows (`mssql`), or the same rows saying why they were not run.
+fn mssql_rows(s: &mut String, m: Option<&MssqlFigures>) {
+    const UNSET: &str = "not run: MSSQL_TEST_URL unset";
+    let n = mssql::CHANGES;
+    for batch in mssql::BATCHES {
+        let default = if batch == crate::DEFAULT_BATCH {
+            " (the default)"
+        } else {
+            ""
+        };
+        let (a, b) = match m {
+            None => (UNSET.to_owned(), UNSET.to_owned()),
+            Some(m) => {
+                let rates = m
+                    .agent
+                    .iter()
+                    .find(|(b, _)| *b == batch)
+                    .map(|(_, r)| *r)
+                    .unwrap_or_default();
+                (rate(&rates[0], "changes"), rate(&rates[1], "changes"))
+            }
+        };
+        let _ = writeln!(
+            s,
+            "| forward, agent with the tiberius store over a real SQL Server, {n} changes, batch {batch}{default} | {a} | {b} |"
+        );
+    }
+    for batch in mssql::BATCHES {
+        let a = match m {
+            None => UNSET.to_owned(),
+            Some(m) => rate(
+                &m.sql_alone
+                    .iter()
+                    .find(|(b, _)| *b == batch)
+                    .map(|(_, r)| *r),
+                "changes",
+            ),
+        };
+        let _ = writeln!(
+            s,
+            "| SQL side alone on that server: claim → load rows → settle, {n} changes, batch {batch}, no Supabase | {a} | — |"
+        );
+    }
+    let a = match m {
+        None => UNSET.to_owned(),
+        Some(m) => rate(&m.clinic_write, "changes"),
+    };
+    let _ = writeln!(
+        s,
+        "| the clinic's set-based writes of that burst, the change triggers queueing them | {a} | — |"
+    );
 }
