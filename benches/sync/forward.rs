@@ -126,6 +126,22 @@ pub async fn agent_burst(
         // agent it measures.
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    // Refusals cost a write into SQL Server each: a burst of clinic edits should have none.
+    let status: serde_json::Value = agent
+        .http
+        .get(format!("{}/api/sync/status", agent.base))
+        .bearer_auth(crate::env::ADMIN)
+        .send()
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("status JSON");
+    println!(
+        "    portal edits kept: {}, items retried: {}",
+        status["forward"]["state"]["conflicts_portal_won"],
+        status["forward"]["state"]["items_retried"]
+    );
     if rate.complete {
         for (t, mapper) in mappers(&store).await.iter().enumerate() {
             let n = side.count(mapper.target()).await;

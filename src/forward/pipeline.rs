@@ -3,13 +3,18 @@
 //!
 //! A batch sends in stages: the upserts of each table, parents first, then the deletes of each
 //! table, children first ([`super::send`]). Every stage is a lane, and batches pass through
-//! every lane in the order they were claimed (a ticket each): batch N+1 starts a stage only
-//! once batch N has left it, and a batch leaves a stage only after its requests were answered.
-//! So a wavefront runs through the lanes: while batch N deletes, N+1 upserts children and N+2
-//! upserts parents, and every cross-batch order the sequential drain kept still holds:
-//! - a child upserted by N+1 finds the parents N upserted (N left that lane before N+1 could
-//!   enter the child's, which comes later);
-//! - a parent deleted by N+1 has lost the children N upserted.
+//! the lanes in the order they were claimed (a ticket each) without overtaking: batch N+1
+//! enters a stage only once batch N has entered it, so only after N's earlier stages were
+//! answered. Batches may share a lane (their requests to one table in flight together: their
+//! records are disjoint, see below), which keeps a table's lane from capping throughput at
+//! one request per round trip. Every cross-batch order the sequential drain kept still holds:
+//! - a child upserted by N+1 finds the parents N upserted (N entered the child's lane, which
+//!   comes later, only after its parents' lane was answered);
+//! - a parent deleted by N+1 has lost the children N upserted (every delete lane comes after
+//!   every upsert lane).
+//!
+//! Batches also finish in ticket order ([`Lanes::finish`]), so that what a batch settles and
+//! reports (a success clearing the shared backoff) never comes before an earlier batch's.
 //!
 //! Two batches holding the same record are not overlapped at all: the worker waits for the
 //! earlier to finish first ([`super::worker`]), because a record's delete stage comes after
@@ -29,9 +34,11 @@ pub(super) enum Step {
     Delete(usize),
 }
 
-/// One lane per stage, each holding the ticket of the batch allowed in next.
+/// One lane per stage, each holding the ticket of the batch allowed in next (every earlier one
+/// has entered), and the same for finishing.
 pub(super) struct Lanes {
     lanes: Vec<watch::Sender<u64>>,
+    finished: watch::Sender<u64>,
     /// The ticket of the next batch, in claim order.
     next_ticket: AtomicU64,
     /// The first halt any batch hit: later stages of every batch in flight stop too.
@@ -43,6 +50,7 @@ impl Lanes {
     pub(super) fn new(tables: usize) -> Self {
         Self {
             lanes: (0..tables * 2).map(|_| watch::Sender::new(0)).collect(),
+            finished: watch::Sender::new(0),
             next_ticket: AtomicU64::new(0),
             halt: Mutex::new(None),
         }
@@ -73,21 +81,19 @@ impl Lanes {
         }
     }
 
-    /// Waits until batch `ticket` may enter `stage` (every earlier batch has left it).
+    /// Waits until batch `ticket` may enter `stage` (every earlier batch has entered it), and
+    /// lets the next batch in after it. Every batch enters every stage in turn, halted or not,
+    /// or the batches behind it would wait forever.
     pub(super) async fn enter(&self, stage: usize, ticket: u64) {
-        let Some(lane) = self.lanes.get(stage) else {
-            return;
-        };
-        let mut turn = lane.subscribe();
-        // The sender lives in `self`, so the channel cannot close while we wait.
-        let _ = turn.wait_for(|&next| next >= ticket).await;
+        if let Some(lane) = self.lanes.get(stage) {
+            pass(lane, ticket).await;
+        }
     }
 
-    /// Batch `ticket` has left `stage`: the next batch may enter.
-    pub(super) fn leave(&self, stage: usize, ticket: u64) {
-        if let Some(lane) = self.lanes.get(stage) {
-            lane.send_modify(|next| *next = (*next).max(ticket + 1));
-        }
+    /// Waits until every earlier batch has finished (left its last stage), and lets the next
+    /// one finish after it.
+    pub(super) async fn finish(&self, ticket: u64) {
+        pass(&self.finished, ticket).await;
     }
 
     /// Records the first halt, and answers whether `halt` was it; later ones are
@@ -105,6 +111,14 @@ impl Lanes {
     pub(super) fn halt(&self) -> Option<Halt> {
         self.halt.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+}
+
+/// Waits for `ticket`'s turn at `gate`, then gives the turn to the next ticket.
+async fn pass(gate: &watch::Sender<u64>, ticket: u64) {
+    let mut turn = gate.subscribe();
+    // The sender outlives this borrow, so the channel cannot close while we wait.
+    let _ = turn.wait_for(|&next| next >= ticket).await;
+    gate.send_modify(|next| *next = (*next).max(ticket + 1));
 }
 
 #[cfg(test)]
