@@ -234,7 +234,7 @@ impl Reader<'_> {
                 "must be at least 5s (a batch must finish within its lease)",
             );
         }
-        let pipeline_depth = self.parsed("SYNC_PIPELINE_DEPTH", 4, ranged(1usize, 16));
+        let pipeline_depth = self.parsed("SYNC_PIPELINE_DEPTH", 8, ranged(1usize, 16));
         let supabase_timeout = self.parsed("SUPABASE_TIMEOUT", Duration::from_secs(10), duration);
         if supabase_timeout.is_zero() {
             self.fail("SUPABASE_TIMEOUT", "must be positive");

@@ -34,7 +34,7 @@ fn minimal_config_gets_documented_defaults() {
     let c = parse(&valid()).expect("valid");
     assert_eq!(c.listen_addr.to_string(), "127.0.0.1:3000");
     assert_eq!(c.batch_size, 1000);
-    assert_eq!(c.pipeline_depth, 4);
+    assert_eq!(c.pipeline_depth, 8);
     assert_eq!(c.max_attempts, 10);
     assert_eq!(c.backoff.base, Duration::from_secs(2));
     assert_eq!(c.backoff.cap, Duration::from_secs(600));

@@ -8,7 +8,10 @@ use std::time::Duration;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use crate::forward::batch::{BatchOutcome, Halt};
 use crate::forward::fixture::{key, patient, sample_openapi, work, worker, BACKOFF};
+use crate::forward::outage::Side;
+use crate::forward::pipeline::Lanes;
 use crate::sqlserver::memory::MemoryStore;
 use crate::supabase::memory::{MemorySupabase, RequestKind};
 
@@ -33,6 +36,44 @@ fn attempts_and_statuses(store: &MemoryStore) -> Vec<(String, u32)> {
         .into_iter()
         .map(|q| (q.status, q.attempts))
         .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_success_reported_after_another_batchs_outage_keeps_the_backoff() {
+    // Batches in flight report in any order: batch 1's success (its requests answered before
+    // the outage) may be reported after batch 0 met the outage and set the backoff, e.g.
+    // because batch 1 waited on SQL Server while settling.
+    let w = worker(&MemoryStore::sample_clinic(), &MemorySupabase::new(), 1, 10).await;
+    let backing_off = |w: &super::ForwardWorker| {
+        w.outage
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .waiting_until(tokio::time::Instant::now())
+            .is_some()
+    };
+    let success = BatchOutcome {
+        answered: true,
+        ..BatchOutcome::default()
+    };
+
+    // With no outage in its drain, a success does clear the backoff.
+    w.failed(Side::Supabase, "HTTP 503", None);
+    assert!(backing_off(&w));
+    w.report_answered(&success, &Lanes::new(4));
+    assert!(!backing_off(&w), "a success ends the backoff");
+
+    let lanes = Lanes::new(4);
+    let outage = Halt::Outage {
+        error: "HTTP 503".to_owned(),
+        retry_after: None,
+    };
+    assert!(lanes.halted(&outage), "batch 0 meets the outage first");
+    w.failed(Side::Supabase, "HTTP 503", None);
+    w.report_answered(&success, &lanes);
+    assert!(
+        backing_off(&w),
+        "batch 1's success from before the outage leaves its backoff in place"
+    );
 }
 
 #[tokio::test(start_paused = true)]

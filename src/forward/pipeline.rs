@@ -13,8 +13,9 @@
 //! - a parent deleted by N+1 has lost the children N upserted (every delete lane comes after
 //!   every upsert lane).
 //!
-//! Batches also finish in ticket order ([`Lanes::finish`]), so that what a batch settles and
-//! reports (a success clearing the shared backoff) never comes before an earlier batch's.
+//! Batches may finish in any order. So a success one of them reports must not clear the
+//! shared backoff another one's outage set: the worker reports a success only while no batch of
+//! the drain has met an outage ([`Lanes::halt`]).
 //!
 //! Two batches holding the same record are not overlapped at all: the worker waits for the
 //! earlier to finish first ([`super::worker`]), because a record's delete stage comes after
@@ -35,10 +36,9 @@ pub(super) enum Step {
 }
 
 /// One lane per stage, each holding the ticket of the batch allowed in next (every earlier one
-/// has entered), and the same for finishing.
+/// has entered).
 pub(super) struct Lanes {
     lanes: Vec<watch::Sender<u64>>,
-    finished: watch::Sender<u64>,
     /// The ticket of the next batch, in claim order.
     next_ticket: AtomicU64,
     /// The first halt any batch hit: later stages of every batch in flight stop too.
@@ -50,7 +50,6 @@ impl Lanes {
     pub(super) fn new(tables: usize) -> Self {
         Self {
             lanes: (0..tables * 2).map(|_| watch::Sender::new(0)).collect(),
-            finished: watch::Sender::new(0),
             next_ticket: AtomicU64::new(0),
             halt: Mutex::new(None),
         }
@@ -85,15 +84,13 @@ impl Lanes {
     /// lets the next batch in after it. Every batch enters every stage in turn, halted or not,
     /// or the batches behind it would wait forever.
     pub(super) async fn enter(&self, stage: usize, ticket: u64) {
-        if let Some(lane) = self.lanes.get(stage) {
-            pass(lane, ticket).await;
-        }
-    }
-
-    /// Waits until every earlier batch has finished (left its last stage), and lets the next
-    /// one finish after it.
-    pub(super) async fn finish(&self, ticket: u64) {
-        pass(&self.finished, ticket).await;
+        let Some(lane) = self.lanes.get(stage) else {
+            return;
+        };
+        let mut turn = lane.subscribe();
+        // The sender outlives this borrow, so the channel cannot close while we wait.
+        let _ = turn.wait_for(|&next| next >= ticket).await;
+        lane.send_modify(|next| *next = (*next).max(ticket + 1));
     }
 
     /// Records the first halt, and answers whether `halt` was it; later ones are
@@ -111,14 +108,6 @@ impl Lanes {
     pub(super) fn halt(&self) -> Option<Halt> {
         self.halt.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
-}
-
-/// Waits for `ticket`'s turn at `gate`, then gives the turn to the next ticket.
-async fn pass(gate: &watch::Sender<u64>, ticket: u64) {
-    let mut turn = gate.subscribe();
-    // The sender outlives this borrow, so the channel cannot close while we wait.
-    let _ = turn.wait_for(|&next| next >= ticket).await;
-    gate.send_modify(|next| *next = (*next).max(ticket + 1));
 }
 
 #[cfg(test)]

@@ -115,8 +115,7 @@ fn halt_for(table: &ResolvedTable, e: &PostgrestError) -> Option<Halt> {
 impl Batch<'_> {
     /// Upserts parents before children, then deletes children before parents, one stage at a
     /// time in the order of `lanes` (batch `ticket` enters a stage after every earlier batch
-    /// entered it, and finishes after every earlier batch finished); stops at a [`Halt`], its
-    /// own or another batch's.
+    /// entered it); stops at a [`Halt`], its own or another batch's.
     pub(super) async fn send(
         &self,
         plans: Vec<TablePlan>,
@@ -148,13 +147,6 @@ impl Batch<'_> {
                     out.halt_inherited = !lanes.halted(halt);
                 }
             }
-        }
-        lanes.finish(ticket).await;
-        if out.halt.is_none() && matches!(lanes.halt(), Some(Halt::Outage { .. })) {
-            // A batch sharing a lane with this one met an outage while this one's requests
-            // were answered: this success, from before the outage was known, must not clear
-            // the shared backoff it set.
-            out.answered = false;
         }
         results
     }

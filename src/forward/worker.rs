@@ -410,6 +410,7 @@ impl ForwardWorker {
         ticket: u64,
     ) -> Result<(DrainReport, Option<String>), StoreError> {
         let mut outcome = self.batch(map).finish(prepared, lanes, ticket).await?;
+        self.report_answered(&outcome, lanes);
         let stop = if outcome.halt_inherited {
             self.after_inherited_halt(&mut outcome);
             None
@@ -446,11 +447,6 @@ impl ForwardWorker {
     /// Releases what a batch left unsent when another batch in flight hit a halt: its cause
     /// was counted once, by that batch.
     fn after_inherited_halt(&self, outcome: &mut BatchOutcome) {
-        // An outage's batch set the shared backoff; a success of this one from before it
-        // must not clear it (this batch finishes after it, being behind it in every lane).
-        if outcome.answered && !matches!(outcome.halt, Some(Halt::Outage { .. })) {
-            self.answered(Side::Supabase);
-        }
         let delay = match &outcome.halt {
             Some(Halt::ConfigFault(_)) => self.fault_delay(),
             _ => Duration::ZERO,
@@ -462,9 +458,6 @@ impl ForwardWorker {
     /// whether the drain stops (with the error) or goes on (Supabase's schema had drifted and
     /// the map is resolved again).
     async fn after_halt(&self, outcome: &mut BatchOutcome, map: &ResolvedMap) -> Option<String> {
-        if outcome.answered {
-            self.answered(Side::Supabase);
-        }
         let halt = outcome.halt.clone()?;
         let delay = match &halt {
             // Due again at once: the shared backoff, not each item's NextAttemptAt, paces the
@@ -510,6 +503,19 @@ impl ForwardWorker {
         let delay = outage.failed(&self.settings.retry.backoff, side, error, retry_after);
         self.counters.set_outage(outage.status());
         delay
+    }
+
+    /// Tells the shared backoff that Supabase answered `outcome`'s batch, unless another batch
+    /// of the drain met an outage: batches report in any order, and a success from before the
+    /// outage (or beside it) must not clear the backoff that outage set. A batch's own outage
+    /// after answered stages is reported as before: answered, then failed.
+    fn report_answered(&self, outcome: &BatchOutcome, lanes: &Lanes) {
+        let own_outage =
+            !outcome.halt_inherited && matches!(outcome.halt, Some(Halt::Outage { .. }));
+        let drain_outage = matches!(lanes.halt(), Some(Halt::Outage { .. }));
+        if outcome.answered && (own_outage || !drain_outage) {
+            self.answered(Side::Supabase);
+        }
     }
 
     fn answered(&self, side: Side) {
