@@ -58,6 +58,10 @@ struct State {
     /// queue's length (benchmarks queue 100,000 rows; SQL Server has indexes for this).
     pending_ids: std::collections::BTreeSet<i64>,
     by_record: BTreeMap<(String, String), std::collections::BTreeSet<i64>>,
+    /// The same by record as SQL Server's guard matches it ([`guard_key`]): whatever the
+    /// spelling of the table and of the RecordID, so that a guarded write seeks instead of
+    /// reading the whole queue (as `IX_SyncQueue_Record` lets SQL Server do).
+    by_guard_key: BTreeMap<(String, String), std::collections::BTreeSet<i64>>,
     next_queue_id: i64,
     next_tx: u64,
     /// Per open transaction: the row changes it will make visible on commit.
@@ -229,6 +233,7 @@ impl MemoryStore {
         s.queue.clear();
         s.pending_ids.clear();
         s.by_record.clear();
+        s.by_guard_key.clear();
     }
 
     /// Appends a raw queue row (for malformed or unknown-table items).
@@ -254,6 +259,9 @@ impl MemoryStore {
             .entry((table.to_owned(), record_id.to_owned()))
             .or_default()
             .insert(id);
+        if let Some(key) = guard_key(table, record_id) {
+            s.by_guard_key.entry(key).or_default().insert(id);
+        }
         s.queue.insert(
             id,
             MemQueueRow {
@@ -348,4 +356,20 @@ impl MemTx {
     pub fn rollback(self) {
         self.store.end_tx(self.tx, false);
     }
+}
+
+/// A record as the guard compares it: the table however it is spelled (schema and case) and
+/// the RecordID's key, case-insensitively. `None` for a name or RecordID that does not parse
+/// (the guard never matches those).
+fn guard_key(table: &str, record_id: &str) -> Option<(String, String)> {
+    let table = TableName::parse(table).ok()?;
+    let key = RecordKey::parse(record_id).ok()?;
+    Some(guard_key_of(&table, &key))
+}
+
+fn guard_key_of(table: &TableName, key: &RecordKey) -> (String, String) {
+    (
+        table.qualified().to_lowercase(),
+        key.to_json().to_lowercase(),
+    )
 }

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::triggers::Origin;
-use super::{MemQueueRow, MemoryStore, State};
+use super::{guard_key_of, MemQueueRow, MemoryStore, State};
 use crate::sqlserver::SqlValue;
 use crate::sqlserver::*;
 
@@ -25,12 +25,13 @@ fn newer_clinic_edit(s: &State, write: &ReverseWrite, key: &RecordKey) -> bool {
     let (Some(newer_than), Ok(table)) = (write.guard, TableName::parse(&write.table)) else {
         return false;
     };
-    let wanted = key.to_json().to_lowercase();
-    s.queue.values().any(|q| {
-        q.status == "Pending"
-            && q.created_at > newer_than
-            && TableName::parse(&q.table).is_ok_and(|t| t.same_as(&table))
-            && RecordKey::parse(&q.record_id).is_ok_and(|k| k.to_json().to_lowercase() == wanted)
+    let wanted = guard_key_of(&table, key);
+    s.by_guard_key.get(&wanted).is_some_and(|ids| {
+        ids.iter().any(|id| {
+            s.queue
+                .get(id)
+                .is_some_and(|q| q.status == "Pending" && q.created_at > newer_than)
+        })
     })
 }
 
@@ -415,3 +416,7 @@ impl SqlStore for MemoryStore {
         self.queue_keys(table, key_columns, records, unless_newer_than)
     }
 }
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;
