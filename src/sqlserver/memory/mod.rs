@@ -61,7 +61,7 @@ struct State {
     /// The same by record as SQL Server's guard matches it ([`guard_key`]): whatever the
     /// spelling of the table and of the RecordID, so that a guarded write seeks instead of
     /// reading the whole queue (as `IX_SyncQueue_Record` lets SQL Server do).
-    by_guard_key: BTreeMap<(String, String), std::collections::BTreeSet<i64>>,
+    by_guard_key: BTreeMap<GuardKey, std::collections::BTreeSet<i64>>,
     next_queue_id: i64,
     next_tx: u64,
     /// Per open transaction: the row changes it will make visible on commit.
@@ -361,15 +361,19 @@ impl MemTx {
 /// A record as the guard compares it: the table however it is spelled (schema and case) and
 /// the RecordID's key, case-insensitively. `None` for a name or RecordID that does not parse
 /// (the guard never matches those).
-fn guard_key(table: &str, record_id: &str) -> Option<(String, String)> {
+fn guard_key(table: &str, record_id: &str) -> Option<GuardKey> {
     let table = TableName::parse(table).ok()?;
     let key = RecordKey::parse(record_id).ok()?;
     Some(guard_key_of(&table, &key))
 }
 
-fn guard_key_of(table: &TableName, key: &RecordKey) -> (String, String) {
+/// Schema, table and RecordID, each lower-cased (apart: `[a.b].[c]` is not `[a].[b.c]`).
+type GuardKey = (String, String, String);
+
+fn guard_key_of(table: &TableName, key: &RecordKey) -> GuardKey {
     (
-        table.qualified().to_lowercase(),
+        table.schema.to_lowercase(),
+        table.name.to_lowercase(),
         key.to_json().to_lowercase(),
     )
 }
