@@ -93,6 +93,13 @@ pub(super) fn row(values: &[(&str, SqlValue)]) -> Row {
         .collect()
 }
 
+/// The clinic writes patients `ids` (each queued by its change trigger).
+pub(super) fn clinic_patients(store: &MemoryStore, ids: std::ops::RangeInclusive<i64>) {
+    for id in ids {
+        store.clinic_write("tblPatients", &key("PersonID", id), Some(patient(id, "p")));
+    }
+}
+
 pub(super) fn patient(id: i64, name: &str) -> Row {
     row(&[
         ("PersonID", SqlValue::Int(id)),

@@ -44,13 +44,7 @@ async fn a_success_reported_after_another_batchs_outage_keeps_the_backoff() {
     // the outage) may be reported after batch 0 met the outage and set the backoff, e.g.
     // because batch 1 waited on SQL Server while settling.
     let w = worker(&MemoryStore::sample_clinic(), &MemorySupabase::new(), 1, 10).await;
-    let backing_off = |w: &super::ForwardWorker| {
-        w.outage
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .waiting_until(tokio::time::Instant::now())
-            .is_some()
-    };
+    let backing_off = |w: &super::ForwardWorker| w.backing_off().is_some();
     let success = BatchOutcome {
         answered: true,
         ..BatchOutcome::default()

@@ -9,7 +9,7 @@ use futures_util::poll;
 use tokio_util::sync::CancellationToken;
 
 use super::{Lanes, Step};
-use crate::forward::fixture::{key, patient, work, worker};
+use crate::forward::fixture::{clinic_patients, key, patient, work, worker};
 use crate::sqlserver::memory::MemoryStore;
 use crate::supabase::memory::MemorySupabase;
 
@@ -55,9 +55,7 @@ async fn a_batch_never_overtakes_the_batch_before_it() {
 #[tokio::test(start_paused = true)]
 async fn batches_of_one_table_are_in_flight_at_once() {
     let store = MemoryStore::sample_clinic();
-    for id in 1..=3 {
-        store.clinic_write("tblPatients", &key("PersonID", id), Some(patient(id, "p")));
-    }
+    clinic_patients(&store, 1..=3);
     let supabase = MemorySupabase::new();
     // Every request takes a round trip: batches one after another in a table's lane would
     // never have two in flight.
@@ -78,9 +76,7 @@ async fn batches_of_one_table_are_in_flight_at_once() {
 #[tokio::test(start_paused = true)]
 async fn the_next_batch_is_claimed_and_read_while_one_is_in_flight() {
     let store = MemoryStore::sample_clinic();
-    for id in 1..=3 {
-        store.clinic_write("tblPatients", &key("PersonID", id), Some(patient(id, "p")));
-    }
+    clinic_patients(&store, 1..=3);
     let supabase = MemorySupabase::new();
     // Every write is slow: none has landed while the later batches are read.
     supabase.delay_next(3, Duration::from_secs(5));
@@ -184,9 +180,7 @@ async fn a_record_claimed_again_waits_for_its_earlier_batch() {
 async fn an_outage_in_one_batch_spends_no_attempt_of_the_batches_beside_it() {
     let store = MemoryStore::sample_clinic();
     store.clinic_write("tblWork", &key("WorkID", 1), Some(work(1, 1)));
-    for id in 1..=3 {
-        store.clinic_write("tblPatients", &key("PersonID", id), Some(patient(id, "p")));
-    }
+    clinic_patients(&store, 1..=3);
     let supabase = MemorySupabase::new();
     supabase.set_failing(Some(503));
     let report = worker(&store, &supabase, 1, 10)
@@ -219,13 +213,8 @@ async fn a_later_batchs_success_does_not_clear_the_backoff_an_earlier_ones_outag
     let w = worker(&store, &supabase, 1, 10).await;
     let report = w.drain(&CancellationToken::new()).await;
     assert!(report.error.is_some(), "{report:?}");
-    let backing_off = w
-        .outage
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .waiting_until(tokio::time::Instant::now());
     assert!(
-        backing_off.is_some(),
+        w.backing_off().is_some(),
         "the outage's shared backoff holds: {report:?}"
     );
 }
@@ -233,9 +222,7 @@ async fn a_later_batchs_success_does_not_clear_the_backoff_an_earlier_ones_outag
 #[tokio::test(start_paused = true)]
 async fn a_success_beside_an_outage_in_the_same_lane_does_not_clear_its_backoff() {
     let store = MemoryStore::sample_clinic();
-    for id in 1..=2 {
-        store.clinic_write("tblPatients", &key("PersonID", id), Some(patient(id, "p")));
-    }
+    clinic_patients(&store, 1..=2);
     let supabase = MemorySupabase::new();
     // Batch 0's upsert is slow and meets the outage; batch 1's, sent beside it in the same
     // lane, was answered just before the outage began. Batch 1 stops at its next stage, which
@@ -252,13 +239,8 @@ async fn a_success_beside_an_outage_in_the_same_lane_does_not_clear_its_backoff(
         (1, 0),
         "batch 1 synced, batch 0 given back without an attempt spent: {report:?}"
     );
-    let backing_off = w
-        .outage
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .waiting_until(tokio::time::Instant::now());
     assert!(
-        backing_off.is_some(),
+        w.backing_off().is_some(),
         "the outage's shared backoff holds: {report:?}"
     );
 }
@@ -266,9 +248,7 @@ async fn a_success_beside_an_outage_in_the_same_lane_does_not_clear_its_backoff(
 #[tokio::test(start_paused = true)]
 async fn shutdown_mid_drain_settles_the_batch_in_flight_and_gives_the_next_back() {
     let store = MemoryStore::sample_clinic();
-    for id in 1..=3 {
-        store.clinic_write("tblPatients", &key("PersonID", id), Some(patient(id, "p")));
-    }
+    clinic_patients(&store, 1..=3);
     let supabase = MemorySupabase::new();
     supabase.delay_next(1, Duration::from_secs(5));
     let cancel = CancellationToken::new();

@@ -525,7 +525,7 @@ impl ForwardWorker {
     }
 
     /// The end of the shared backoff, while it lasts.
-    fn backing_off(&self) -> Option<Instant> {
+    pub(super) fn backing_off(&self) -> Option<Instant> {
         self.lock_outage().waiting_until(Instant::now())
     }
 

@@ -58,9 +58,9 @@ struct State {
     /// queue's length (benchmarks queue 100,000 rows; SQL Server has indexes for this).
     pending_ids: std::collections::BTreeSet<i64>,
     by_record: BTreeMap<(String, String), std::collections::BTreeSet<i64>>,
-    /// The same by record as SQL Server's guard matches it ([`guard_key`]): whatever the
-    /// spelling of the table and of the RecordID, so that a guarded write seeks instead of
-    /// reading the whole queue (as `IX_SyncQueue_Record` lets SQL Server do).
+    /// Queue ids by record as SQL Server's guard matches it ([`guard_key`]: however the table
+    /// and the RecordID are spelled), so that a guarded write seeks instead of reading the
+    /// whole queue (as `IX_SyncQueue_Record` lets SQL Server do).
     by_guard_key: BTreeMap<GuardKey, std::collections::BTreeSet<i64>>,
     next_queue_id: i64,
     next_tx: u64,

@@ -17,8 +17,6 @@ fn due(q: &MemQueueRow, now: Instant) -> bool {
     q.status == "Pending" && q.open_tx.is_none() && q.next_attempt_at <= now
 }
 
-/// The double's own name for `table`, however it is spelled (`dbo.x`, `[dbo].[X]`, ...), as SQL
-/// Server resolves a name under a case-insensitive collation.
 /// Whether `write`'s guard holds it back: a `Pending` queue item of its record (committed or
 /// not: SQL Server's check waits for an open writer) created after the guard's time.
 fn newer_clinic_edit(s: &State, write: &ReverseWrite, key: &RecordKey) -> bool {
@@ -35,6 +33,8 @@ fn newer_clinic_edit(s: &State, write: &ReverseWrite, key: &RecordKey) -> bool {
     })
 }
 
+/// The double's own name for `table`, however it is spelled (`dbo.x`, `[dbo].[X]`, ...), as SQL
+/// Server resolves a name under a case-insensitive collation.
 fn declared(s: &State, table: &str) -> Option<String> {
     let wanted = TableName::parse(table).ok()?;
     s.tables.keys().find(|name| wanted.is(name)).cloned()
