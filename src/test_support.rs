@@ -68,6 +68,12 @@ impl RowMapper {
         self.table.row_to_json(row)
     }
 
+    /// The row as a forward write sends it: with the clinic's time `at` of its change in the
+    /// row version column, when Supabase has one.
+    pub fn to_json_versioned(&self, row: &Row, at: chrono::DateTime<chrono::Utc>) -> JsonRow {
+        self.table.with_row_version(self.table.row_to_json(row), at)
+    }
+
     /// The synced columns of a SQL Server row, as they are.
     pub fn synced(&self, row: &Row) -> Row {
         self.table

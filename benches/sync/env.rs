@@ -198,7 +198,10 @@ pub async fn notify(http: &reqwest::Client, base: &str) {
     assert_eq!(status, 202, "queue-notify");
 }
 
-/// Waits (60 s at most) until the agent at `base` says it is ready.
+/// Waits (60 s at most) until the agent at `base` says it is ready and its start-up
+/// catch-up is done: a first start reads the seeded rows of the reverse-synced tables back
+/// from Supabase and applies them to SQL Server, once in a clinic's life. Measured runs start
+/// after it, so that what they measure is the burst alone.
 pub async fn wait_ready(http: &reqwest::Client, base: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -209,7 +212,12 @@ pub async fn wait_ready(http: &reqwest::Client, base: &str) {
             .await;
         if let Ok(r) = status {
             let v: serde_json::Value = r.json().await.unwrap_or_default();
-            if v["agent"]["ready"] == json!(true) {
+            // A failed catch-up is retried later, perhaps inside the measured run: wait on.
+            let reverse = &v["reverse"];
+            let caught_up = !reverse["state"]["catchup_last_run_at"].is_null()
+                && reverse["state"]["catchup_last_error"].is_null()
+                && reverse["inbox"]["depth"] == json!(0);
+            if v["agent"]["ready"] == json!(true) && caught_up {
                 return;
             }
         }

@@ -9,6 +9,7 @@ use syncbridge::sqlserver::{RecordKey, SqlStore};
 use syncbridge::supabase::{JsonRow, KeyFilter, PostgrestClient, SupabaseApi, UpsertMode};
 use syncbridge::test_support::RowMapper;
 
+use crate::cpu::{CpuSplit, Meter};
 use crate::env::{Running, Side};
 use crate::workload::{self, Burst, Change, TABLES};
 
@@ -18,6 +19,8 @@ pub struct Rate {
     pub n: u64,
     pub took: Duration,
     pub complete: bool,
+    /// CPU per change over the run, where measured (agent and ceiling runs).
+    pub cpu: Option<CpuSplit>,
 }
 
 impl Rate {
@@ -46,20 +49,36 @@ fn key_filter(mapper: &RowMapper, key: &RecordKey) -> KeyFilter {
     vec![(column.clone(), value)]
 }
 
+/// How the ceiling's rows are shaped.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Rows {
+    /// The synced columns only.
+    Plain,
+    /// Also the row version column the agent sends (`synced_at`), which Supabase's guard
+    /// trigger checks (`sql/supabase/04_row_versions.sql`).
+    Versioned,
+}
+
 /// Sends `changes` straight to Supabase: per table, parents first, upserts in requests of
 /// `batch` rows with `parallel` in flight; then deletes, children first.
 pub async fn bulk_send(
     client: &PostgrestClient,
     mappers: &[RowMapper],
     changes: &[Change],
-    batch: usize,
-    parallel: usize,
+    (batch, parallel): (usize, usize),
+    shape: Rows,
 ) {
+    let at = chrono::Utc::now();
     for (t, mapper) in mappers.iter().enumerate() {
         let rows: Vec<JsonRow> = changes
             .iter()
             .filter(|c| c.table == t)
-            .filter_map(|c| c.row.as_ref().map(|r| mapper.to_json(r)))
+            .filter_map(|c| {
+                c.row.as_ref().map(|r| match shape {
+                    Rows::Plain => mapper.to_json(r),
+                    Rows::Versioned => mapper.to_json_versioned(r, at),
+                })
+            })
             .collect();
         let keys = mapper.target_keys();
         let sent = futures_util::stream::iter(rows.chunks(batch.max(1)))
@@ -93,7 +112,7 @@ pub async fn seeded(burst: &Burst, round_trip: Duration) -> (Side, MemoryStore, 
     let mappers = mappers(&store).await;
     // Seeded without the WAN: only the measured part pays the round trip.
     let direct = side.direct_client();
-    bulk_send(&direct, &mappers, &burst.existing, 1000, 4).await;
+    bulk_send(&direct, &mappers, &burst.existing, (1000, 4), Rows::Plain).await;
     (side, store, mappers)
 }
 
@@ -108,23 +127,38 @@ pub async fn agent_burst(
     let agent = Running::start(&side, store.clone(), workload::bench_map(), batch).await;
     workload::write(&store, &burst.changes);
     let total = burst.changes.len() as u64;
+    let tables: Vec<String> = TABLES.iter().map(|(t, _)| (*t).to_owned()).collect();
     let started = Instant::now();
+    let meter = Meter::start();
     agent.notify().await;
     let rate = loop {
-        let stats = store.queue_stats().await.expect("stats");
-        let done = stats.synced + stats.failed;
+        // While items are Pending, asking whether any is costs one index probe; counting
+        // (a scan of the double's whole queue under its lock) is left to the last batches in
+        // flight and done every 20 ms, so the wait takes little CPU from the agent it
+        // measures (counting every 10 ms throughout took a quarter of the machine) and adds
+        // at most 20 ms to its time.
+        let pending = store.unsettled_in(&tables).await.expect("pending");
+        let stats = if pending {
+            None
+        } else {
+            Some(store.queue_stats().await.expect("stats"))
+        };
+        let done = stats.as_ref().map_or(0, |s| s.synced + s.failed);
         if done >= total || started.elapsed() > deadline {
+            let stats = match stats {
+                Some(s) => s,
+                None => store.queue_stats().await.expect("stats"),
+            };
             assert_eq!(stats.failed, 0, "items failed during the burst");
+            let done = stats.synced + stats.failed;
             break Rate {
                 n: done,
                 took: started.elapsed(),
                 complete: done >= total,
+                cpu: meter.per_change(done),
             };
         }
-        // Counting scans the double's whole queue under its lock: every 100 ms (at most 1 % of
-        // a 10 s run) rather than every 10, which took a quarter of the machine's CPU from the
-        // agent it measures.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(if pending { 5 } else { 20 })).await;
     };
     // Refusals cost a write into SQL Server each: a burst of clinic edits should have none.
     let status: serde_json::Value = agent
@@ -138,9 +172,10 @@ pub async fn agent_burst(
         .await
         .expect("status JSON");
     println!(
-        "    portal edits kept: {}, items retried: {}",
+        "    portal edits kept: {}, items retried: {}; reverse: {}",
         status["forward"]["state"]["conflicts_portal_won"],
-        status["forward"]["state"]["items_retried"]
+        status["forward"]["state"]["items_retried"],
+        status["reverse"]["state"]
     );
     if rate.complete {
         for (t, mapper) in mappers(&store).await.iter().enumerate() {
@@ -165,25 +200,40 @@ pub async fn ceiling(
     configs: &[(usize, usize)],
 ) -> (Rate, (usize, usize)) {
     let mut best: Option<(Rate, (usize, usize))> = None;
-    for &(batch, parallel) in configs {
-        let (side, _store, mappers) = seeded(burst, round_trip).await;
-        let client = side.client();
-        let started = Instant::now();
-        bulk_send(&client, &mappers, &burst.changes, batch, parallel).await;
-        let rate = Rate {
-            n: burst.changes.len() as u64,
-            took: started.elapsed(),
-            complete: true,
-        };
+    for &config in configs {
+        let rate = ceiling_run(burst, round_trip, config, Rows::Plain).await;
         println!(
-            "    ceiling batch {batch:>5} × {parallel} in flight: {:>8.0} rows/s",
+            "    ceiling batch {:>5} × {} in flight: {:>8.0} rows/s",
+            config.0,
+            config.1,
             rate.per_sec()
         );
         if best.is_none_or(|(b, _)| rate.per_sec() > b.per_sec()) {
-            best = Some((rate, (batch, parallel)));
+            best = Some((rate, config));
         }
     }
     best.expect("at least one configuration")
+}
+
+/// One ceiling run: the burst's rows shaped as `shape`, sent as `config` (batch, in flight).
+pub async fn ceiling_run(
+    burst: &Burst,
+    round_trip: Duration,
+    config: (usize, usize),
+    shape: Rows,
+) -> Rate {
+    let (side, _store, mappers) = seeded(burst, round_trip).await;
+    let client = side.client();
+    let started = Instant::now();
+    let meter = Meter::start();
+    bulk_send(&client, &mappers, &burst.changes, config, shape).await;
+    let n = burst.changes.len() as u64;
+    Rate {
+        n,
+        took: started.elapsed(),
+        complete: true,
+        cpu: meter.per_change(n),
+    }
 }
 
 /// The old processor: claim 50, then per item load its row and send it alone, sequentially,
@@ -257,6 +307,7 @@ pub async fn old_pattern(burst: &Burst, round_trip: Duration, deadline: Duration
         n,
         took: started.elapsed(),
         complete: n == burst.changes.len() as u64,
+        cpu: None,
     }
 }
 

@@ -20,11 +20,13 @@
 //! `BENCH_PIPELINE_DEPTH=n` runs the agent with `SYNC_PIPELINE_DEPTH=n` instead of the default;
 //! `BENCH_BURST=n` sets the forward burst's size. For experiments: `BENCH_BATCHES=1000,50`
 //! picks the agent's batch sizes over the double, `BENCH_ROUND_TRIPS=50` one of the two round
-//! trips (the real server's runs too), and `BENCH_FORWARD_ONLY=1` skips the reverse and process
+//! trips (the real server's runs too), `BENCH_PROCESS_ONLY=1` runs only the idle and peak-RSS
+//! figures of the agent's own process, and `BENCH_FORWARD_ONLY=1` skips the reverse and process
 //! measurements (not the real server's, which are forward).
 //!
 //! Figures are wall clock on a shared machine: compare rows of one run, not runs.
 
+mod cpu;
 mod env;
 #[allow(dead_code)]
 #[path = "../../tests/common/fixtures.rs"]
@@ -53,6 +55,8 @@ pub struct Plan {
     pub applied_samples: usize,
     pub idle: Duration,
     pub process_burst: usize,
+    /// Fresh agent processes measured, one after another: peak RSS varies run to run.
+    pub process_runs: usize,
 }
 
 impl Plan {
@@ -71,6 +75,7 @@ impl Plan {
                 applied_samples: 10,
                 idle: Duration::from_secs(2),
                 process_burst: 1_000,
+                process_runs: 1,
             };
         }
         Plan {
@@ -90,6 +95,7 @@ impl Plan {
             applied_samples: 50,
             idle: Duration::from_secs(20),
             process_burst: 20_000,
+            process_runs: 3,
         }
     }
 }
@@ -139,6 +145,10 @@ fn main() {
 async fn run(plan: &Plan) -> report::Figures {
     let burst = workload::burst(plan.burst);
     let mut f = report::Figures::default();
+    if std::env::var("BENCH_PROCESS_ONLY").is_ok_and(|v| v == "1") {
+        f.process = process::measure_runs(plan).await;
+        return f;
+    }
     let round_trips = list_env("BENCH_ROUND_TRIPS");
     let selected = |rtt: Duration| {
         round_trips
@@ -155,7 +165,11 @@ async fn run(plan: &Plan) -> report::Figures {
             println!("  agent, batch {batch}: {rate:?}");
             f.agent_rate(batch)[i] = Some(rate);
         }
-        f.ceiling[i] = Some(forward::ceiling(&burst, rtt, &plan.ceiling_configs).await);
+        let (best, config) = forward::ceiling(&burst, rtt, &plan.ceiling_configs).await;
+        f.ceiling[i] = Some((best, config));
+        let versioned = forward::ceiling_run(&burst, rtt, config, forward::Rows::Versioned).await;
+        println!("    ceiling with the row version, {config:?}: {versioned:?}");
+        f.ceiling_versioned[i] = Some(versioned);
         f.old[i] = Some(forward::old_pattern(&burst, rtt, plan.old_deadline).await);
         println!("  old pattern: {:?}", f.old[i]);
         f.notify[i] = forward::notify_latency(rtt, plan.notify_samples[i]).await;
@@ -172,6 +186,6 @@ async fn run(plan: &Plan) -> report::Figures {
     f.ingest = Some(reverse::ingest(plan.webhooks, plan.webhook_clients).await);
     f.applied = reverse::applied_latency(plan.applied_samples).await;
     println!("process");
-    f.process = Some(process::measure(plan.idle, plan.process_burst).await);
+    f.process = process::measure_runs(plan).await;
     f
 }

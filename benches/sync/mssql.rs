@@ -91,6 +91,7 @@ async fn prepared() -> (SqlDb, Rate) {
         n: CHANGES as u64,
         took: started.elapsed(),
         complete: true,
+        cpu: None,
     };
     (db, write)
 }
@@ -158,6 +159,7 @@ async fn sql_alone(batch: usize, deadline: Duration) -> (Rate, Rate) {
         n,
         took: started.elapsed(),
         complete: n == CHANGES as u64,
+        cpu: None,
     };
     assert_eq!(
         clinic::settled(&db).await,
@@ -201,7 +203,14 @@ async fn seeded_side(db: &SqlDb, round_trip: Duration) -> Side {
             }
         }));
     }
-    forward::bulk_send(&side.direct_client(), &mappers, &existing, 1000, 4).await;
+    forward::bulk_send(
+        &side.direct_client(),
+        &mappers,
+        &existing,
+        (1000, 4),
+        forward::Rows::Plain,
+    )
+    .await;
     side
 }
 
@@ -226,6 +235,7 @@ async fn agent_burst(round_trip: Duration, batch: usize, deadline: Duration) -> 
                 n: done as u64,
                 took: started.elapsed(),
                 complete: done >= CHANGES,
+                cpu: None,
             };
         }
         tokio::time::sleep(POLL).await;

@@ -66,15 +66,27 @@ pub struct ProcessFigures {
     pub burst_took: Duration,
 }
 
+impl ProcessFigures {
+    /// The agent's own at peak: idle + (peak − loaded), the double's rows being SQL Server's
+    /// memory, in MB.
+    pub fn own_peak_mb(&self) -> f64 {
+        (self.rss_idle_kb + self.rss_peak_kb.saturating_sub(self.rss_loaded_kb)) as f64 / 1024.0
+    }
+}
+
+/// [`measure`] in `plan.process_runs` fresh child processes, one after another.
+pub async fn measure_runs(plan: &crate::Plan) -> Vec<ProcessFigures> {
+    let mut runs = Vec::new();
+    for _ in 0..plan.process_runs {
+        let run = measure(plan.idle, plan.process_burst).await;
+        println!("  agent's own peak RSS: {:.1} MB", run.own_peak_mb());
+        runs.push(run);
+    }
+    runs
+}
+
 fn stat_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, s)| s).unwrap_or("");
-    let f: Vec<u64> = after
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    // utime and stime are fields 14 and 15 of the line; the state (field 3) is f[0].
-    f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
+    crate::cpu::process_ticks(&pid.to_string())
 }
 
 fn status_kb(pid: u32, field: &str) -> u64 {

@@ -26,12 +26,6 @@ pub(super) fn clinic_time(times: &ClinicTimes, key: &RecordKey) -> DateTime<Utc>
     times.get(key).copied().unwrap_or_else(Utc::now)
 }
 
-/// One row as pushed, with what to remember once Supabase took it.
-struct Pushed {
-    record_key: String,
-    row: PushRow,
-}
-
 impl Batch<'_> {
     /// Pushes `rows` of `table` in one request; remembers what synced and writes what Supabase
     /// refused into SQL Server. Returns how many shared columns the portal's newer edit kept.
@@ -54,18 +48,14 @@ impl Batch<'_> {
                 Default::default()
             }
         };
-        let pushed: Vec<Pushed> = rows
+        let pushed: Vec<PushRow> = rows
             .iter()
-            .zip(keys)
+            .zip(&keys)
             .map(|((key, row), record_key)| {
                 let at = clinic_time(times, key);
-                let changed = changed_shared(table, row, states.get(&record_key), at);
-                Pushed {
-                    record_key,
-                    row: PushRow {
-                        row: table.with_row_version(row.clone(), at),
-                        changed,
-                    },
+                PushRow {
+                    changed: changed_shared(table, row, states.get(record_key), at),
+                    row: table.with_row_version(row.clone(), at),
                 }
             })
             .collect();
@@ -75,37 +65,43 @@ impl Batch<'_> {
             .filter(|c| c.portal_owned)
             .map(|c| c.target.clone())
             .collect();
-        let push_rows: Vec<PushRow> = pushed.iter().map(|p| p.row.clone()).collect();
         let on = PushTable {
             table: &table.target,
             keys: &table.on_conflict(),
             shared: &shared,
         };
-        let refused = self.supabase.push(&on, &push_rows).await?;
-        self.remember_sent(table, &pushed, &refused).await;
+        let refused = self.supabase.push(&on, &pushed).await?;
+        self.remember_sent(table, &keys, &pushed, &refused).await;
         for r in &refused {
-            if let Some(p) = pushed.get(r.index) {
-                self.take_portal_value(table, p, r).await;
+            if let (Some(key), Some(row)) = (keys.get(r.index), pushed.get(r.index)) {
+                self.take_portal_value(table, key, row, r).await;
             }
         }
         Ok(refused.len() as u64)
     }
 
-    /// Remembers the shared columns Supabase took from the clinic.
-    async fn remember_sent(&self, table: &ResolvedTable, pushed: &[Pushed], refused: &[Refused]) {
-        let entries: Vec<Entry> = pushed
+    /// Remembers the shared columns Supabase took from the clinic (`record_keys` and `pushed`
+    /// in the order they were pushed).
+    async fn remember_sent(
+        &self,
+        table: &ResolvedTable,
+        record_keys: &[String],
+        pushed: &[PushRow],
+        refused: &[Refused],
+    ) {
+        let entries: Vec<Entry> = record_keys
             .iter()
+            .zip(pushed)
             .enumerate()
-            .flat_map(|(i, p)| {
-                p.row
-                    .changed
+            .flat_map(|(i, (record_key, p))| {
+                p.changed
                     .iter()
                     .filter(move |(c, _)| !refused.iter().any(|r| r.index == i && &r.column == *c))
-                    .map(|(c, at)| Entry {
-                        record_key: p.record_key.clone(),
+                    .map(move |(c, at)| Entry {
+                        record_key: record_key.clone(),
                         column: c.clone(),
                         synced: Synced {
-                            hash: value_hash(p.row.row.get(c).unwrap_or(&Value::Null)),
+                            hash: value_hash(p.row.get(c).unwrap_or(&Value::Null)),
                             version: at.timestamp_micros(),
                         },
                     })
@@ -118,13 +114,19 @@ impl Batch<'_> {
 
     /// Writes Supabase's newer value of a refused column into SQL Server, unless a clinic edit
     /// newer than it is queued (that edit is pushed next and wins).
-    async fn take_portal_value(&self, table: &ResolvedTable, pushed: &Pushed, refused: &Refused) {
+    async fn take_portal_value(
+        &self,
+        table: &ResolvedTable,
+        record_key: &str,
+        pushed: &PushRow,
+        refused: &Refused,
+    ) {
         let Some(version) = parse_version(&refused.version) else {
             return;
         };
         let mut record: Map<String, Value> = table
             .key_columns()
-            .filter_map(|k| Some((k.target.clone(), pushed.row.row.get(&k.target)?.clone())))
+            .filter_map(|k| Some((k.target.clone(), pushed.row.get(&k.target)?.clone())))
             .collect();
         record.insert(refused.column.clone(), refused.value.clone());
         let Ok(decoded) = table.decode_record(&record) else {
@@ -151,7 +153,7 @@ impl Batch<'_> {
             Ok(outcome) => {
                 tracing::info!(table = %table.target, column = %refused.column, ?outcome, "a newer portal edit won over the clinic's; SQL Server updated");
                 let entry = Entry {
-                    record_key: pushed.record_key.clone(),
+                    record_key: record_key.to_owned(),
                     column: refused.column.clone(),
                     synced: Synced {
                         hash: value_hash(&crate::mapping::json::to_json(value)),

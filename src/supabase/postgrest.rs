@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use backon::{ExponentialBuilder, Retryable};
+use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
@@ -125,14 +126,15 @@ impl PostgrestClient {
             .await
     }
 
-    /// A write with a JSON body and `Prefer: <prefer>`, its answer discarded.
+    /// A write with a JSON body and `Prefer: <prefer>`, its answer discarded. The body is
+    /// `Bytes` so that each attempt shares it rather than copying a batch's rows.
     async fn write(
         &self,
         method: Method,
         url: Url,
         query: &[(String, String)],
         prefer: &str,
-        body: Vec<u8>,
+        body: Bytes,
     ) -> Result<(), PostgrestError> {
         self.send(|| {
             self.http
@@ -171,7 +173,7 @@ impl SupabaseApi for PostgrestClient {
             return Ok(());
         }
         let url = self.table_url(table)?;
-        let body = serde_json::to_vec(rows).map_err(PostgrestError::Encode)?;
+        let body = Bytes::from(serde_json::to_vec(rows).map_err(PostgrestError::Encode)?);
         let query = [("on_conflict".to_owned(), on_conflict.join(","))];
         let resolution = match mode {
             UpsertMode::Merge => "merge-duplicates",
@@ -194,7 +196,7 @@ impl SupabaseApi for PostgrestClient {
             .iter()
             .map(|(c, v)| (c.clone(), format!("eq.{}", filter::raw(v))))
             .collect();
-        let body = serde_json::to_vec(values).map_err(PostgrestError::Encode)?;
+        let body = Bytes::from(serde_json::to_vec(values).map_err(PostgrestError::Encode)?);
         self.write(Method::PATCH, url, &query, "return=minimal", body)
             .await
     }
@@ -208,7 +210,9 @@ impl SupabaseApi for PostgrestClient {
             return Ok(Vec::new());
         }
         let url = self.table_url(&format!("rpc/{PUSH_FUNCTION}"))?;
-        let body = serde_json::to_vec(&push::body(table, rows)).map_err(PostgrestError::Encode)?;
+        let body = Bytes::from(
+            serde_json::to_vec(&push::body(table, rows)).map_err(PostgrestError::Encode)?,
+        );
         self.get_json(|| {
             self.http
                 .request(Method::POST, url.clone())
