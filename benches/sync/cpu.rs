@@ -27,7 +27,7 @@ pub struct Meter {
 impl Meter {
     pub fn start() -> Self {
         Self {
-            own: own_ticks(),
+            own: process_ticks("self"),
             machine: machine_busy_ticks(),
             started: Instant::now(),
         }
@@ -35,7 +35,7 @@ impl Meter {
 
     /// The split per change for `n` changes since [`Meter::start`]; `None` without /proc.
     pub fn per_change(&self, n: u64) -> Option<CpuSplit> {
-        let (own, machine) = (own_ticks(), machine_busy_ticks());
+        let (own, machine) = (process_ticks("self"), machine_busy_ticks());
         if n == 0 || machine == 0 {
             return None;
         }
@@ -50,10 +50,6 @@ impl Meter {
             busy: (own + rest.max(0.0)) / TICKS_PER_SEC / wall / cores,
         })
     }
-}
-
-fn own_ticks() -> u64 {
-    process_ticks("self")
 }
 
 /// utime + stime of process `pid` ("self" for this one): fields 14 and 15 of its stat line.

@@ -85,10 +85,6 @@ pub async fn measure_runs(plan: &crate::Plan) -> Vec<ProcessFigures> {
     runs
 }
 
-fn stat_ticks(pid: u32) -> u64 {
-    crate::cpu::process_ticks(&pid.to_string())
-}
-
 fn status_kb(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
@@ -164,9 +160,10 @@ pub async fn measure(idle: Duration, burst: usize) -> ProcessFigures {
         .to_owned();
     // Let start-up (catch-up, schema reads) finish before the idle window opens.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (t0, s0) = (stat_ticks(pid), switches(pid));
+    let ticks = || crate::cpu::process_ticks(&pid.to_string());
+    let (t0, s0) = (ticks(), switches(pid));
     tokio::time::sleep(idle).await;
-    let (t1, s1) = (stat_ticks(pid), switches(pid));
+    let (t1, s1) = (ticks(), switches(pid));
     let rss_idle_kb = status_kb(pid, "VmRSS");
     writeln!(stdin, "burst {burst}").expect("command");
     assert_eq!(

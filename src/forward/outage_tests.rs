@@ -44,7 +44,6 @@ async fn a_success_reported_after_another_batchs_outage_keeps_the_backoff() {
     // the outage) may be reported after batch 0 met the outage and set the backoff, e.g.
     // because batch 1 waited on SQL Server while settling.
     let w = worker(&MemoryStore::sample_clinic(), &MemorySupabase::new(), 1, 10).await;
-    let backing_off = |w: &super::ForwardWorker| w.backing_off().is_some();
     let success = BatchOutcome {
         answered: true,
         ..BatchOutcome::default()
@@ -52,9 +51,9 @@ async fn a_success_reported_after_another_batchs_outage_keeps_the_backoff() {
 
     // With no outage in its drain, a success does clear the backoff.
     w.failed(Side::Supabase, "HTTP 503", None);
-    assert!(backing_off(&w));
+    assert!(w.backing_off().is_some());
     w.report_answered(&success, &Lanes::new(4));
-    assert!(!backing_off(&w), "a success ends the backoff");
+    assert!(w.backing_off().is_none(), "a success ends the backoff");
 
     let lanes = Lanes::new(4);
     let outage = Halt::Outage {
@@ -65,7 +64,7 @@ async fn a_success_reported_after_another_batchs_outage_keeps_the_backoff() {
     w.failed(Side::Supabase, "HTTP 503", None);
     w.report_answered(&success, &lanes);
     assert!(
-        backing_off(&w),
+        w.backing_off().is_some(),
         "batch 1's success from before the outage leaves its backoff in place"
     );
 }
