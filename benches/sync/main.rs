@@ -8,8 +8,8 @@
 //! - notify → visible in Supabase at light load, p50 and p99;
 //! - reverse: webhooks accepted per second from concurrent clients (fsync'd inbox), accept
 //!   latency, webhook → applied (`reverse`);
-//! - idle CPU ticks, wake-ups (context switches) and RSS of the agent in its own process, and
-//!   its peak RSS under a burst (`process`);
+//! - idle CPU ticks, wake-ups (context switches) and RSS of the real binary over the SQL Server
+//!   double served from here, and its peak RSS under a burst (`process`);
 //! - with `MSSQL_TEST_URL` set (an ADO connection string to SQL Server 2017+), forward against
 //!   a real SQL Server: the agent with the tiberius store draining a 6,000-change burst the
 //!   clinic wrote with set-based T-SQL (its triggers queueing it), at both round trips and
@@ -125,10 +125,6 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    if std::env::var(process::CHILD_ENV).is_ok() {
-        runtime.block_on(process::child_main());
-        return;
-    }
     let plan = Plan::from_env();
     let figures = runtime.block_on(run(&plan));
     let table = report::markdown(&plan, &figures);

@@ -1,76 +1,34 @@
-//! Idle cost and memory of the agent in a process of its own: this benchmark binary started
-//! again as a child (`BENCH_CHILD_AGENT=1`), running the agent over the SQL Server double (the
-//! real binary needs a SQL Server, which this machine does not have). The parent reads the
+//! Idle cost and memory of the agent in a process of its own: the real binary (`syncbridge
+//! run`, as `cargo bench` builds it) over the SQL Server double served from this process
+//! (`test_support::remote`: line-JSON over TCP, as the process tests use it), so that what the
+//! child holds is the agent's alone, the double's rows staying here. This process reads the
 //! child's CPU ticks, context switches and RSS from /proc.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use syncbridge::sqlserver::memory::MemoryStore;
+use syncbridge::test_support::remote::RemoteServer;
 
 use crate::env::{self, Side};
 use crate::workload;
 
-pub const CHILD_ENV: &str = "BENCH_CHILD_AGENT";
-
-/// The child's side: the agent from the environment, then commands on stdin.
-pub async fn child_main() {
-    let config = syncbridge::Config::from_lookup(&|k: &str| std::env::var(k).ok()).expect("config");
-    let store = MemoryStore::sample_clinic();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let agent = syncbridge::Agent {
-        config,
-        store: std::sync::Arc::new(store.clone()),
-        map: workload::bench_map(),
-    };
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(syncbridge::run(agent, listener, shutdown.clone()));
-    env::wait_ready(&reqwest::Client::new(), &base).await;
-    println!("ready {base}");
-    // Commands on stdin, read by a thread of their own (blocked in read: no wake-ups).
-    let (tx, mut commands) = tokio::sync::mpsc::unbounded_channel::<String>();
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    while let Some(line) = commands.recv().await {
-        if let Some(n) = line.strip_prefix("burst ").and_then(|n| n.parse().ok()) {
-            let burst = workload::burst(n);
-            workload::write(&store, &burst.existing);
-            store.clear_queue();
-            workload::write(&store, &burst.changes);
-            println!("written");
-        }
-    }
-    shutdown.cancel();
-}
+const BIN: &str = env!("CARGO_BIN_EXE_syncbridge");
 
 pub struct ProcessFigures {
     pub idle_window: Duration,
     pub idle_ticks: u64,
     pub idle_switches: u64,
     pub rss_idle_kb: u64,
-    /// Once the burst is written into the double (its rows and queue, in this same process),
-    /// before the agent is told of it.
-    pub rss_loaded_kb: u64,
-    /// The peak while the agent drains the burst (the high-water mark reset once loaded).
+    /// The peak while the agent drains the burst (the high-water mark reset at its start).
     pub rss_peak_kb: u64,
     pub burst: usize,
     pub burst_took: Duration,
 }
 
 impl ProcessFigures {
-    /// The agent's own at peak: idle + (peak − loaded), the double's rows being SQL Server's
-    /// memory, in MB.
-    pub fn own_peak_mb(&self) -> f64 {
-        (self.rss_idle_kb + self.rss_peak_kb.saturating_sub(self.rss_loaded_kb)) as f64 / 1024.0
+    pub fn peak_mb(&self) -> f64 {
+        self.rss_peak_kb as f64 / 1024.0
     }
 }
 
@@ -79,7 +37,7 @@ pub async fn measure_runs(plan: &crate::Plan) -> Vec<ProcessFigures> {
     let mut runs = Vec::new();
     for _ in 0..plan.process_runs {
         let run = measure(plan.idle, plan.process_burst).await;
-        println!("  agent's own peak RSS: {:.1} MB", run.own_peak_mb());
+        println!("  the binary's peak RSS: {:.1} MB", run.peak_mb());
         runs.push(run);
     }
     runs
@@ -118,46 +76,59 @@ fn switches(pid: u32) -> u64 {
         .sum()
 }
 
-fn spawn(
-    side: &Side,
-    dir: &tempfile::TempDir,
-) -> (Child, ChildStdin, BufReader<std::process::ChildStdout>) {
-    let exe = std::env::current_exe().expect("current exe");
-    let data = dir.path().display().to_string();
-    let mut child = Command::new(exe)
-        .env(CHILD_ENV, "1")
-        .envs(env::settings(
-            &side.url(),
-            side.keys.service_role_jwt(),
-            &data,
-            None,
-        ))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("child agent");
-    let stdin = child.stdin.take().expect("stdin");
-    let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    (child, stdin, stdout)
+/// The binary, killed when dropped: a measurement that panics leaves no agent running.
+struct Agent(Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
-fn read_line(out: &mut BufReader<std::process::ChildStdout>) -> String {
-    let mut line = String::new();
-    out.read_line(&mut line).expect("child output");
-    line.trim().to_owned()
+/// `syncbridge run` in `dir` (no `.env` there: the settings are its environment), on `port`;
+/// its log lines dropped, its start-up errors (stderr) shown.
+fn spawn(side: &Side, double: &RemoteServer, dir: &tempfile::TempDir, port: u16) -> Agent {
+    let data = dir.path().join("data").display().to_string();
+    let mut settings = env::settings(&side.url(), side.keys.service_role_jwt(), &data, None);
+    settings.retain(|(k, _)| k != "MSSQL_CONNECTION_STRING");
+    settings.push((
+        "MSSQL_CONNECTION_STRING".to_owned(),
+        double.connection_string(),
+    ));
+    settings.push(("SYNC_LISTEN_ADDR".to_owned(), format!("127.0.0.1:{port}")));
+    Command::new(BIN)
+        .arg("run")
+        .current_dir(dir.path())
+        .envs(settings)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map(Agent)
+        .expect("syncbridge run")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 /// Idle for `idle`, then a forward burst of `burst` changes.
 pub async fn measure(idle: Duration, burst: usize) -> ProcessFigures {
     let side = Side::start(Duration::ZERO).await;
+    let double = RemoteServer::start(MemoryStore::sample_clinic())
+        .await
+        .expect("the SQL Server double");
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut child, mut stdin, mut out) = spawn(&side, &dir);
-    let pid = child.id();
-    let ready = tokio::task::block_in_place(|| read_line(&mut out));
-    let base = ready
-        .strip_prefix("ready ")
-        .expect("child ready line")
-        .to_owned();
+    let port = free_port();
+    let agent = spawn(&side, &double, &dir, port);
+    let pid = agent.0.id();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    env::wait_ready(&http, &base).await;
     // Let start-up (catch-up, schema reads) finish before the idle window opens.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let ticks = || crate::cpu::process_ticks(&pid.to_string());
@@ -165,43 +136,38 @@ pub async fn measure(idle: Duration, burst: usize) -> ProcessFigures {
     tokio::time::sleep(idle).await;
     let (t1, s1) = (ticks(), switches(pid));
     let rss_idle_kb = status_kb(pid, "VmRSS");
-    writeln!(stdin, "burst {burst}").expect("command");
-    assert_eq!(
-        tokio::task::block_in_place(|| read_line(&mut out)),
-        "written"
-    );
-    // The double's rows are SQL Server's memory, not the agent's: the peak is read from here
-    // on (writing 5 to clear_refs resets VmHWM, Linux 4.0+).
-    let rss_loaded_kb = status_kb(pid, "VmRSS");
-    if let Err(e) = std::fs::write(format!("/proc/{pid}/clear_refs"), "5") {
-        eprintln!("cannot reset the child's peak RSS ({e}): the peak includes loading");
-    }
+    // The burst goes into the double, in this process: the child's memory never holds it.
     let workload = workload::burst(burst);
+    workload::write(double.store(), &workload.existing);
+    double.store().clear_queue();
+    workload::write(double.store(), &workload.changes);
+    // The peak is read from here on (writing 5 to clear_refs resets VmHWM, Linux 4.0+).
+    if let Err(e) = std::fs::write(format!("/proc/{pid}/clear_refs"), "5") {
+        eprintln!("cannot reset the child's peak RSS ({e}): the peak includes start-up");
+    }
     let batches = workload
         .changes
         .iter()
         .filter(|c| c.table == 3 && c.row.is_some())
         .count() as i64;
     let started = Instant::now();
-    env::notify(&reqwest::Client::new(), &base).await;
+    env::notify(&http, &base).await;
     while side.count("aligner_batches").await < batches {
         assert!(
             started.elapsed() < Duration::from_secs(600),
-            "child never synced its burst"
+            "the binary never synced its burst"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let burst_took = started.elapsed();
     let rss_peak_kb = status_kb(pid, "VmHWM");
-    drop(stdin);
-    let _ = child.wait();
+    drop(agent);
     ProcessFigures {
         idle_window: idle,
         idle_ticks: t1.saturating_sub(t0),
         // A thread that exits in the window takes its count with it: never below zero.
         idle_switches: s1.saturating_sub(s0),
         rss_idle_kb,
-        rss_loaded_kb,
         rss_peak_kb,
         burst,
         burst_took,

@@ -241,7 +241,7 @@ pub fn markdown(plan: &Plan, f: &Figures) -> String {
         row(
             &mut s,
             &format!(
-                "idle {} s, agent process (double): CPU ticks, wake-ups (context switches), per run",
+                "idle {} s, the binary (`syncbridge run` over the out-of-process double): CPU ticks, wake-ups (context switches), per run",
                 first.idle_window.as_secs()
             ),
             each(&|p| format!("{} ticks, {} switches", p.idle_ticks, p.idle_switches)),
@@ -249,13 +249,12 @@ pub fn markdown(plan: &Plan, f: &Figures) -> String {
         );
         row(
             &mut s,
-            &format!("RSS idle / with a {}-change burst loaded into the double / peak while draining it, per run (target ≤ 20 / — / 64 MB)", first.burst),
+            &format!("the binary's RSS idle / peak while draining a {}-change burst, per run (target ≤ 20 / 64 MB)", first.burst),
             each(&|p| {
                 format!(
-                    "{:.1} / {:.1} / {:.1} MB (burst {:.1} s)",
+                    "{:.1} / {:.1} MB (burst {:.1} s)",
                     p.rss_idle_kb as f64 / 1024.0,
-                    p.rss_loaded_kb as f64 / 1024.0,
-                    p.rss_peak_kb as f64 / 1024.0,
+                    p.peak_mb(),
                     p.burst_took.as_secs_f64()
                 )
             }),
@@ -264,15 +263,12 @@ pub fn markdown(plan: &Plan, f: &Figures) -> String {
         let worst = f
             .process
             .iter()
-            .map(ProcessFigures::own_peak_mb)
+            .map(ProcessFigures::peak_mb)
             .fold(0.0, f64::max);
         row(
             &mut s,
-            "the agent's own at peak: idle + (peak − loaded), the double's rows being SQL Server's memory; the highest of the runs (target ≤ 64 MB)",
-            format!(
-                "{worst:.1} MB (runs: {})",
-                each(&|p| format!("{:.1}", p.own_peak_mb()))
-            ),
+            "the binary's peak RSS, the highest of the runs (target ≤ 64 MB)",
+            format!("{worst:.1} MB"),
             "—".to_owned(),
         );
     }

@@ -79,7 +79,10 @@ SET search_path = ''
 AS $$
 DECLARE
     v_columns text[];
-    v_shape text[];
+    v_shapes jsonb;
+    v_shape jsonb;
+    v_of_shape text;
+    v_last bigint[];
     v_cols text[];
     v_plain text[];
     v_shared text[];
@@ -117,13 +120,34 @@ BEGIN
 
     -- Each shape: the table's columns a row carries (one dropped in Supabase meanwhile is
     -- drift, not an error), sorted so that rows with the same columns share a statement.
-    FOR v_shape IN
-        SELECT DISTINCT ARRAY(
-            SELECT k FROM jsonb_object_keys(e.value -> 'row') AS k
-            WHERE k = ANY (v_columns) AND k <> 'sync_versions' ORDER BY k)
-        FROM jsonb_array_elements(p_rows) AS e
-    LOOP
-        v_cols := v_shape;
+    -- In the order of the shapes as text arrays, the order they have always been taken in.
+    SELECT jsonb_agg(to_jsonb(s.shape) ORDER BY s.shape) INTO v_shapes
+    FROM (SELECT DISTINCT ARRAY(
+              SELECT k FROM jsonb_object_keys(e.value -> 'row') AS k
+              WHERE k = ANY (v_columns) AND k <> 'sync_versions' ORDER BY k) AS shape
+          FROM jsonb_array_elements(p_rows) AS e) AS s;
+    -- One shape (every batch the agent sends): every row is of it, so the statements below
+    -- need not work out each row's shape again (a sorted key list per row, three times).
+    IF jsonb_array_length(coalesce(v_shapes, '[]')) > 1 THEN
+        -- Several shapes: a key given twice counts once, its last row, whatever the shapes of
+        -- its rows (each statement below sees one shape only): the places of the last rows.
+        EXECUTE format(
+            'SELECT array_agg(w.n) FROM (
+                 SELECT DISTINCT ON (%1$s) e.n
+                 FROM jsonb_array_elements($1) WITH ORDINALITY AS e(item, n),
+                      jsonb_populate_record(NULL::public.%2$I, e.item -> ''row'') AS p
+                 ORDER BY %1$s, e.n DESC) AS w',
+            (SELECT string_agg(format('p.%I', k), ', ') FROM unnest(p_keys) AS k),
+            p_table)
+        INTO v_last USING p_rows;
+        v_of_shape := 'WHERE ARRAY(SELECT k FROM jsonb_object_keys(e.item -> ''row'') AS k
+                         WHERE k = ANY ($2) AND k <> ''sync_versions'' ORDER BY k) = $3
+                     AND e.n = ANY ($5)';
+    ELSE
+        v_of_shape := '';
+    END IF;
+    FOR v_shape IN SELECT value FROM jsonb_array_elements(coalesce(v_shapes, '[]')) LOOP
+        v_cols := ARRAY(SELECT jsonb_array_elements_text(v_shape));
         IF cardinality(v_cols) = 0 THEN
             RAISE EXCEPTION 'syncbridge_push: a row carries no column of %', p_table USING ERRCODE = '22023';
         END IF;
@@ -135,11 +159,10 @@ BEGIN
                     coalesce(e.item -> ''changed'', ''{}''::jsonb) AS _sb_changed, p.*
              FROM jsonb_array_elements($1) WITH ORDINALITY AS e(item, n),
                   jsonb_populate_record(NULL::public.%2$I, e.item -> ''row'') AS p
-             WHERE ARRAY(SELECT k FROM jsonb_object_keys(e.item -> ''row'') AS k
-                         WHERE k = ANY ($2) AND k <> ''sync_versions'' ORDER BY k) = $3
+             %3$s
              ORDER BY %1$s, e.n DESC',
             (SELECT string_agg(format('p.%I', k), ', ') FROM unnest(p_keys) AS k),
-            p_table);
+            p_table, v_of_shape);
         -- A clinic row older than the one Supabase holds (a push the agent gave up on that
         -- lands late; synced_at: 04_row_versions.sql) changes nothing, its shared columns
         -- included: the newer push already said what the clinic has. Equal times pass.
@@ -173,7 +196,7 @@ BEGIN
                     || ' coalesce(to_jsonb(t.%1$I), ''null''), t.sync_versions -> %1$L)', c), ', ')
                  FROM unnest(v_shared) AS c),
                 v_stale)
-            INTO v_part USING p_rows, v_columns, v_cols;
+            INTO v_part USING p_rows, v_columns, v_cols, p_shared, v_last;
             v_refused := v_refused || v_part;
         END IF;
 
@@ -196,7 +219,7 @@ BEGIN
             v_input, p_table, v_set_cols, v_set_vals, v_key_pred, v_stale,
             array_to_string(ARRAY(
                 SELECT format('t.%I', c) FROM unnest(v_plain || v_shared || 'sync_versions'::text) WITH ORDINALITY AS u(c, n) ORDER BY n), ', '))
-        USING p_rows, v_columns, v_cols;
+        USING p_rows, v_columns, v_cols, p_shared, v_last;
 
         -- 3. Insert the missing rows whole, their shared columns versioned with the clinic's
         -- times.
@@ -211,7 +234,7 @@ BEGIN
             array_to_string(ARRAY(SELECT format('%I', c) FROM unnest(v_cols) WITH ORDINALITY AS u(c, n) ORDER BY n), ', '),
             array_to_string(ARRAY(SELECT format('r.%I', c) FROM unnest(v_cols) WITH ORDINALITY AS u(c, n) ORDER BY n), ', '),
             v_key_pred)
-        USING p_rows, v_columns, v_cols, p_shared;
+        USING p_rows, v_columns, v_cols, p_shared, v_last;
     END LOOP;
     RETURN v_refused;
 END;

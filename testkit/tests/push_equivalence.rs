@@ -122,6 +122,23 @@ fn push_rows(g: &mut Gen) -> Value {
     Value::Array(rows)
 }
 
+/// How many shapes (sets of column names, as the function sorts them) a call's rows have.
+fn shapes_of(rows: &Value) -> usize {
+    let mut seen: Vec<Vec<&str>> = Vec::new();
+    for item in rows.as_array().into_iter().flatten() {
+        let mut shape: Vec<&str> = item["row"]
+            .as_object()
+            .into_iter()
+            .flat_map(|r| r.keys().map(String::as_str))
+            .collect();
+        shape.sort_unstable();
+        if !seen.contains(&shape) {
+            seen.push(shape);
+        }
+    }
+    seen.len()
+}
+
 async fn seed(env: &Env, rows: &[(Map<String, Value>, Value, Value)]) {
     let mut sql =
         String::from("BEGIN; SET LOCAL ROLE service_role; SET LOCAL syncbridge.writer = 'on';\n");
@@ -180,10 +197,16 @@ async fn the_set_based_push_decides_what_the_row_by_row_push_decided() {
         .await
         .expect("oracle");
     let (mut refusals, mut written, mut failed) = (0, 0, 0);
+    let (mut one_shape, mut shapes) = (0, 0);
     for case in 0..CASES {
         let mut g = Gen(0x9E37_79B9_7F4A_7C15 ^ (case + 1));
         let before = existing(&mut g);
         let rows = push_rows(&mut g);
+        match shapes_of(&rows) {
+            1 if rows.as_array().is_some_and(|r| r.len() > 1) => one_shape += 1,
+            n if n > 1 => shapes += 1,
+            _ => {}
+        }
         for env in [&ours, &oracle] {
             env.db
                 .client()
@@ -207,7 +230,11 @@ async fn the_set_based_push_decides_what_the_row_by_row_push_decided() {
         failed += usize::from(got.is_err());
         written += usize::from(after != seeded);
     }
-    // The cases must exercise both outcomes, or the comparison proves little.
+    // The cases must exercise both outcomes, and both ways the function reads a call (one
+    // shape of several rows: no per-row shape test; several shapes), or the comparison proves
+    // little.
+    assert!(one_shape > 10, "only {one_shape} calls of one shape");
+    assert!(shapes > 20, "only {shapes} calls of several shapes");
     assert!(refusals > 40, "only {refusals} refusals in {CASES} cases");
     assert!(
         written > 100,
@@ -220,24 +247,36 @@ async fn the_set_based_push_decides_what_the_row_by_row_push_decided() {
 }
 
 #[tokio::test]
-async fn a_key_given_twice_in_one_call_counts_once_its_last_row() {
+async fn a_key_given_twice_in_one_call_counts_once_its_last_row_whatever_their_shapes() {
     let env = Env::start().await;
     env.seed_parents().await;
     let mut g = Gen(7);
-    let mut first = note(&mut g, 1);
-    first.insert("note_text".into(), json!("first"));
-    let mut last = first.clone();
-    last.insert("note_text".into(), json!("last"));
-    let rows = json!([
-        {"row": first, "changed": {"note_text": TIMES[0]}},
-        {"row": last, "changed": {"note_text": TIMES[1]}}
-    ]);
-    assert_eq!(push(&env, "syncbridge_push", &rows).await, Ok(vec![]));
-    assert_eq!(
-        env.rows("SELECT note_text, sync_versions FROM aligner_notes")
-            .await,
-        [json!({"note_text": "last", "sync_versions": {"note_text": TIMES[1]}})]
-    );
+    let mut whole = note(&mut g, 1);
+    whole.insert("note_text".into(), json!("whole"));
+    let mut again = whole.clone();
+    again.insert("note_text".into(), json!("again"));
+    // The same note without is_read: another shape, which the function takes in its own pass.
+    let mut part = whole.clone();
+    part.remove("is_read");
+    part.insert("note_text".into(), json!("part"));
+    for (first, last) in [(&whole, &again), (&whole, &part), (&part, &whole)] {
+        env.db
+            .client()
+            .batch_execute("DELETE FROM aligner_notes")
+            .await
+            .expect("clear");
+        let rows = json!([
+            {"row": first, "changed": {"note_text": TIMES[0]}},
+            {"row": last, "changed": {"note_text": TIMES[1]}}
+        ]);
+        assert_eq!(push(&env, "syncbridge_push", &rows).await, Ok(vec![]));
+        assert_eq!(
+            env.rows("SELECT note_text, sync_versions FROM aligner_notes")
+                .await,
+            [json!({"note_text": last["note_text"], "sync_versions": {"note_text": TIMES[1]}})],
+            "{rows}"
+        );
+    }
 }
 
 #[tokio::test]
