@@ -90,17 +90,18 @@ impl Drop for Agent {
 /// its log lines dropped, its start-up errors (stderr) shown.
 fn spawn(side: &Side, double: &RemoteServer, dir: &tempfile::TempDir, port: u16) -> Agent {
     let data = dir.path().join("data").display().to_string();
-    let mut settings = env::settings(&side.url(), side.keys.service_role_jwt(), &data, None);
-    settings.retain(|(k, _)| k != "MSSQL_CONNECTION_STRING");
-    settings.push((
-        "MSSQL_CONNECTION_STRING".to_owned(),
-        double.connection_string(),
-    ));
-    settings.push(("SYNC_LISTEN_ADDR".to_owned(), format!("127.0.0.1:{port}")));
     Command::new(BIN)
         .arg("run")
         .current_dir(dir.path())
-        .envs(settings)
+        .envs(env::settings(
+            &side.url(),
+            side.keys.service_role_jwt(),
+            &data,
+            None,
+        ))
+        // Set after the common settings, so these two replace theirs.
+        .env("MSSQL_CONNECTION_STRING", double.connection_string())
+        .env("SYNC_LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

@@ -87,6 +87,7 @@ DECLARE
     v_plain text[];
     v_shared text[];
     v_key_pred text;
+    v_row_keys text;
     v_input text;
     v_stale text;
     v_accept text;
@@ -117,6 +118,8 @@ BEGIN
     END IF;
     PERFORM set_config('syncbridge.writer', 'on', true);
     SELECT string_agg(format('t.%1$I = r.%1$I', k), ' AND ') INTO v_key_pred FROM unnest(p_keys) AS k;
+    -- A row's key as the statements below read it (p: the row as a record of the table).
+    SELECT string_agg(format('p.%I', k), ', ') INTO v_row_keys FROM unnest(p_keys) AS k;
 
     -- Each shape: the table's columns a row carries (one dropped in Supabase meanwhile is
     -- drift, not an error), sorted so that rows with the same columns share a statement.
@@ -137,7 +140,7 @@ BEGIN
                  FROM jsonb_array_elements($1) WITH ORDINALITY AS e(item, n),
                       jsonb_populate_record(NULL::public.%2$I, e.item -> ''row'') AS p
                  ORDER BY %1$s, e.n DESC) AS w',
-            (SELECT string_agg(format('p.%I', k), ', ') FROM unnest(p_keys) AS k),
+            v_row_keys,
             p_table)
         INTO v_last USING p_rows;
         v_of_shape := 'WHERE ARRAY(SELECT k FROM jsonb_object_keys(e.item -> ''row'') AS k
@@ -161,7 +164,7 @@ BEGIN
                   jsonb_populate_record(NULL::public.%2$I, e.item -> ''row'') AS p
              %3$s
              ORDER BY %1$s, e.n DESC',
-            (SELECT string_agg(format('p.%I', k), ', ') FROM unnest(p_keys) AS k),
+            v_row_keys,
             p_table, v_of_shape);
         -- A clinic row older than the one Supabase holds (a push the agent gave up on that
         -- lands late; synced_at: 04_row_versions.sql) changes nothing, its shared columns
