@@ -3,6 +3,7 @@
 //! is stopped; `GET /metrics` shows the SQL Server outage; the agent writes a daily log file
 //! (`syncbridge.YYYY-MM-DD.log`), keeps only `SYNC_LOG_KEEP_DAYS` of them, one line per event,
 //! with no ANSI codes and no secret in it or on its piped stdout; SIGTERM stops it with exit 0.
+//! On a first start it makes its log directory; one that cannot be made is a bad setting.
 #![cfg(unix)]
 
 mod common;
@@ -268,4 +269,61 @@ async fn status_retry_failed_metrics_and_log_files_of_the_real_binary() {
             "not one line per event: {line:?}"
         );
     }
+}
+
+/// A clinic's first start: `SYNC_LOG_DIR` (default `logs`, beside the `.env`) does not exist
+/// yet. The agent makes it and logs into it, and its console carries nothing but its own
+/// lines (tracing-appender, asked to prune a directory that is not there, prints an error of
+/// its own to stderr).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_start_makes_its_log_directory_and_says_nothing_of_it_missing() {
+    let db = TestDb::create().await.expect("db");
+    let keys = ApiKeys::generate();
+    let rest = FakePostgrest::start(db.url(), keys.clone())
+        .await
+        .expect("rest");
+    let port = free_port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = settings(&rest.url(), keys.service_role_jwt(), port);
+    let logs = dir.path().join("logs");
+    assert!(!logs.exists());
+    let mut agent = command(dir.path(), &env, &["run"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start agent");
+    let http = reqwest::Client::new();
+    wait_listening(&http, &format!("http://127.0.0.1:{port}")).await;
+    assert_eq!(terminate(&mut agent), Some(0), "SIGTERM is a clean stop");
+    let mut stderr = String::new();
+    agent
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("stderr");
+    let today = format!("syncbridge.{}.log", chrono::Utc::now().format("%Y-%m-%d"));
+    let file = std::fs::read_to_string(logs.join(&today)).expect("today's log in the new dir");
+    assert!(file.contains("shutdown signal received"), "{file}");
+    assert!(
+        !stderr.contains("Error reading the log directory"),
+        "the missing directory was reported: {stderr}"
+    );
+}
+
+/// A `SYNC_LOG_DIR` that cannot be a directory (a file stands there) is a bad setting: named,
+/// exit 78, nothing started.
+#[test]
+fn a_log_directory_that_cannot_be_made_is_a_bad_setting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("taken"), "a file, not a directory\n").expect("file");
+    let port = free_port();
+    let keys = ApiKeys::generate();
+    let mut env = settings("http://127.0.0.1:9", keys.service_role_jwt(), port);
+    env.push(("SYNC_LOG_DIR", "taken/logs".to_owned()));
+    let out = syncbridge(dir.path(), &env, &["run"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}{}", text(&out.stdout));
+    assert!(stderr.contains("SYNC_LOG_DIR"), "{stderr}");
+    assert!(stderr.contains("cannot hold the log files"), "{stderr}");
 }

@@ -21,8 +21,10 @@
 //! `BENCH_BURST=n` sets the forward burst's size. For experiments: `BENCH_BATCHES=1000,50`
 //! picks the agent's batch sizes over the double, `BENCH_ROUND_TRIPS=50` one of the two round
 //! trips (the real server's runs too), `BENCH_PROCESS_ONLY=1` runs only the idle and peak-RSS
-//! figures of the agent's own process, and `BENCH_FORWARD_ONLY=1` skips the reverse and process
-//! measurements (not the real server's, which are forward).
+//! figures of the agent's own process, `BENCH_FORWARD_ONLY=1` skips the reverse and process
+//! measurements (not the real server's, which are forward), and `BENCH_AGENT_ONLY=1` leaves
+//! out the forward runs other than the agent's (ceiling, old pattern, light load), so that a
+//! profiler sees the agent alone.
 //!
 //! Figures are wall clock on a shared machine: compare rows of one run, not runs.
 
@@ -160,6 +162,9 @@ async fn run(plan: &Plan) -> report::Figures {
             let rate = forward::agent_burst(&burst, rtt, Some(batch), plan.agent_deadline).await;
             println!("  agent, batch {batch}: {rate:?}");
             f.agent_rate(batch)[i] = Some(rate);
+        }
+        if std::env::var("BENCH_AGENT_ONLY").is_ok_and(|v| v == "1") {
+            continue; // the report shows the rest as not measured
         }
         let (best, config) = forward::ceiling(&burst, rtt, &plan.ceiling_configs).await;
         f.ceiling[i] = Some((best, config));

@@ -80,6 +80,8 @@ AS $$
 DECLARE
     v_columns text[];
     v_shapes jsonb;
+    v_first text[];
+    v_others text[];
     v_shape jsonb;
     v_of_shape text;
     v_last bigint[];
@@ -124,11 +126,29 @@ BEGIN
     -- Each shape: the table's columns a row carries (one dropped in Supabase meanwhile is
     -- drift, not an error), sorted so that rows with the same columns share a statement.
     -- In the order of the shapes as text arrays, the order they have always been taken in.
-    SELECT jsonb_agg(to_jsonb(s.shape) ORDER BY s.shape) INTO v_shapes
-    FROM (SELECT DISTINCT ARRAY(
-              SELECT k FROM jsonb_object_keys(e.value -> 'row') AS k
-              WHERE k = ANY (v_columns) AND k <> 'sync_versions' ORDER BY k) AS shape
-          FROM jsonb_array_elements(p_rows) AS e) AS s;
+    -- First the common case, one shape (every batch the agent sends): every row an object
+    -- holding all of the first row's columns and none of the table's others, two key
+    -- look-ups per row instead of a sorted list of its keys.
+    IF jsonb_typeof(p_rows -> 0 -> 'row') = 'object' THEN
+        v_first := ARRAY(SELECT k FROM jsonb_object_keys(p_rows -> 0 -> 'row') AS k
+                         WHERE k = ANY (v_columns) AND k <> 'sync_versions' ORDER BY k);
+        v_others := ARRAY(SELECT c FROM unnest(v_columns) AS c
+                          WHERE c <> 'sync_versions' AND NOT (c = ANY (v_first)));
+        -- NULL (a row missing, say) is not a yes: such a call takes the general pass below.
+        SELECT jsonb_build_array(to_jsonb(v_first)) INTO v_shapes
+        WHERE NOT EXISTS (
+            SELECT 1 FROM jsonb_array_elements(p_rows) AS e
+            WHERE NOT coalesce(jsonb_typeof(e.value -> 'row') = 'object'
+                               AND (e.value -> 'row') ?& v_first
+                               AND NOT ((e.value -> 'row') ?| v_others), false));
+    END IF;
+    IF v_shapes IS NULL THEN
+        SELECT jsonb_agg(to_jsonb(s.shape) ORDER BY s.shape) INTO v_shapes
+        FROM (SELECT DISTINCT ARRAY(
+                  SELECT k FROM jsonb_object_keys(e.value -> 'row') AS k
+                  WHERE k = ANY (v_columns) AND k <> 'sync_versions' ORDER BY k) AS shape
+              FROM jsonb_array_elements(p_rows) AS e) AS s;
+    END IF;
     -- One shape (every batch the agent sends): every row is of it, so the statements below
     -- need not work out each row's shape again (a sorted key list per row, three times).
     IF jsonb_array_length(coalesce(v_shapes, '[]')) > 1 THEN

@@ -41,6 +41,19 @@ pub fn init(config: &Config, console: Console, files: bool) -> Result<(), Config
     let file_layer = match (files, config.log_keep_days) {
         (false, _) | (true, 0) => None,
         (true, keep) => {
+            let unusable = |e: &dyn std::fmt::Display| {
+                ConfigError(vec![Problem {
+                    key: "SYNC_LOG_DIR",
+                    message: format!(
+                        "{} cannot hold the log files: {e}",
+                        config.log_dir.display()
+                    ),
+                }])
+            };
+            // Made here on a first start: the appender would make it too, but only after
+            // pruning old files from it, which prints an error of its own to stderr when the
+            // directory is not there yet.
+            std::fs::create_dir_all(&config.log_dir).map_err(|e| unusable(&e))?;
             // Blocking writes: a few lines a second at most, and a line written before a crash
             // is worth more than a writer thread's buffer.
             let appender = RollingFileAppender::builder()
@@ -49,15 +62,7 @@ pub fn init(config: &Config, console: Console, files: bool) -> Result<(), Config
                 .filename_suffix("log")
                 .max_log_files(keep as usize)
                 .build(&config.log_dir)
-                .map_err(|e| {
-                    ConfigError(vec![Problem {
-                        key: "SYNC_LOG_DIR",
-                        message: format!(
-                            "{} cannot hold the log files: {e}",
-                            config.log_dir.display()
-                        ),
-                    }])
-                })?;
+                .map_err(|e| unusable(&e))?;
             let layer = tracing_subscriber::fmt::layer()
                 .with_ansi(false)
                 .with_writer(OneLine::new(appender, true))

@@ -300,3 +300,38 @@ async fn a_row_with_no_column_of_the_table_is_refused_whole() {
         "nothing of the call was written"
     );
 }
+
+/// The one-shape test reads each row with two key look-ups (`?&`, `?|`), which also answer
+/// for a JSON array of the right names and say nothing (NULL) of a missing row: such rows,
+/// and a scalar, must still refuse the whole call as a bad parameter, first or last in it.
+#[tokio::test]
+async fn a_row_that_is_not_an_object_is_refused_whole_wherever_it_stands() {
+    let env = Env::start().await;
+    env.seed_parents().await;
+    let mut g = Gen(13);
+    let good = note(&mut g, 1);
+    let names: Vec<&String> = good.keys().collect();
+    let odd = [
+        json!({"row": names, "changed": {}}),
+        json!({"changed": {}}),
+        json!({"row": "note_uid", "changed": {}}),
+    ];
+    for bad in &odd {
+        for rows in [
+            json!([{"row": good, "changed": {}}, bad]),
+            json!([bad, {"row": good, "changed": {}}]),
+        ] {
+            let (status, body) = send(env.service(Method::POST, "/rpc/syncbridge_push").json(
+                &json!({"p_table": "aligner_notes", "p_keys": ["note_uid"], "p_shared": SHARED, "p_rows": rows}),
+            ))
+            .await;
+            assert_eq!(status, 400, "{rows}: {body}");
+            assert_eq!(parse(&body)["code"], "22023", "{rows}: {body}");
+            assert_eq!(
+                env.rows("SELECT count(*) AS n FROM aligner_notes").await,
+                [json!({"n": 0})],
+                "{rows}: nothing of the call was written"
+            );
+        }
+    }
+}
