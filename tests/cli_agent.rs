@@ -311,8 +311,8 @@ async fn a_first_start_makes_its_log_directory_and_says_nothing_of_it_missing() 
     );
 }
 
-/// A `SYNC_LOG_DIR` that cannot be a directory (a file stands there) is a bad setting: named,
-/// exit 78, nothing started.
+/// A `SYNC_LOG_DIR` that cannot be a directory (a file stands there) is a bad setting, named,
+/// exit 78, now that the agent makes the directory itself as well as when the appender did.
 #[test]
 fn a_log_directory_that_cannot_be_made_is_a_bad_setting() {
     let dir = tempfile::tempdir().expect("tempdir");

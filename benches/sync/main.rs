@@ -164,7 +164,7 @@ async fn run(plan: &Plan) -> report::Figures {
             f.agent_rate(batch)[i] = Some(rate);
         }
         if std::env::var("BENCH_AGENT_ONLY").is_ok_and(|v| v == "1") {
-            continue; // the report shows the rest as not measured
+            continue; // the report's other rows for this round trip stay empty
         }
         let (best, config) = forward::ceiling(&burst, rtt, &plan.ceiling_configs).await;
         f.ceiling[i] = Some((best, config));

@@ -246,7 +246,10 @@ impl Controls {
     }
 
     pub fn requests(&self) -> Vec<LoggedRequest> {
-        self.state().log.iter().map(Logged::read).collect()
+        // Copied out (the bodies are shared, not copied) and parsed after the lock is let go:
+        // the server takes it for every request it answers.
+        let log = self.state().log.clone();
+        log.iter().map(Logged::read).collect()
     }
 
     pub fn clear_requests(&self) {
