@@ -44,6 +44,25 @@ fn command(dir: &Path, env: &[(&'static str, String)], args: &[&str]) -> Command
     cmd
 }
 
+/// The Supabase side: a fresh database behind the PostgREST stand-in, and its keys.
+async fn supabase() -> (TestDb, ApiKeys, FakePostgrest) {
+    let db = TestDb::create().await.expect("db");
+    let keys = ApiKeys::generate();
+    let rest = FakePostgrest::start(db.url(), keys.clone())
+        .await
+        .expect("rest");
+    (db, keys, rest)
+}
+
+/// `syncbridge run` in `dir`, its stdout and stderr piped.
+fn run(dir: &Path, env: &[(&'static str, String)]) -> Child {
+    command(dir, env, &["run"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start agent")
+}
+
 fn syncbridge(dir: &Path, env: &[(&'static str, String)], args: &[&str]) -> Output {
     command(dir, env, args).output().expect("run binary")
 }
@@ -81,11 +100,7 @@ async fn post(http: &reqwest::Client, url: String, token: &str) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_retry_failed_metrics_and_log_files_of_the_real_binary() {
-    let db = TestDb::create().await.expect("db");
-    let keys = ApiKeys::generate();
-    let rest = FakePostgrest::start(db.url(), keys.clone())
-        .await
-        .expect("rest");
+    let (_db, keys, rest) = supabase().await;
     let port = free_port();
     let dir = tempfile::tempdir().expect("tempdir");
     let env = settings(&rest.url(), keys.service_role_jwt(), port);
@@ -95,11 +110,7 @@ async fn status_retry_failed_metrics_and_log_files_of_the_real_binary() {
         std::fs::write(logs.join(format!("syncbridge.2020-01-0{day}.log")), "old\n")
             .expect("old log");
     }
-    let mut agent = command(dir.path(), &env, &["run"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start agent");
+    let mut agent = run(dir.path(), &env);
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
     wait_listening(&http, &base).await;
@@ -277,21 +288,13 @@ async fn status_retry_failed_metrics_and_log_files_of_the_real_binary() {
 /// its own to stderr).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_first_start_makes_its_log_directory_and_says_nothing_of_it_missing() {
-    let db = TestDb::create().await.expect("db");
-    let keys = ApiKeys::generate();
-    let rest = FakePostgrest::start(db.url(), keys.clone())
-        .await
-        .expect("rest");
+    let (_db, keys, rest) = supabase().await;
     let port = free_port();
     let dir = tempfile::tempdir().expect("tempdir");
     let env = settings(&rest.url(), keys.service_role_jwt(), port);
     let logs = dir.path().join("logs");
     assert!(!logs.exists());
-    let mut agent = command(dir.path(), &env, &["run"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start agent");
+    let mut agent = run(dir.path(), &env);
     let http = reqwest::Client::new();
     wait_listening(&http, &format!("http://127.0.0.1:{port}")).await;
     assert_eq!(terminate(&mut agent), Some(0), "SIGTERM is a clean stop");

@@ -288,16 +288,22 @@ async fn a_row_with_no_column_of_the_table_is_refused_whole() {
         {"row": note(&mut g, 1), "changed": {}},
         {"row": {"dropped_in_supabase": 1}, "changed": {}}
     ]);
+    refused_whole(&env, &rows).await;
+}
+
+/// Pushes `rows` into the empty aligner_notes: the call must be refused as a bad parameter
+/// (400, 22023) and write nothing.
+async fn refused_whole(env: &Env, rows: &Value) {
     let (status, body) = send(env.service(Method::POST, "/rpc/syncbridge_push").json(
         &json!({"p_table": "aligner_notes", "p_keys": ["note_uid"], "p_shared": SHARED, "p_rows": rows}),
     ))
     .await;
-    assert_eq!(status, 400, "{body}");
-    assert_eq!(parse(&body)["code"], "22023", "{body}");
+    assert_eq!(status, 400, "{rows}: {body}");
+    assert_eq!(parse(&body)["code"], "22023", "{rows}: {body}");
     assert_eq!(
         env.rows("SELECT count(*) AS n FROM aligner_notes").await,
         [json!({"n": 0})],
-        "nothing of the call was written"
+        "{rows}: nothing of the call was written"
     );
 }
 
@@ -321,17 +327,7 @@ async fn a_row_that_is_not_an_object_is_refused_whole_wherever_it_stands() {
             json!([{"row": good, "changed": {}}, bad]),
             json!([bad, {"row": good, "changed": {}}]),
         ] {
-            let (status, body) = send(env.service(Method::POST, "/rpc/syncbridge_push").json(
-                &json!({"p_table": "aligner_notes", "p_keys": ["note_uid"], "p_shared": SHARED, "p_rows": rows}),
-            ))
-            .await;
-            assert_eq!(status, 400, "{rows}: {body}");
-            assert_eq!(parse(&body)["code"], "22023", "{rows}: {body}");
-            assert_eq!(
-                env.rows("SELECT count(*) AS n FROM aligner_notes").await,
-                [json!({"n": 0})],
-                "{rows}: nothing of the call was written"
-            );
+            refused_whole(&env, &rows).await;
         }
     }
 }
